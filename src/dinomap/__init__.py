@@ -1,0 +1,35 @@
+"""dinomap: DINOv2 embeddings of any image collection, 2-D maps and what embeddings are for."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from dinomap.exceptions import (
+    ConfigMismatchError,
+    DinomapError,
+    InvalidParameterError,
+    NoImagesError,
+    NotFittedError,
+    SourceNotFoundError,
+    WeightsUnavailableError,
+)
+from dinomap.store import Embeddings, load_embeddings, read_run_info
+
+try:
+    __version__ = version("dinomap")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ConfigMismatchError",
+    "DinomapError",
+    "Embeddings",
+    "InvalidParameterError",
+    "NoImagesError",
+    "NotFittedError",
+    "SourceNotFoundError",
+    "WeightsUnavailableError",
+    "__version__",
+    "load_embeddings",
+    "read_run_info",
+]

@@ -1,0 +1,1 @@
+"""Command-line interface: thin commands, each one calls the library."""

@@ -1,0 +1,46 @@
+"""Exceptions raised by dinomap.
+
+Every error a user can cause derives from :class:`DinomapError`, so the CLI can print one clear
+line for it instead of a traceback. Subclasses also derive from the matching built-in exception
+(``ValueError``, ``FileNotFoundError``...) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigMismatchError",
+    "DinomapError",
+    "InvalidParameterError",
+    "NoImagesError",
+    "NotFittedError",
+    "SourceNotFoundError",
+    "WeightsUnavailableError",
+]
+
+
+class DinomapError(Exception):
+    """Base class of every error dinomap raises on purpose."""
+
+
+class InvalidParameterError(DinomapError, ValueError):
+    """A parameter has a value outside its allowed set or range."""
+
+
+class SourceNotFoundError(DinomapError, FileNotFoundError):
+    """An image source (folder, manifest, data set) does not exist or holds no images."""
+
+
+class NoImagesError(DinomapError):
+    """Not a single image of the source could be embedded."""
+
+
+class WeightsUnavailableError(DinomapError):
+    """Pretrained weights could not be obtained (offline hub, missing file, wrong state dict)."""
+
+
+class ConfigMismatchError(DinomapError):
+    """A run directory was created with another model or preprocessing than the one asked for."""
+
+
+class NotFittedError(DinomapError, AttributeError):
+    """An estimator was used before ``fit``."""

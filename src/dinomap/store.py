@@ -1,0 +1,246 @@
+"""The run store: one directory per run, the only place (with the CLI) that touches the disk.
+
+Layout of a run directory::
+
+    run.json                  model, weights, preprocessing, versions, device, timings, counts
+    embeddings/part-00000.parquet, part-00001.parquet, ...   one row per image
+    errors.csv                images that could not be embedded (path, reason)
+
+Every file is written to a temporary name, flushed to disk and renamed into place, so a crash
+(even SIGKILL) leaves either the old file or the new one, never a partial one. Embedding shards
+are append-only; a rerun embeds only the images whose ``(path, sha256)`` is not stored yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dinomap.exceptions import DinomapError, SourceNotFoundError
+
+__all__ = [
+    "EMBEDDINGS_DIR",
+    "ERRORS_FILE",
+    "RUN_FILE",
+    "Embeddings",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "embedding_schema",
+    "is_random_init",
+    "load_embeddings",
+    "read_run_info",
+    "stored_keys",
+    "write_errors",
+    "write_shard",
+]
+
+RUN_FILE = "run.json"
+EMBEDDINGS_DIR = "embeddings"
+ERRORS_FILE = "errors.csv"
+_SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    """Arrow schema of an embedding shard with ``dim``-dimensional vectors."""
+    return pa.schema(
+        [
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("label", pa.string()),
+            pa.field("height", pa.int32()),
+            pa.field("width", pa.int32()),
+            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+def _shards(run_dir: Path) -> list[Path]:
+    emb_dir = run_dir / EMBEDDINGS_DIR
+    if not emb_dir.is_dir():
+        return []
+    found = [p for p in emb_dir.iterdir() if _SHARD_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(_SHARD_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def write_shard(
+    run_dir: str | os.PathLike[str],
+    paths: Sequence[str],
+    sha256: Sequence[str],
+    labels: Sequence[str | None],
+    heights: Sequence[int],
+    widths: Sequence[int],
+    embeddings: np.ndarray,
+) -> Path:
+    """Append one shard of embeddings to the run store, atomically; return its path."""
+    run = Path(run_dir)
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(paths):
+        raise ValueError(f"embeddings shape {emb.shape} does not match {len(paths)} paths")
+    dim = emb.shape[1]
+    values = pa.array(emb.reshape(-1), type=pa.float32())
+    table = pa.Table.from_arrays(
+        [
+            pa.array(list(paths), pa.string()),
+            pa.array(list(sha256), pa.string()),
+            pa.array(list(labels), pa.string()),
+            pa.array(list(heights), pa.int32()),
+            pa.array(list(widths), pa.int32()),
+            pa.FixedSizeListArray.from_arrays(values, dim),
+        ],
+        schema=embedding_schema(dim),
+    )
+    existing = _shards(run)
+    index = int(_SHARD_RE.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return atomic_write_bytes(run / EMBEDDINGS_DIR / f"part-{index:05d}.parquet", buf.getvalue())
+
+
+def _read_table(run: Path, columns: list[str] | None = None) -> pa.Table | None:
+    shards = _shards(run)
+    if not shards:
+        return None
+    tables = [pq.read_table(p, columns=columns) for p in shards]
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def stored_keys(run_dir: str | os.PathLike[str]) -> set[tuple[str, str]]:
+    """The ``(path, sha256)`` pairs already embedded in a run directory."""
+    table = _read_table(Path(run_dir), columns=["path", "sha256"])
+    if table is None:
+        return set()
+    return set(zip(table.column("path").to_pylist(), table.column("sha256").to_pylist(), strict=True))
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Embeddings of a run, in a deterministic order (sorted by path).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_images, dim), float32
+    paths, sha256 : list of str
+    labels : list of (str or None), or None when no image has a label
+    heights, widths : original image sizes
+    info : the run's ``run.json`` (empty when read from bare arrays)
+    """
+
+    X: np.ndarray
+    paths: list[str]
+    sha256: list[str]
+    labels: list[str | None] | None
+    heights: np.ndarray
+    widths: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def random_init(self) -> bool:
+        """True when the embeddings come from a model with random (untrained) weights."""
+        return bool(self.info.get("weights", {}).get("random_init", False))
+
+
+def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``run.json`` of a run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise SourceNotFoundError(
+            f"{run_dir} is not a dinomap run directory (no {RUN_FILE}); "
+            "create one with `dinomap embed SOURCE --out DIR`."
+        )
+    with path.open(encoding="utf-8") as fh:
+        info: dict[str, Any] = json.load(fh)
+    return info
+
+
+def is_random_init(run_dir: str | os.PathLike[str]) -> bool:
+    """True when a run's embeddings come from random (untrained) weights."""
+    return bool(read_run_info(run_dir).get("weights", {}).get("random_init", False))
+
+
+def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:
+    """Load every stored embedding of a run, one row per path (the latest wins), sorted by path.
+
+    Examples
+    --------
+    >>> emb = load_embeddings("runs/fm")  # doctest: +SKIP
+    >>> emb.X.shape
+    (2000, 384)
+    """
+    run = Path(run_dir)
+    info = read_run_info(run)
+    table = _read_table(run)
+    if table is None or table.num_rows == 0:
+        raise DinomapError(f"{run_dir} holds no embeddings yet; run `dinomap embed` first.")
+    paths = table.column("path").to_pylist()
+    # Latest shard wins for a path embedded twice (the file changed between runs).
+    last: dict[str, int] = {p: i for i, p in enumerate(paths)}
+    order = sorted(last.values(), key=lambda i: paths[i])
+    idx = np.asarray(order, dtype=np.int64)
+    emb_col = table.column("embedding").combine_chunks()
+    dim = emb_col.type.list_size
+    X = emb_col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)[idx]
+    labels_all = table.column("label").to_pylist()
+    sha_all = table.column("sha256").to_pylist()
+    labels = [labels_all[i] for i in order]
+    return Embeddings(
+        X=np.ascontiguousarray(X, dtype=np.float32),
+        paths=[paths[i] for i in order],
+        sha256=[sha_all[i] for i in order],
+        labels=labels if any(lbl is not None for lbl in labels) else None,
+        heights=table.column("height").to_numpy(zero_copy_only=False)[idx],
+        widths=table.column("width").to_numpy(zero_copy_only=False)[idx],
+        info=info,
+    )
+
+
+def write_errors(run_dir: str | os.PathLike[str], errors: Iterable[tuple[str, str]]) -> Path:
+    """Write ``errors.csv`` (columns ``path``, ``reason``) atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "reason"])
+    for path, reason in errors:
+        writer.writerow([path, reason])
+    return atomic_write_text(Path(run_dir) / ERRORS_FILE, buf.getvalue())
