@@ -1,0 +1,65 @@
+"""What embeddings are for: similar-image search, clusters, outliers, near-duplicates, and
+placing new images on existing maps.
+
+Every function works on a run directory and writes its outputs into ``RUN/downstream``; the
+array-level functions (:func:`cluster_embeddings`, :func:`outlier_scores`,
+:func:`near_duplicate_groups`) work on plain arrays. FAISS is optional:
+``pip install "dinomap[search]"``.
+"""
+
+from __future__ import annotations
+
+from dinomap.downstream.cluster import (
+    CLUSTER_METHODS,
+    ClusterResult,
+    cluster_embeddings,
+    cluster_images,
+    cluster_scores,
+)
+from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP, contact_sheet
+from dinomap.downstream.duplicates import (
+    DuplicateReport,
+    exact_duplicate_groups,
+    find_duplicates,
+    near_duplicate_groups,
+)
+from dinomap.downstream.index import (
+    DOWNSTREAM_DIR,
+    INDEX_KINDS,
+    MissingDependencyError,
+    NeighborIndex,
+    run_index,
+)
+from dinomap.downstream.outliers import (
+    OUTLIER_METHODS,
+    OutlierReport,
+    find_outliers,
+    outlier_scores,
+)
+from dinomap.downstream.search import SearchHit, SearchResult, search_similar
+
+__all__ = [
+    "CLUSTER_METHODS",
+    "DOWNSTREAM_DIR",
+    "INDEX_KINDS",
+    "OUTLIER_METHODS",
+    "RANDOM_INIT_STAMP",
+    "ClusterResult",
+    "DuplicateReport",
+    "MissingDependencyError",
+    "NeighborIndex",
+    "OutlierReport",
+    "SearchHit",
+    "SearchResult",
+    "cluster_embeddings",
+    "cluster_images",
+    "cluster_scores",
+    "contact_sheet",
+    "exact_duplicate_groups",
+    "find_duplicates",
+    "find_outliers",
+    "near_duplicate_groups",
+    "outlier_scores",
+    "run_index",
+    "search_similar",
+]

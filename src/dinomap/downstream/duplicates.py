@@ -1,0 +1,224 @@
+"""Exact duplicates (same content hash) and near-duplicates (connected groups of image pairs whose
+cosine similarity is above a threshold, found through the nearest-neighbour index, never through
+an ``N x N`` matrix).
+
+``RUN/downstream/duplicates.csv`` lists one row per image of a group: ``group`` (an id), ``kind``
+(``exact`` or ``near``), ``size``, ``path``, ``sha256``, ``similarity`` (for ``near``: the highest
+similarity of that image to another member; for ``exact``: 1.0), ``label``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from dinomap._validation import check_embeddings
+from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize, run_index
+from dinomap.exceptions import InvalidParameterError
+from dinomap.store import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "DUPLICATES_FILE",
+    "DuplicateReport",
+    "exact_duplicate_groups",
+    "find_duplicates",
+    "near_duplicate_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+DUPLICATES_FILE = "duplicates.csv"
+DUPLICATES_INFO_FILE = "duplicates.json"
+
+
+def exact_duplicate_groups(hashes: Sequence[str]) -> list[list[int]]:
+    """Groups (of two rows or more) sharing a content hash, each sorted, largest first.
+
+    Examples
+    --------
+    >>> exact_duplicate_groups(["a", "b", "a", "c", "b", "a"])
+    [[0, 2, 5], [1, 4]]
+    """
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, h in enumerate(hashes):
+        if h:
+            by_hash[h].append(i)
+    groups = [rows for rows in by_hash.values() if len(rows) > 1]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def _check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not -1.0 <= float(threshold) <= 1.0:
+        raise InvalidParameterError(
+            f"threshold must be a cosine similarity in [-1, 1]; got {threshold!r}."
+        )
+    return float(threshold)
+
+
+def near_duplicate_groups(
+    X: np.ndarray,
+    threshold: float = 0.95,
+    *,
+    index: NeighborIndex | None = None,
+) -> tuple[list[list[int]], np.ndarray]:
+    """Connected groups of rows linked by pairs with cosine similarity >= ``threshold``.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    threshold : float, default=0.95
+    index : NeighborIndex or None
+        A fitted index over ``X`` (same rows, same order); an exact one is built when ``None``.
+
+    Returns
+    -------
+    groups : list of list of int
+        Groups of two rows or more, each sorted, largest group first.
+    best : ndarray of shape (n_samples,), float32
+        Highest similarity of each row to another row of its group (``nan`` outside groups).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0], [0.999, 0.01], [0, 1]], dtype="float32")
+    >>> near_duplicate_groups(X, 0.99)[0]
+    [[0, 1]]
+    """
+    Xc = check_embeddings(X)
+    t = _check_threshold(threshold)
+    nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
+    n = Xc.shape[0]
+    a, b = nn.range_pairs(Xc, t)
+    best = np.full(n, np.nan, dtype=np.float32)
+    if a.size == 0:
+        return [], best
+    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n)).tocsr()
+    _, comp = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = defaultdict(list)
+    for row in np.unique(np.concatenate([a, b])):
+        members[int(comp[row])].append(int(row))
+    groups = sorted(
+        (sorted(g) for g in members.values() if len(g) > 1), key=lambda g: (-len(g), g[0])
+    )
+    # Best partner similarity per row, from the pairs themselves (no extra search).
+    Xn = l2_normalize(Xc)
+    sims = np.einsum("ij,ij->i", Xn[a], Xn[b]).astype(np.float32)
+    np.fmax.at(best, a, sims)
+    np.fmax.at(best, b, sims)
+    return groups, best
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """Duplicate groups of a run.
+
+    Attributes
+    ----------
+    exact : list of list of str
+        Paths sharing a content hash.
+    near : list of list of str
+        Connected groups of near-duplicates that are not just one exact group.
+    threshold : float
+    csv : Path or None
+        ``duplicates.csv`` when written.
+    seconds : float
+    """
+
+    exact: list[list[str]]
+    near: list[list[str]]
+    threshold: float
+    csv: Path | None = None
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def find_duplicates(
+    run_dir: str | os.PathLike[str],
+    *,
+    threshold: float = 0.95,
+    index: str = "auto",
+    rebuild: bool = False,
+    write: bool = True,
+    **index_params: Any,
+) -> DuplicateReport:
+    """Find exact and near-duplicate images of a run and write ``downstream/duplicates.csv``.
+
+    Parameters
+    ----------
+    run_dir : path
+    threshold : float, default=0.95
+        Cosine similarity above which two images are near-duplicates.
+    index : {"auto", "flat", "hnsw", "ivf"}, default="auto"
+        Index used to find the pairs (the run's saved index is reused).
+    rebuild : bool, default=False
+    write : bool, default=True
+        Write ``duplicates.csv`` and ``duplicates.json`` into ``RUN/downstream``.
+    **index_params
+        Other :class:`~dinomap.downstream.index.NeighborIndex` parameters.
+
+    Examples
+    --------
+    >>> report = find_duplicates("runs/fm", threshold=0.95)  # doctest: +SKIP
+    >>> len(report.near), len(report.exact)  # doctest: +SKIP
+    """
+    t = _check_threshold(threshold)
+    start = time.perf_counter()
+    nn, emb = run_index(run_dir, kind=index, rebuild=rebuild, **index_params)
+    exact_rows = exact_duplicate_groups(emb.sha256)
+    near_rows_all, best = near_duplicate_groups(emb.X, t, index=nn)
+    sha = emb.sha256
+    near_rows = [g for g in near_rows_all if len({sha[i] for i in g}) > 1]
+    seconds = time.perf_counter() - start
+    exact = [[emb.paths[i] for i in g] for g in exact_rows]
+    near = [[emb.paths[i] for i in g] for g in near_rows]
+    info = {
+        "threshold": t,
+        "index": nn.kind_,
+        "n_samples": len(emb),
+        "n_exact_groups": len(exact),
+        "n_exact_images": sum(len(g) for g in exact),
+        "n_near_groups": len(near),
+        "n_near_images": sum(len(g) for g in near),
+        "seconds": round(seconds, 4),
+        "random_init": emb.random_init,
+    }
+    if emb.random_init:
+        info["warning"] = "random-init weights: near-duplicates by embedding are not meaningful"
+    out: Path | None = None
+    if write:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["group", "kind", "size", "path", "sha256", "similarity", "label"])
+        gid = 0
+        for kind, rows_list in (("exact", exact_rows), ("near", near_rows)):
+            for g in rows_list:
+                for i in g:
+                    sim = 1.0 if kind == "exact" else float(best[i])
+                    label = emb.labels[i] if emb.labels is not None else None
+                    writer.writerow(
+                        [gid, kind, len(g), emb.paths[i], sha[i], f"{sim:.6f}", label or ""]
+                    )
+                gid += 1
+        base = Path(run_dir) / DOWNSTREAM_DIR
+        out = atomic_write_text(base / DUPLICATES_FILE, buf.getvalue())
+        atomic_write_json(base / DUPLICATES_INFO_FILE, info)
+    logger.info(
+        "%d exact groups, %d near-duplicate groups (threshold %.3f) in %.2fs",
+        len(exact),
+        len(near),
+        t,
+        seconds,
+    )
+    return DuplicateReport(exact=exact, near=near, threshold=t, csv=out, seconds=seconds, info=info)

@@ -1,0 +1,426 @@
+"""Cosine nearest-neighbour index over L2-normalised embeddings, backed by FAISS.
+
+An exact ``IndexFlatIP`` is used by default; an approximate HNSW (or IVF) index when asked, or
+when the collection is larger than ``approximate_above``. The index of a run is built once and
+saved in ``RUN/downstream/index.faiss`` next to ``index.json``, which records what it was built
+on (a fingerprint of the embeddings and of the row order, the kind and its parameters); a later
+call reuses it while the embeddings are unchanged and rebuilds it otherwise.
+
+FAISS is an optional dependency: ``pip install "dinomap[search]"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinomap._validation import check_choice, check_embeddings, check_positive_int
+from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
+from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+
+__all__ = [
+    "DOWNSTREAM_DIR",
+    "INDEX_FILE",
+    "INDEX_INFO_FILE",
+    "INDEX_KINDS",
+    "MissingDependencyError",
+    "NeighborIndex",
+    "embeddings_fingerprint",
+    "import_faiss",
+    "l2_normalize",
+    "run_index",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Sub-directory of a run that holds every downstream output.
+DOWNSTREAM_DIR = "downstream"
+INDEX_FILE = "index.faiss"
+INDEX_INFO_FILE = "index.json"
+#: Index kinds: ``auto`` is exact up to ``approximate_above`` rows and HNSW above.
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+class MissingDependencyError(DinomapError, ImportError):
+    """An optional dependency needed by a downstream feature is not installed."""
+
+
+def import_faiss() -> Any:
+    """Import FAISS lazily, failing with an install hint when it is missing."""
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is installed in the dev env
+        raise MissingDependencyError(
+            'Similarity search needs FAISS: pip install "dinomap[search]" (faiss-cpu).'
+        ) from exc
+    return faiss
+
+
+def l2_normalize(X: np.ndarray) -> np.ndarray:
+    """Return a float32 copy of ``X`` with unit-length rows (zero rows stay zero)."""
+    Y = np.array(X, dtype=np.float32, copy=True, order="C")
+    norms = np.linalg.norm(Y, axis=1, keepdims=True)
+    np.divide(Y, norms, out=Y, where=norms > 0)
+    return Y
+
+
+def embeddings_fingerprint(X: np.ndarray, paths: list[str] | None = None) -> str:
+    """SHA-256 of the embedding bytes and of the row order (paths), to detect a changed run."""
+    h = hashlib.sha256()
+    arr = np.ascontiguousarray(X, dtype=np.float32)
+    h.update(str(arr.shape).encode())
+    h.update(arr.tobytes())
+    if paths is not None:
+        h.update("\n".join(paths).encode("utf-8"))
+    return h.hexdigest()
+
+
+class NeighborIndex:
+    """Cosine-similarity nearest neighbours with FAISS (exact, HNSW or IVF).
+
+    Parameters
+    ----------
+    kind : {"auto", "flat", "hnsw", "ivf"}, default="auto"
+        ``flat`` is exact (``IndexFlatIP``); ``hnsw`` and ``ivf`` are approximate. ``auto`` picks
+        ``flat`` up to ``approximate_above`` rows and ``hnsw`` above.
+    approximate_above : int, default=50_000
+        Size above which ``auto`` switches to HNSW.
+    hnsw_m : int, default=32
+        Links per node of the HNSW graph.
+    ef_construction : int, default=200
+        Breadth of the HNSW search while building.
+    ef_search : int, default=128
+        Breadth of the HNSW search at query time (raised to ``k`` when smaller).
+    n_lists : int or None, default=None
+        IVF cells; ``None`` uses ``4 * sqrt(n)``.
+    n_probe : int or None, default=None
+        IVF cells visited per query; ``None`` uses ``max(8, n_lists // 8)``.
+    random_state : int, default=0
+        Seed of the IVF training sample. HNSW is built with several threads, so its graph (and
+        so its rare misses) may differ slightly between builds; exact search is deterministic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(100, 8)).astype("float32")
+    >>> index = NeighborIndex().fit(X)
+    >>> sims, ids = index.search(X[:2], k=3)
+    >>> ids[:, 0].tolist()
+    [0, 1]
+    """
+
+    def __init__(
+        self,
+        kind: str = "auto",
+        *,
+        approximate_above: int = 50_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        n_lists: int | None = None,
+        n_probe: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.kind = kind
+        self.approximate_above = approximate_above
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.n_lists = n_lists
+        self.n_probe = n_probe
+        self.random_state = random_state
+
+    # -- parameters -------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters, as a dict."""
+        return {
+            "kind": self.kind,
+            "approximate_above": self.approximate_above,
+            "hnsw_m": self.hnsw_m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "n_lists": self.n_lists,
+            "n_probe": self.n_probe,
+            "random_state": self.random_state,
+        }
+
+    def resolve_kind(self, n_samples: int) -> str:
+        """The concrete kind (``flat``, ``hnsw`` or ``ivf``) used for ``n_samples`` rows."""
+        kind = check_choice("kind", self.kind, INDEX_KINDS)
+        if kind == "auto":
+            limit = check_positive_int("approximate_above", self.approximate_above)
+            return "hnsw" if n_samples > limit else "flat"
+        return kind
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "index_"):
+            raise NotFittedError("This NeighborIndex is not fitted yet; call fit(X) first.")
+
+    # -- building ---------------------------------------------------------------------------
+    def fit(self, X: np.ndarray) -> NeighborIndex:
+        """Build the index on the L2-normalised rows of ``X``; return ``self``."""
+        faiss = import_faiss()
+        Xn = l2_normalize(check_embeddings(X, min_samples=1))
+        n, d = Xn.shape
+        kind = self.resolve_kind(n)
+        start = time.perf_counter()
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif kind == "hnsw":
+            m = check_positive_int("hnsw_m", self.hnsw_m, minimum=2)
+            index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = check_positive_int("ef_construction", self.ef_construction)
+            index.hnsw.efSearch = check_positive_int("ef_search", self.ef_search)
+        else:
+            n_lists = self._n_lists(n)
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(self.random_state)
+            n_train = min(n, max(39 * n_lists, 10_000))
+            sample = Xn[np.sort(rng.choice(n, size=n_train, replace=False))]
+            index.cp.seed = int(self.random_state)
+            index.train(sample)
+            index.nprobe = self._n_probe(n_lists)
+        index.add(Xn)
+        self.index_ = index
+        self.kind_ = kind
+        self.n_samples_ = n
+        self.n_features_in_ = d
+        self.build_seconds_ = time.perf_counter() - start
+        logger.info("built %s index on %d x %d in %.2fs", kind, n, d, self.build_seconds_)
+        return self
+
+    def _n_lists(self, n: int) -> int:
+        if self.n_lists is not None:
+            value = check_positive_int("n_lists", self.n_lists)
+            if value > n:
+                raise InvalidParameterError(
+                    f"n_lists must be <= the number of samples ({n}); got {value}."
+                )
+            return value
+        return int(max(1, min(int(4 * np.sqrt(n)), n // 39 or 1)))
+
+    def _n_probe(self, n_lists: int) -> int:
+        if self.n_probe is not None:
+            return min(check_positive_int("n_probe", self.n_probe), n_lists)
+        return int(min(n_lists, max(8, n_lists // 8)))
+
+    # -- querying ---------------------------------------------------------------------------
+    def search(
+        self, Q: np.ndarray, k: int, *, exclude_self: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``k`` most similar indexed rows of each query row.
+
+        Parameters
+        ----------
+        Q : array of shape (n_queries, n_features)
+            Query embeddings (normalised here).
+        k : int
+            Number of neighbours.
+        exclude_self : bool, default=False
+            When the queries are the indexed rows themselves (``Q`` is ``X`` in the same order),
+            drop each row from its own neighbour list.
+
+        Returns
+        -------
+        sims : ndarray of shape (n_queries, k), float32
+            Cosine similarities, most similar first.
+        ids : ndarray of shape (n_queries, k), int64
+            Row numbers of the neighbours (``-1`` where fewer than ``k`` were found).
+        """
+        self._check_fitted()
+        k = check_positive_int("k", k)
+        Qn = l2_normalize(check_embeddings(Q, name="Q"))
+        if Qn.shape[1] != self.n_features_in_:
+            raise InvalidParameterError(
+                f"Q must have {self.n_features_in_} features like the index; got {Qn.shape[1]}."
+            )
+        if exclude_self and Qn.shape[0] != self.n_samples_:
+            raise InvalidParameterError(
+                "exclude_self=True needs the indexed rows as queries "
+                f"({self.n_samples_} rows); got {Qn.shape[0]}."
+            )
+        k_eff = min(k + int(exclude_self), self.n_samples_)
+        if self.kind_ == "hnsw":
+            self.index_.hnsw.efSearch = max(int(self.ef_search), k_eff)
+        sims, ids = self.index_.search(Qn, k_eff)
+        if exclude_self:
+            sims, ids = _drop_self(sims, ids)
+        if ids.shape[1] < k:  # fewer rows than asked: pad like FAISS does
+            pad = k - ids.shape[1]
+            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        return sims.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def range_pairs(self, X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs ``(i, j)``, ``i < j``, of indexed rows with cosine similarity >= ``threshold``.
+
+        ``X`` must be the indexed rows in order. Found through the index by k-nearest-neighbour
+        queries whose ``k`` doubles only for the rows whose ``k``-th neighbour is still above the
+        threshold, so no ``N x N`` matrix is ever formed.
+        """
+        self._check_fitted()
+        n = self.n_samples_
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        todo = np.arange(n)
+        k = min(16, n - 1)
+        Xn = l2_normalize(check_embeddings(X))
+        while todo.size and k >= 1:
+            sims, ids = self.search(Xn[todo], k + 1)
+            keep = (sims >= threshold) & (ids >= 0) & (ids != todo[:, None])
+            r, c = np.nonzero(keep)
+            rows.append(todo[r])
+            cols.append(ids[r, c])
+            full = keep.sum(axis=1) >= k  # every neighbour but self was above: maybe more
+            if k >= n - 1:
+                break
+            todo = todo[full]
+            k = min(2 * k, n - 1)
+        if not rows:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        a = np.concatenate(rows).astype(np.int64)
+        b = np.concatenate(cols).astype(np.int64)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if lo.size else np.empty((0, 2))
+        return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Serialise the FAISS index (the parameters are saved separately by :func:`run_index`)."""
+        self._check_fitted()
+        faiss = import_faiss()
+        return bytes(faiss.serialize_index(self.index_).tobytes())
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, params: dict[str, Any], *, kind: str, build_seconds: float = 0.0
+    ) -> NeighborIndex:
+        """Rebuild a fitted index from :meth:`to_bytes` output and its parameters."""
+        faiss = import_faiss()
+        self = cls(**params)
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        self.index_ = index
+        self.kind_ = kind
+        self.n_samples_ = int(index.ntotal)
+        self.n_features_in_ = int(index.d)
+        self.build_seconds_ = build_seconds
+        if kind == "ivf":
+            index.nprobe = self._n_probe(int(index.nlist))
+        return self
+
+
+def _drop_self(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id from its neighbour list (or the last entry if it is absent)."""
+    n, k = ids.shape
+    mask = ids == np.arange(n)[:, None]
+    missing = ~mask.any(axis=1)
+    mask[missing, k - 1] = True
+    # A row can hold its own id once at most, so exactly one entry per row is dropped.
+    keep = ~mask
+    return sims[keep].reshape(n, k - 1), ids[keep].reshape(n, k - 1)
+
+
+def _index_paths(run_dir: Path) -> tuple[Path, Path]:
+    base = run_dir / DOWNSTREAM_DIR
+    return base / INDEX_FILE, base / INDEX_INFO_FILE
+
+
+def run_index(
+    run_dir: str | os.PathLike[str],
+    embeddings: Embeddings | None = None,
+    *,
+    kind: str = "auto",
+    rebuild: bool = False,
+    **params: Any,
+) -> tuple[NeighborIndex, Embeddings]:
+    """Load the saved index of a run, or build and save it when missing or out of date.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory.
+    embeddings : Embeddings or None
+        The run's embeddings, when already loaded.
+    kind : {"auto", "flat", "hnsw", "ivf"}
+        Index kind; a saved index of another kind or with other parameters is rebuilt.
+    rebuild : bool, default=False
+        Rebuild even when the saved index is up to date.
+    **params
+        Other :class:`NeighborIndex` parameters.
+
+    Returns
+    -------
+    index : NeighborIndex
+    embeddings : Embeddings
+        Row ``i`` of the index is ``embeddings.paths[i]``.
+
+    Examples
+    --------
+    >>> index, emb = run_index("runs/fm")  # doctest: +SKIP
+    >>> sims, ids = index.search(emb.X[:1], k=5)  # doctest: +SKIP
+    """
+    run = Path(run_dir)
+    emb = embeddings if embeddings is not None else load_embeddings(run)
+    wanted = NeighborIndex(kind=kind, **params)
+    resolved = wanted.resolve_kind(len(emb))
+    fingerprint = embeddings_fingerprint(emb.X, emb.paths)
+    index_file, info_file = _index_paths(run)
+    if not rebuild and index_file.is_file() and info_file.is_file():
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            info = {}
+        same = (
+            info.get("fingerprint") == fingerprint
+            and info.get("kind") == resolved
+            and info.get("params") == _relevant_params(wanted.get_params(), resolved)
+        )
+        if same:
+            logger.info("reusing saved %s index of %s", resolved, run)
+            loaded = NeighborIndex.from_bytes(
+                index_file.read_bytes(),
+                wanted.get_params(),
+                kind=resolved,
+                build_seconds=float(info.get("build_seconds", 0.0)),
+            )
+            if loaded.n_samples_ == len(emb):
+                return loaded, emb
+        logger.info("saved index of %s is out of date; rebuilding", run)
+    index = wanted.fit(emb.X)
+    atomic_write_bytes(index_file, index.to_bytes())
+    atomic_write_json(
+        info_file,
+        {
+            "kind": index.kind_,
+            "metric": "cosine (inner product of L2-normalised embeddings)",
+            "params": _relevant_params(wanted.get_params(), index.kind_),
+            "n_samples": index.n_samples_,
+            "dim": index.n_features_in_,
+            "row_order": "dinomap.store.load_embeddings order (sorted by path)",
+            "first_path": emb.paths[0],
+            "last_path": emb.paths[-1],
+            "fingerprint": fingerprint,
+            "build_seconds": round(index.build_seconds_, 4),
+            "random_init": emb.random_init,
+        },
+    )
+    return index, emb
+
+
+def _relevant_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The parameters that change the content of an index of ``kind``."""
+    keys = {
+        "flat": (),
+        "hnsw": ("hnsw_m", "ef_construction"),
+        "ivf": ("n_lists", "random_state"),
+    }[kind]
+    return {key: params[key] for key in keys}

@@ -1,0 +1,72 @@
+"""Exact and near-duplicate groups."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from dinomap.downstream import (
+    NeighborIndex,
+    exact_duplicate_groups,
+    find_duplicates,
+    near_duplicate_groups,
+)
+from dinomap.exceptions import InvalidParameterError
+
+from .conftest import write_run
+
+
+def _pair_recall(found: list[list[int]], planted: list[list[int]]) -> float:
+    found_of = {i: gi for gi, g in enumerate(found) for i in g}
+    pairs = [(g[0], j) for g in planted for j in g[1:]]
+    hit = sum(1 for a, b in pairs if a in found_of and found_of.get(a) == found_of.get(b))
+    return hit / len(pairs)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_planted_near_duplicates_found_without_false_groups(planted, kind):
+    index = NeighborIndex(kind=kind).fit(planted.X)
+    groups, best = near_duplicate_groups(planted.X, 0.95, index=index)
+    assert _pair_recall(groups, planted.near_groups) >= 0.95
+    planted_sets = [set(g) for g in planted.near_groups]
+    for g in groups:  # no false group: every group lies inside one planted group
+        assert any(set(g) <= p for p in planted_sets), g
+    members = [i for g in groups for i in g]
+    assert (best[members] >= 0.95).all()
+    assert np.isnan(np.delete(best, members)).all()
+
+
+def test_threshold_is_validated(planted):
+    with pytest.raises(InvalidParameterError, match=r"threshold .*\[-1, 1\].*1.5"):
+        near_duplicate_groups(planted.X, 1.5)
+
+
+def test_exact_groups_by_hash():
+    assert exact_duplicate_groups(["x", "y", "x", "", ""]) == [[0, 2]]
+
+
+def test_find_duplicates_writes_csv_with_exact_and_near(tmp_path, planted):
+    X = planted.X.copy()
+    paths = list(planted.paths)
+    sha = [hashlib.sha256(p.encode()).hexdigest() for p in paths]
+    # Rows 0 and 1 become byte-identical copies (same hash, same embedding).
+    X[1] = X[0]
+    sha[1] = sha[0]
+    run = write_run(tmp_path / "run", X, paths, planted.labels, sha, random_init=True)
+    report = find_duplicates(run, threshold=0.95)
+    assert report.exact == [[paths[0], paths[1]]]
+    # The pure exact copy is not repeated as a near group; the planted ones are all there.
+    assert len(report.near) == len(planted.near_groups)
+    with open(report.csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"exact", "near"}
+    near_paths = {r["path"] for r in rows if r["kind"] == "near"}
+    assert near_paths == {paths[i] for g in planted.near_groups for i in g}
+    info = json.loads((run / "downstream" / "duplicates.json").read_text())
+    assert info["random_init"] is True and "warning" in info
+    assert info["n_near_groups"] == len(planted.near_groups)

@@ -1,0 +1,93 @@
+"""NeighborIndex and the run's saved index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dinomap.downstream.index import NeighborIndex, l2_normalize, run_index
+from dinomap.exceptions import InvalidParameterError, NotFittedError
+
+
+def _brute_topk(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
+    sims = l2_normalize(Q) @ l2_normalize(X).T
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def test_flat_search_matches_brute_force_cosine(planted):
+    X = planted.X
+    Q = X[:20] * 3.0  # scaling must not matter: cosine
+    sims, ids = NeighborIndex(kind="flat").fit(X).search(Q, k=5)
+    expected = _brute_topk(X, Q, 5)
+    assert (ids == expected).mean() > 0.99
+    direct = np.einsum("ij,ij->i", l2_normalize(Q), l2_normalize(X[ids[:, 1]]))
+    np.testing.assert_allclose(sims[:, 1], direct, atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # most similar first
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_kinds_have_high_recall(planted, kind):
+    X = planted.X
+    exact = NeighborIndex(kind="flat").fit(X).search(X, 10)[1]
+    approx = NeighborIndex(kind=kind, n_lists=8, n_probe=4).fit(X).search(X, 10)[1]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall >= 0.95
+
+
+def test_auto_switches_to_hnsw_above_threshold(planted):
+    assert NeighborIndex(approximate_above=1000).fit(planted.X).kind_ == "flat"
+    assert NeighborIndex(approximate_above=100).fit(planted.X).kind_ == "hnsw"
+
+
+def test_exclude_self_drops_each_row(planted):
+    X = planted.X
+    _, ids = NeighborIndex(kind="flat").fit(X).search(X, 4, exclude_self=True)
+    assert ids.shape == (X.shape[0], 4)
+    assert not (ids == np.arange(X.shape[0])[:, None]).any()
+
+
+def test_range_pairs_equal_brute_force_pairs(planted):
+    X = planted.X
+    index = NeighborIndex(kind="flat").fit(X)
+    a, b = index.range_pairs(X, 0.6)
+    sims = l2_normalize(X) @ l2_normalize(X).T
+    ii, jj = np.nonzero(np.triu(sims >= 0.6, k=1))
+    assert {(int(i), int(j)) for i, j in zip(a, b, strict=True)} == set(
+        zip(ii.tolist(), jj.tolist(), strict=True)
+    )
+    # 0.6 links many rows of one blob together: the k-doubling path was exercised.
+    assert np.bincount(a).max() > 16
+
+
+def test_errors_name_parameter_and_choices(planted):
+    with pytest.raises(InvalidParameterError, match=r"kind must be one of.*Did you mean 'hnsw'"):
+        NeighborIndex(kind="hnws").fit(planted.X)
+    with pytest.raises(NotFittedError):
+        NeighborIndex().search(planted.X, 3)
+    with pytest.raises(InvalidParameterError, match="features"):
+        NeighborIndex().fit(planted.X).search(planted.X[:, :10], 3)
+
+
+def test_run_index_is_saved_reused_and_rebuilt(planted_run, tmp_path):
+    run, planted = planted_run
+    index, emb = run_index(run)
+    index_file = Path(run) / "downstream" / "index.faiss"
+    info = json.loads((Path(run) / "downstream" / "index.json").read_text())
+    assert info["kind"] == "flat" and info["n_samples"] == len(planted.paths)
+    assert info["random_init"] is False
+    stamp = index_file.stat().st_mtime_ns
+    again, _ = run_index(run)
+    assert index_file.stat().st_mtime_ns == stamp  # reused, not rewritten
+    np.testing.assert_array_equal(again.search(emb.X[:5], 3)[1], index.search(emb.X[:5], 3)[1])
+    hnsw, _ = run_index(run, kind="hnsw")  # another kind: rebuilt
+    assert hnsw.kind_ == "hnsw"
+    assert json.loads((Path(run) / "downstream" / "index.json").read_text())["kind"] == "hnsw"
+    # Changed embeddings (a new shard) make the saved index stale.
+    from dinomap.store import write_shard
+
+    write_shard(run, ["zzz_new.png"], ["f" * 64], [None], [32], [32], planted.X[:1] + 1.0)
+    fresh, emb2 = run_index(run, kind="hnsw")
+    assert fresh.n_samples_ == len(emb2) == len(planted.paths) + 1
