@@ -149,7 +149,9 @@ def stored_keys(run_dir: str | os.PathLike[str]) -> set[tuple[str, str]]:
     table = _read_table(Path(run_dir), columns=["path", "sha256"])
     if table is None:
         return set()
-    return set(zip(table.column("path").to_pylist(), table.column("sha256").to_pylist(), strict=True))
+    return set(
+        zip(table.column("path").to_pylist(), table.column("sha256").to_pylist(), strict=True)
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""Argument groups and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dinomap.embed.extract import PRECISIONS, EmbedConfig
+from dinomap.embed.models import DEFAULT_MODEL, MODEL_ALIASES
+from dinomap.exceptions import InvalidParameterError
+
+__all__ = ["add_model_arguments", "banner", "embed_config_from_args", "parse_model_args"]
+
+
+def _size_or_none(text: str) -> int | None:
+    if text.lower() in {"none", "off", "0"}:
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --random-init, --seed, --model-arg, sizes, device and precision."""
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model", default=DEFAULT_MODEL,
+        help=f"alias ({', '.join(MODEL_ALIASES)}) or any timm model name (default: %(default)s)",
+    )  # fmt: skip
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--weights", metavar="FILE", help="local .safetensors/.pth state dict (strict)")
+    w.add_argument(
+        "--random-init", action="store_true",
+        help="untrained, seeded weights (explicit; every output is stamped as random-init)",
+    )  # fmt: skip
+    g.add_argument("--seed", type=int, default=0, help="seed of --random-init (default: 0)")
+    g.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="extra timm.create_model argument, repeatable (e.g. depth=2 for a tiny test model)",
+    )  # fmt: skip
+    p = parser.add_argument_group("preprocessing and device")
+    p.add_argument(
+        "--source-size", type=_size_or_none, default=32, metavar="N|none",
+        help="resize every image to NxN first, as the original pipeline did (default: 32); "
+        "'none' keeps the original resolution",
+    )  # fmt: skip
+    p.add_argument("--input-size", type=int, default=224, help="model input size (default: 224)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    p.add_argument("--workers", type=int, default=None, help="decoding workers (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto = bf16 autocast on CUDA, fp32 on CPU",
+    )
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` pairs; values are read as int, float, bool or left as strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidParameterError(f"--model-arg must look like KEY=VALUE; got {pair!r}.")
+        key, raw = pair.split("=", 1)
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        if raw.lower() in {"true", "false"}:
+            value = raw.lower() == "true"
+        out[key.strip()] = value
+    return out
+
+
+def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
+    """Build the :class:`EmbedConfig` a command's arguments describe."""
+    return EmbedConfig(
+        model=args.model,
+        weights=args.weights,
+        random_init=args.random_init,
+        seed=args.seed,
+        model_kwargs=parse_model_args(args.model_arg),
+        source_size=args.source_size,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+    ).validate()
+
+
+def banner(lines: list[str]) -> None:
+    """Print a loud, framed warning to stderr."""
+    width = max(len(line) for line in lines) + 4
+    print("!" * width, file=sys.stderr)
+    for line in lines:
+        print(f"! {line.ljust(width - 4)} !", file=sys.stderr)
+    print("!" * width, file=sys.stderr)
+
+
+RANDOM_INIT_BANNER = [
+    "RANDOM-INIT WEIGHTS: this run uses an untrained model.",
+    "Its embeddings and maps carry no learned meaning; every output is stamped so.",
+]

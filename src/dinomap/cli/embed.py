@@ -1,0 +1,78 @@
+"""``dinomap embed``: images -> run store of DINOv2 embeddings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dinomap.cli._common import (
+    RANDOM_INIT_BANNER,
+    add_model_arguments,
+    banner,
+    embed_config_from_args,
+)
+from dinomap.embed.extract import EmbedResult, embed
+
+__all__ = ["add_source_arguments", "print_embed_summary", "register"]
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        help="image folder (recursive), .csv/.parquet manifest (column path, optional label), "
+        "or a data set: demo, fashion-mnist, cifar10",
+    )
+    parser.add_argument("--out", required=True, help="run directory (created; reruns resume)")
+    parser.add_argument("--data-dir", help="folder of the fashion-mnist IDX / cifar10 batch files")
+    parser.add_argument(
+        "--split",
+        default="all",
+        choices=("all", "train", "test"),
+        help="data-set split (default: all)",
+    )
+    parser.add_argument("--limit", type=int, help="embed only the first N images")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser(
+        "embed",
+        help="embed an image collection into a run directory",
+        description="Embed images with DINOv2 (CLS token) into Parquet shards in a run "
+        "directory. Reruns embed only what is missing; bad files are listed in errors.csv.",
+    )
+    add_source_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def print_embed_summary(res: EmbedResult) -> None:
+    c = res.info["counts"]
+    w = res.info["weights"]
+    print(
+        f"embedded {c['embedded_this_run']} image(s) in {res.seconds:.1f} s "
+        f"({res.images_per_second:.1f} img/s), {c['already_stored']} already stored, "
+        f"{c['failed']} failed, {c['stored']} in {res.run_dir}"
+    )
+    if c["failed"]:
+        print(f"  failed images and reasons: {res.run_dir / 'errors.csv'}")
+    print(
+        f"  model {res.info['model']['timm_name']} ({w['source']}), "
+        f"{res.info['device']['type']}, {res.info['precision']}"
+    )
+    if w.get("random_init"):
+        print("  RANDOM-INIT weights: embeddings carry no learned meaning")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = embed_config_from_args(args)
+    if cfg.random_init and not args.quiet:
+        banner(RANDOM_INIT_BANNER)
+    res = embed(
+        args.source, args.out, cfg, data_dir=args.data_dir, split=args.split, limit=args.limit,
+        progress=False if args.quiet else None,
+    )  # fmt: skip
+    if not args.quiet:
+        print_embed_summary(res)
+    sys.stdout.flush()
+    return 0

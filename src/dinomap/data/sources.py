@@ -1,0 +1,388 @@
+"""Image sources: a folder, a CSV/Parquet manifest, Fashion-MNIST IDX files, CIFAR-10 batches,
+and the built-in demo subset. Every source lists its items in a deterministic order and loads one
+item at a time as RGB uint8 (done in DataLoader workers)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinomap._validation import suggest
+from dinomap.data.decode import read_image_file, sha256_bytes
+from dinomap.exceptions import InvalidParameterError, SourceNotFoundError
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
+    "IMAGE_EXTENSIONS",
+    "SOURCE_KEYWORDS",
+    "ArraySource",
+    "FolderSource",
+    "ImageSource",
+    "Item",
+    "ManifestSource",
+    "cifar10_source",
+    "demo_source",
+    "fashion_mnist_source",
+    "open_source",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a source: its stored ``path`` (a file path, or a virtual id such as
+    ``fashion-mnist/test/000042``) and optional ``label``."""
+
+    path: str
+    label: str | None
+
+
+class ImageSource(ABC):
+    """A deterministic, indexable collection of images."""
+
+    kind: str = "source"
+
+    @property
+    @abstractmethod
+    def items(self) -> list[Item]:
+        """All items, in a deterministic order."""
+
+    @abstractmethod
+    def load(self, index: int) -> tuple[np.ndarray, str]:
+        """Return ``(rgb uint8 (H, W, 3), sha256)`` of item ``index``; raise DecodeError."""
+
+    @abstractmethod
+    def sha256(self, index: int) -> str:
+        """Content hash of item ``index`` without decoding it (used to plan a resumed run)."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description stored in ``run.json``."""
+        return {"kind": self.kind, "n_items": len(self.items)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class FolderSource(ImageSource):
+    """Every image file under ``root`` (recursive), sorted by relative path.
+
+    The label is the first sub-folder name (``root/cat/x.png`` -> ``cat``) when ``labels_from``
+    is ``"folder"``; files directly in ``root`` have no label.
+    """
+
+    kind = "folder"
+
+    def __init__(self, root: str | os.PathLike[str], labels_from: str = "folder") -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise SourceNotFoundError(f"image folder {root} does not exist.")
+        found: list[tuple[str, Path]] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                    full = Path(dirpath) / name
+                    found.append((full.relative_to(self.root).as_posix(), full))
+        found.sort(key=lambda t: t[0])
+        if not found:
+            exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            raise SourceNotFoundError(f"no image files ({exts}) found under {root}.")
+        self._items = [
+            Item(
+                str(full), rel.split("/", 1)[0] if labels_from == "folder" and "/" in rel else None
+            )
+            for rel, full in found
+        ]
+
+    @property
+    def items(self) -> list[Item]:
+        return self._items
+
+    def load(self, index: int) -> tuple[np.ndarray, str]:
+        return read_image_file(self._items[index].path)
+
+    def sha256(self, index: int) -> str:
+        try:
+            return sha256_bytes(Path(self._items[index].path).read_bytes())
+        except OSError:
+            return "unreadable"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "root": str(self.root)}
+
+
+class ManifestSource(FolderSource):
+    """A CSV or Parquet manifest with a ``path`` column and an optional ``label`` column.
+
+    Relative paths are resolved against the manifest's folder; duplicate paths are kept once.
+    """
+
+    kind = "manifest"
+
+    def __init__(self, manifest: str | os.PathLike[str]) -> None:
+        import pandas as pd
+
+        self.manifest = Path(manifest).resolve()
+        if not self.manifest.is_file():
+            raise SourceNotFoundError(f"manifest {manifest} does not exist.")
+        suffix = self.manifest.suffix.lower()
+        if suffix == ".csv":
+            df = pd.read_csv(self.manifest, dtype=str, keep_default_na=False)
+        elif suffix in {".parquet", ".pq"}:
+            df = pd.read_parquet(self.manifest)
+        else:
+            raise InvalidParameterError(
+                f"manifest must be a .csv or .parquet file; got {self.manifest.name!r}."
+            )
+        if "path" not in df.columns:
+            raise InvalidParameterError(
+                f"manifest {manifest} needs a 'path' column; it has {list(df.columns)}."
+            )
+        self.root = self.manifest.parent
+        labels = df["label"] if "label" in df.columns else None
+        seen: set[str] = set()
+        items: list[Item] = []
+        for i, raw in enumerate(df["path"].astype(str)):
+            full = str((self.root / raw).resolve()) if raw else ""
+            if not raw or full in seen:
+                continue
+            seen.add(full)
+            label = None
+            if labels is not None:
+                value = labels.iloc[i]
+                label = None if value is None or str(value) in {"", "nan", "None"} else str(value)
+            items.append(Item(full, label))
+        if not items:
+            raise SourceNotFoundError(f"manifest {manifest} lists no image paths.")
+        if len(items) < len(df):
+            logger.warning(
+                "manifest %s: %d empty or repeated paths ignored", manifest, len(df) - len(items)
+            )
+        self._items = items
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n_items": len(self._items), "manifest": str(self.manifest)}
+
+
+class ArraySource(ImageSource):
+    """Images held in memory as uint8 arrays (N, H, W) or (N, H, W, 3), with virtual paths."""
+
+    kind = "array"
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        paths: list[str],
+        labels: Sequence[str | None] | None = None,
+        description: dict[str, Any] | None = None,
+    ) -> None:
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(paths):
+            raise InvalidParameterError(
+                f"images must be uint8 (N, H, W[, 3]) matching {len(paths)} paths; got "
+                f"{images.dtype} {images.shape}."
+            )
+        self.images = images
+        lbls = labels if labels is not None else [None] * len(paths)
+        self._items = [Item(p, lbl) for p, lbl in zip(paths, lbls, strict=True)]
+        self._description = description or {}
+
+    @property
+    def items(self) -> list[Item]:
+        return self._items
+
+    def _rgb(self, index: int) -> np.ndarray:
+        img = self.images[index]
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(img)
+
+    def load(self, index: int) -> tuple[np.ndarray, str]:
+        img = self._rgb(index)
+        return img, sha256_bytes(img.tobytes() + repr(img.shape).encode())
+
+    def sha256(self, index: int) -> str:
+        return self.load(index)[1]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": self.kind, **self._description}
+
+    def thumbnail(self, index: int) -> np.ndarray:
+        """The RGB image of item ``index`` (for reports and contact sheets)."""
+        return self._rgb(index)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    magic = int.from_bytes(data[:4], "big")
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08 or ndim < 1:
+        raise InvalidParameterError(f"{path} is not an IDX file of unsigned bytes.")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    raise SourceNotFoundError(
+        f"{stem}[.gz] not found in {directory}. Install Debian's dataset-fashion-mnist "
+        "(`apt-get install dataset-fashion-mnist`) or pass --data-dir DIR holding the IDX files."
+    )
+
+
+FASHION_MNIST_SPLITS = {"train": "train", "test": "t10k"}
+
+
+def fashion_mnist_source(
+    data_dir: str | os.PathLike[str] | None = None, split: str = "all"
+) -> ArraySource:
+    """Fashion-MNIST from its IDX files (Debian's path by default); ``split`` is
+    ``train`` (60,000), ``test`` (10,000) or ``all`` (train then test, 70,000)."""
+    directory = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
+    splits = ["train", "test"] if split == "all" else [split]
+    if split != "all" and split not in FASHION_MNIST_SPLITS:
+        raise InvalidParameterError(
+            f"split must be one of 'all', 'train', 'test'; got {split!r}."
+            + suggest(split, ["all", "train", "test"])
+        )
+    images, paths, labels = [], [], []
+    for name in splits:
+        prefix = FASHION_MNIST_SPLITS[name]
+        imgs = _read_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))
+        lbls = _read_idx(_find(directory, f"{prefix}-labels-idx1-ubyte"))
+        images.append(imgs)
+        paths += [f"fashion-mnist/{name}/{i:05d}" for i in range(len(imgs))]
+        labels += [FASHION_MNIST_CLASSES[int(v)] for v in lbls]
+    return ArraySource(
+        np.concatenate(images), paths, labels,
+        {"kind": "fashion-mnist", "data_dir": str(directory), "split": split},
+    )  # fmt: skip
+
+
+def demo_source() -> ArraySource:
+    """The built-in demo data: 2,000 Fashion-MNIST test images (200 per class), shipped inside
+    the package, so the demo needs no download."""
+    base = files("dinomap.data") / "builtin"
+    imgs = _read_idx(Path(str(base / "fashion-mnist-demo-images-idx3-ubyte.gz")))
+    lbls = _read_idx(Path(str(base / "fashion-mnist-demo-labels-idx1-ubyte.gz")))
+    index = np.loadtxt(str(base / "fashion-mnist-demo-indices.txt"), dtype=np.int64)
+    paths = [f"fashion-mnist/test/{int(i):05d}" for i in index]
+    return ArraySource(
+        imgs, paths, [FASHION_MNIST_CLASSES[int(v)] for v in lbls],
+        {"kind": "demo", "data": "Fashion-MNIST test subset (MIT licence, Zalando SE)"},
+    )  # fmt: skip
+
+
+def cifar10_source(data_dir: str | os.PathLike[str], split: str = "all") -> ArraySource:
+    """CIFAR-10 "python version" batches (``data_batch_1..5``, ``test_batch``, ``batches.meta``)
+    from ``data_dir`` (the folder ``cifar-10-batches-py`` or its parent)."""
+    directory = Path(data_dir)
+    if (directory / "cifar-10-batches-py").is_dir():
+        directory = directory / "cifar-10-batches-py"
+    names = {
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+    }
+    if split not in ("all", "train", "test"):
+        raise InvalidParameterError(f"split must be one of 'all', 'train', 'test'; got {split!r}.")
+    batches = names["train"] + names["test"] if split == "all" else names[split]
+    present = [b for b in batches if (directory / b).is_file()]
+    if not present:
+        raise SourceNotFoundError(
+            f"no CIFAR-10 python batches ({', '.join(batches)}) in {data_dir}; download "
+            "cifar-10-python.tar.gz, unpack it and pass --data-dir to the unpacked folder."
+        )
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+    meta = directory / "batches.meta"
+    if meta.is_file():
+        with meta.open("rb") as fh:
+            names_meta = pickle.load(fh, encoding="latin1").get("label_names")
+        if names_meta:
+            classes = tuple(str(n) for n in names_meta)
+    images, paths, labels = [], [], []
+    for name in present:
+        with (directory / name).open("rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        data = (
+            np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        )
+        images.append(data)
+        paths += [f"cifar10/{name}/{i:05d}" for i in range(len(data))]
+        labels += [classes[int(v)] for v in batch[b"labels"]]
+    return ArraySource(
+        np.ascontiguousarray(np.concatenate(images)), paths, labels,
+        {"kind": "cifar10", "data_dir": str(directory), "split": split},
+    )  # fmt: skip
+
+
+#: Keywords accepted in place of a path, with their factory.
+SOURCE_KEYWORDS: dict[str, str] = {
+    "demo": "the built-in 2,000 Fashion-MNIST test images",
+    "fashion-mnist": "Fashion-MNIST IDX files (Debian's path or --data-dir)",
+    "cifar10": "CIFAR-10 python batches in --data-dir",
+}
+
+
+def open_source(
+    spec: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None, split: str = "all"
+) -> ImageSource:
+    """Open a source from what a user typed: a folder, a ``.csv``/``.parquet`` manifest, or a
+    keyword of :data:`SOURCE_KEYWORDS`. An existing path wins over a keyword.
+
+    Examples
+    --------
+    >>> len(open_source("demo"))
+    2000
+    """
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if path.is_file():
+        if path.suffix.lower() in {".csv", ".parquet", ".pq"}:
+            return ManifestSource(path)
+        raise InvalidParameterError(
+            f"{spec} is a file but not a manifest (.csv/.parquet); pass its folder instead."
+        )
+    name = str(spec).lower()
+    if name == "demo":
+        return demo_source()
+    if name in {"fashion-mnist", "fashion_mnist", "fmnist"}:
+        return fashion_mnist_source(data_dir, split)
+    if name in {"cifar10", "cifar-10"}:
+        if data_dir is None:
+            raise InvalidParameterError(
+                "the cifar10 source needs --data-dir DIR (the unpacked batches)."
+            )
+        return cifar10_source(data_dir, split)
+    keywords = ", ".join(f"{k!r} ({v})" for k, v in SOURCE_KEYWORDS.items())
+    raise SourceNotFoundError(
+        f"{spec} is neither an existing folder or manifest nor a known data set ({keywords})."
+        + suggest(name, SOURCE_KEYWORDS)
+    )

@@ -1,0 +1,41 @@
+"""Model registry, encoder, batched extraction into the run store."""
+
+from dinomap.embed.extract import (
+    PRECISIONS,
+    EmbedConfig,
+    EmbedResult,
+    embed,
+    embed_files,
+    encoder_from_run,
+    resolve_device,
+    resolve_precision,
+)
+from dinomap.embed.models import (
+    DEFAULT_MODEL,
+    MODEL_ALIASES,
+    FeatureExtractor,
+    LoadedModel,
+    WeightsInfo,
+    create_encoder,
+    resolve_model_name,
+)
+from dinomap.embed.preprocess import Preprocess
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_ALIASES",
+    "PRECISIONS",
+    "EmbedConfig",
+    "EmbedResult",
+    "FeatureExtractor",
+    "LoadedModel",
+    "Preprocess",
+    "WeightsInfo",
+    "create_encoder",
+    "embed",
+    "embed_files",
+    "encoder_from_run",
+    "resolve_device",
+    "resolve_model_name",
+    "resolve_precision",
+]
