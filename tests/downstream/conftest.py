@@ -134,7 +134,7 @@ def image_files(tmp_path: Path) -> Callable[[int], list[str]]:
         out = []
         for i in range(n):
             img = np.zeros((24, 32, 3), dtype=np.uint8)
-            img[:, :, i % 3] = 40 + 20 * i
+            img[:, :, i % 3] = (40 + 20 * i) % 256
             path = folder / f"pic_{i:03d}.png"
             cv2.imwrite(str(path), img)
             out.append(str(path))

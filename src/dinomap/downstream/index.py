@@ -94,14 +94,15 @@ class NeighborIndex:
         Size above which ``auto`` switches to HNSW.
     hnsw_m : int, default=32
         Links per node of the HNSW graph.
-    ef_construction : int, default=200
+    ef_construction : int, default=100
         Breadth of the HNSW search while building.
-    ef_search : int, default=128
+    ef_search : int, default=64
         Breadth of the HNSW search at query time (raised to ``k`` when smaller).
     n_lists : int or None, default=None
-        IVF cells; ``None`` uses ``4 * sqrt(n)``.
+        IVF cells; ``None`` uses ``sqrt(n)`` (at most ``n / 39``).
     n_probe : int or None, default=None
-        IVF cells visited per query; ``None`` uses ``max(8, n_lists // 8)``.
+        IVF cells visited per query; ``None`` uses ``max(8, n_lists // 4)``. IVF recall depends
+        more on the data than HNSW's: check it with ``benchmarks/bench_downstream.py``.
     random_state : int, default=0
         Seed of the IVF training sample. HNSW is built with several threads, so its graph (and
         so its rare misses) may differ slightly between builds; exact search is deterministic.
@@ -122,8 +123,8 @@ class NeighborIndex:
         *,
         approximate_above: int = 50_000,
         hnsw_m: int = 32,
-        ef_construction: int = 200,
-        ef_search: int = 128,
+        ef_construction: int = 100,
+        ef_search: int = 64,
         n_lists: int | None = None,
         n_probe: int | None = None,
         random_state: int = 0,
@@ -205,12 +206,12 @@ class NeighborIndex:
                     f"n_lists must be <= the number of samples ({n}); got {value}."
                 )
             return value
-        return int(max(1, min(int(4 * np.sqrt(n)), n // 39 or 1)))
+        return int(max(1, min(int(np.sqrt(n)), n // 39 or 1)))
 
     def _n_probe(self, n_lists: int) -> int:
         if self.n_probe is not None:
             return min(check_positive_int("n_probe", self.n_probe), n_lists)
-        return int(min(n_lists, max(8, n_lists // 8)))
+        return int(min(n_lists, max(8, n_lists // 4)))
 
     # -- querying ---------------------------------------------------------------------------
     def search(
