@@ -1,0 +1,630 @@
+"""The run report: one offline HTML page per run (``RUN/report.html``).
+
+The page holds the run summary, the metrics of every map, an interactive scatter of every map
+and the static PNG maps. It needs no network: the styles, the script and the point data are
+inline, thumbnails are JPEG sprite sheets in ``RUN/thumbs/`` and the static maps are the PNGs in
+``RUN/plots/`` (or all of it inline as ``data:`` URIs with ``self_contained=True``).
+
+Why a small self-written WebGL page rather than Bokeh or Plotly: the whole viewer is ~20 KB of
+inline script instead of a 1-4 MB library bundle per page, it draws 70,000 points in one
+``drawArrays`` call, hit-tests hover with a uniform grid in microseconds, and loads thumbnails
+lazily from sprite sheets: a point's thumbnail is a CSS crop of a sheet image, so 70,000
+thumbnails cost nothing until hovered. Point data travel as quantised ``uint16`` coordinates
+(base64), about 5.3 bytes per point and method, so a 70,000-point page with five maps stays a
+few MB. No new dependency is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinomap._validation import check_positive_int
+from dinomap.store import ERRORS_FILE, atomic_write_text
+from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
+from dinomap.viz._thumbs import ThumbSheets, make_thumbnail_loader, write_thumb_sheets
+
+__all__ = ["REPORT_FILE", "THUMBS_DIR", "render_report_html", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+THUMBS_DIR = "thumbs"
+_QMAX = 65534  # quantised coordinates live in [0, 65534]; 65535 marks a point not placed
+
+_METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("trustworthiness", "Trustworthiness"),
+    ("knn_preservation", "kNN preservation"),
+    ("knn_accuracy", "kNN label accuracy"),
+    ("agreement", "Agreement with exact map"),
+    ("fit_seconds", "Fit time"),
+)
+
+
+# ----------------------------------------------------------------------------- formatting
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """Format a number for people: ints with thousands separators, floats with ``digits``
+    significant digits; anything else as ``str``."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:,.0f}"
+    return str(value)
+
+
+def fmt_seconds(value: Any) -> str:
+    """``0.0123`` -> ``"12.3 ms"``, ``75.2`` -> ``"1 min 15.2 s"``."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(s):
+        return str(s)
+    if s < 1:
+        return f"{s * 1000:.3g} ms"
+    if s < 60:
+        return f"{s:.3g} s"
+    minutes, sec = divmod(s, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {sec:04.1f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes):02d} min"
+
+
+def fmt_value(value: Any) -> str:
+    """Plain-text form of a run.json value (lists joined, floats shortened)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    return fmt_number(value)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """``{"perplexity": 30}`` -> ``"perplexity=30"``."""
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+
+
+def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """Flatten nested ``{"stage": seconds}`` dicts into ``[("stage", seconds), ...]``."""
+    rows: list[tuple[str, float]] = []
+    if not isinstance(timings, Mapping):
+        return rows
+    for key, value in timings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += flatten_timings(value, prefix=f"{name} / ")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            rows.append((name.replace("_seconds", "").replace("_s", "").replace("_", " "), value))
+    return rows
+
+
+# ----------------------------------------------------------------------------- payload
+def _b64(arr: np.ndarray) -> str:
+    return base64.b64encode(
+        np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+    ).decode("ascii")
+
+
+def _quantise(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Quantise coordinates to uint16 with one scale for both axes (keeps the aspect ratio)."""
+    ok = np.isfinite(xy).all(axis=1)
+    qx = np.full(len(xy), 65535, dtype=np.uint16)
+    qy = np.full(len(xy), 65535, dtype=np.uint16)
+    if not ok.any():
+        return qx, qy, [1.0, 1.0]
+    pts = xy[ok].astype(np.float64)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1])) or 1.0
+    q = np.rint((pts - lo) / span * _QMAX).astype(np.uint16)
+    qx[ok], qy[ok] = q[:, 0], q[:, 1]
+    extent = [float((hi[0] - lo[0]) / span), float((hi[1] - lo[1]) / span)]
+    return qx, qy, extent
+
+
+def _categories(
+    values: Sequence[Any], order: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Category names and uint16 codes; ``order`` fixes the order of known names."""
+    texts = ["(no label)" if v is None else str(v) for v in values]
+    present = set(texts)
+    names = [n for n in (order or []) if n in present]
+    names += sorted(present - set(names), key=lambda s: (s == "(no label)", s))
+    lookup = {n: k for k, n in enumerate(names)}
+    return names, np.asarray([lookup[t] for t in texts], dtype=np.uint16)
+
+
+def _path_table(paths: Sequence[str]) -> dict[str, Any]:
+    """Factor the common directories out of the paths (they repeat for every image)."""
+    dirs: dict[str, int] = {}
+    idx = np.empty(len(paths), dtype=np.uint32)
+    names = []
+    for i, p in enumerate(paths):
+        head, sep, tail = p.rpartition("/")
+        if not sep:
+            head, tail = "", p
+        idx[i] = dirs.setdefault(head, len(dirs))
+        names.append(tail)
+    return {"dirs": list(dirs), "dir_index": _b64(idx), "names": names}
+
+
+def _method_info(data: RunData, method: str) -> str:
+    m = data.method_metrics(method)
+    parts = []
+    if isinstance(m.get("params"), Mapping) and m["params"]:
+        parts.append(params_text(m["params"]))
+    for key, title in _METRIC_COLUMNS:
+        if m.get(key) is not None:
+            value = fmt_seconds(m[key]) if key == "fit_seconds" else fmt_number(m[key], 3)
+            parts.append(f"{title.lower()} {value}")
+    return " · ".join(parts)
+
+
+def _default_point_size(n: int) -> float:
+    return 7.0 if n <= 1_000 else 5.0 if n <= 5_000 else 4.0 if n <= 20_000 else 3.0
+
+
+def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
+    n = data.n_points
+    methods = []
+    for method, xy in data.coords.items():
+        qx, qy, extent = _quantise(xy)
+        methods.append(
+            {
+                "name": method,
+                "title": method_title(method),
+                "x": _b64(qx),
+                "y": _b64(qy),
+                "extent": extent,
+                "info": _method_info(data, method),
+            }
+        )
+    labels = None
+    if data.labels is not None:
+        order = None
+        for key in ("classes", "class_names", "label_names"):
+            found = find_key(data.info, key)
+            if isinstance(found, list):
+                order = [str(c) for c in found]
+                break
+        names, codes = _categories(data.labels, order)
+        labels = {"names": names, "codes": _b64(codes)}
+    clusters = None
+    if data.clusters is not None:
+        ids = sorted({int(c) for c in data.clusters})
+        names = ["noise" if c < 0 else f"cluster {c}" for c in ids]
+        lookup = {c: k for k, c in enumerate(ids)}
+        codes = np.asarray([lookup[int(c)] for c in data.clusters], dtype=np.uint16)
+        clusters = {"names": names, "codes": _b64(codes), "grey": lookup.get(-1, -1)}
+    return {
+        "n": n,
+        "methods": methods,
+        "labels": labels,
+        "clusters": clusters,
+        "default_color": "cluster" if clusters and not labels else "label" if labels else "none",
+        "paths": _path_table(data.paths),
+        "thumbs": thumbs,
+        "point_size": _default_point_size(n),
+        "alpha": 210 if n <= 5_000 else 170 if n <= 30_000 else 140,
+        "random_init": data.random_init,
+    }
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">``."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+# ----------------------------------------------------------------------------- sections
+def _card(title: str, body: str) -> str:
+    return f'<div class="dm-card"><h3>{_esc(title)}</h3>{body}</div>'
+
+
+def _dl(rows: Sequence[tuple[str, str]]) -> str:
+    """Definition list; values are HTML already."""
+    if not rows:
+        return '<p class="dm-empty">not recorded</p>'
+    items = "".join(f"<dt>{_esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
+    return f"<dl>{items}</dl>"
+
+
+def _banner(data: RunData) -> str:
+    if not data.random_init:
+        return ""
+    return (
+        '<div class="dm-banner-random" id="random-init-banner" role="alert">'
+        "⚠ RANDOM-INIT WEIGHTS — this run did not use trained DINOv2 weights"
+        "<small>The model's weights were randomly initialised, so the embeddings and every map "
+        "below carry no learned semantics. Use them to test the pipeline only, never to judge "
+        "the data.</small></div>"
+    )
+
+
+def _summary(data: RunData, href: dict[str, str]) -> str:
+    info = data.info
+    counts = info.get("counts") or {}
+    embedded = counts.get("embedded", data.n_points if data.n_points else None)
+    failed = counts.get("failed", data.n_failed)
+    total = counts.get("total")
+    if total is None and embedded is not None and failed is not None:
+        total = int(embedded) + int(failed)
+    img_rows = [
+        ("embedded", f'<span class="dm-big" id="count-embedded">{fmt_number(embedded)}</span>')
+    ]
+    failed_html = f'<span id="count-failed">{fmt_number(failed)}</span>'
+    if "errors" in href:
+        failed_html += f' — <a href="{_esc(href["errors"])}">error list ({ERRORS_FILE})</a>'
+    img_rows.append(("failed", failed_html))
+    if total is not None:
+        img_rows.append(("total", fmt_number(total)))
+    for key, value in counts.items():
+        if key not in {"embedded", "failed", "total"}:
+            img_rows.append((key.replace("_", " "), _esc(fmt_value(value))))
+    if data.n_points:
+        img_rows.append(("points in maps", fmt_number(data.n_points)))
+
+    model = info.get("model") or {}
+    model_rows = [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in model.items()]
+    weights = info.get("weights") or {}
+    source = weights.get("source", "unknown")
+    if data.random_init:
+        badge = '<span class="dm-badge danger" id="weights-badge">RANDOM-INIT (untrained)</span>'
+    else:
+        badge = f'<span class="dm-badge ok" id="weights-badge">{_esc(source)}</span>'
+    weight_rows = [("source", badge)]
+    weight_rows += [
+        (k.replace("_", " "), _esc(fmt_value(v))) for k, v in weights.items() if k not in {"source"}
+    ]
+    prep = info.get("preprocessing") or {}
+    prep_rows = [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in prep.items()]
+    batch = find_key(info, "batch_size")
+    if batch is not None and "batch_size" not in prep:
+        prep_rows.append(("batch size", fmt_number(batch)))
+    device_rows = []
+    for key in ("device", "precision"):
+        if info.get(key) is not None:
+            device_rows.append((key, _esc(fmt_value(info[key]))))
+    versions = info.get("versions")
+    if isinstance(versions, Mapping):
+        device_rows += [(str(k), _esc(fmt_value(v))) for k, v in versions.items()]
+    src = info.get("source") or {}
+    src_rows = (
+        [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in src.items()]
+        if isinstance(src, Mapping)
+        else [("source", _esc(src))]
+    )
+
+    cards = [
+        _card("Images", _dl(img_rows)),
+        _card("Model", _dl(model_rows)),
+        _card("Weights", _dl(weight_rows)),
+        _card("Preprocessing", _dl(prep_rows)),
+        _card("Device", _dl(device_rows)),
+        _card("Source", _dl(src_rows)),
+    ]
+    export = info.get("export")
+    if isinstance(export, Mapping) and export:
+        rows = []
+        for k, v in export.items():
+            text = _esc(fmt_value(v))
+            if isinstance(v, str) and ("path" in k or "dir" in k or "repo" in k):
+                text = f"<code>{text}</code>"
+            rows.append((k.replace("_", " "), text))
+        cards.append(_card("Export", _dl(rows)))
+
+    timing_rows = [
+        f"<tr><td>{_esc(name)}</td><td class='num'>{fmt_seconds(sec)}</td></tr>"
+        for name, sec in flatten_timings(info.get("timings"))
+    ]
+    for method in data.methods or list(data.metrics.get("methods") or {}):
+        fit = data.method_metrics(method).get("fit_seconds")
+        if fit is not None:
+            timing_rows.append(
+                f"<tr><td>map: {_esc(method_title(method))}</td><td class='num'>{fmt_seconds(fit)}</td></tr>"
+            )
+    timings = (
+        "<table class='dm-table' id='timings'><thead><tr><th>Stage</th><th>Time</th></tr></thead>"
+        f"<tbody>{''.join(timing_rows)}</tbody></table>"
+        if timing_rows
+        else '<p class="dm-empty">No timings recorded.</p>'
+    )
+    return (
+        '<section id="summary"><h2>Run summary</h2>'
+        f'<div class="dm-cards">{"".join(cards)}</div>'
+        f'<h3 style="margin:16px 0 6px;font-size:15px">Time per stage</h3>{timings}</section>'
+    )
+
+
+def _metrics_table(data: RunData) -> str:
+    methods = list(data.methods)
+    for m in data.metrics.get("methods") or {}:
+        if m not in methods:
+            methods.append(m)
+    if not methods:
+        return '<section id="metrics"><h2>Metrics</h2><p class="dm-empty">No maps in this run yet.</p></section>'
+    columns = [
+        (key, title)
+        for key, title in _METRIC_COLUMNS
+        if any(data.method_metrics(m).get(key) is not None for m in methods)
+    ]
+    extra_keys = sorted(
+        {
+            k
+            for m in methods
+            for k, v in data.method_metrics(m).items()
+            if k not in {c[0] for c in _METRIC_COLUMNS} | {"params"}
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+        }
+    )
+    head = "".join(f"<th>{_esc(t)}</th>" for _, t in columns)
+    head += "".join(f"<th>{_esc(k.replace('_', ' '))}</th>" for k in extra_keys)
+    rows = []
+    for m in methods:
+        entry = data.method_metrics(m)
+        cells = []
+        for key, _ in columns:
+            v = entry.get(key)
+            text = fmt_seconds(v) if key == "fit_seconds" and v is not None else fmt_number(v)
+            cells.append(f"<td class='num' data-key='{key}'>{_esc(text)}</td>")
+        cells += [f"<td class='num'>{_esc(fmt_number(entry.get(k)))}</td>" for k in extra_keys]
+        params = entry.get("params")
+        ptxt = params_text(params) if isinstance(params, Mapping) else ""
+        rows.append(
+            f"<tr data-method='{_esc(m)}'><th>{_esc(method_title(m))}</th>{''.join(cells)}"
+            f"<td class='params'>{_esc(ptxt)}</td></tr>"
+        )
+    n = data.metrics.get("n_samples")
+    note = f"<p>Computed on {fmt_number(n)} samples.</p>" if n is not None else ""
+    if data.metrics.get("random_init") or data.random_init:
+        note += '<p><span class="dm-badge danger">random-init weights: metrics describe an untrained model</span></p>'
+    return (
+        '<section id="metrics"><h2>Metrics</h2>'
+        f"<table class='dm-table' id='metrics-table'><thead><tr><th>Method</th>{head}<th>Parameters</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+        "<p class='dm-methodinfo'>Trustworthiness: are the map's neighbours true neighbours (1 is best). "
+        "kNN preservation: share of each point's nearest neighbours in the embedding space kept on "
+        "the map. kNN label accuracy: a k-nearest-neighbour classifier on the 2-D map.</p></section>"
+    )
+
+
+def _map_section(data: RunData) -> str:
+    if not data.methods:
+        return (
+            '<section id="map"><h2>Interactive map</h2><p class="dm-empty">No 2-D maps in this run '
+            "yet: run the maps stage, then the report again.</p></section>"
+        )
+    tabs = "".join(
+        f'<button type="button" data-method="{_esc(m)}" aria-pressed="false">{_esc(method_title(m))}</button>'
+        for m in data.methods
+    )
+    options = []
+    if data.labels is not None:
+        options.append('<option value="label">label</option>')
+    if data.clusters is not None:
+        options.append('<option value="cluster">cluster</option>')
+    options.append('<option value="none">none</option>')
+    watermark = (
+        '<div class="dm-watermark" id="dm-watermark">RANDOM-INIT WEIGHTS<br>not a trained map</div>'
+        if data.random_init
+        else ""
+    )
+    return f"""<section id="map"><h2>Interactive map</h2>
+<div class="dm-toolbar">
+  <div class="dm-tabs" id="dm-tabs" role="group" aria-label="map method">{tabs}</div>
+  <label>colour by <select id="dm-colorby">{"".join(options)}</select></label>
+  <label>point size <input id="dm-size" type="range" min="1" max="16" step="0.5"></label>
+  <button type="button" class="dm-reset" id="dm-reset">reset view</button>
+</div>
+<div class="dm-mapwrap">
+  <div class="dm-plot" id="dm-plot">
+    <canvas id="dm-canvas"></canvas><canvas id="dm-overlay"></canvas>{watermark}
+    <div class="dm-status" id="dm-status"></div>
+  </div>
+  <div class="dm-legend" id="dm-legend"></div>
+</div>
+<p class="dm-methodinfo" id="dm-methodinfo"></p>
+<div class="dm-tip" id="dm-tip" data-index="-1">
+  <div class="dm-thumb" id="dm-tip-thumb"><img id="dm-tip-img" alt="thumbnail"><div class="dm-nothumb" id="dm-tip-nothumb">no thumbnail</div></div>
+  <div class="dm-tipinfo"><div class="p" id="dm-tip-path"></div><div class="l" id="dm-tip-label"></div><div class="c" id="dm-tip-extra"></div></div>
+</div>
+</section>"""
+
+
+def _plots_section(data: RunData, href: dict[str, str]) -> str:
+    figs = []
+    for caption, rel in data.iter_plots():
+        src = href.get(rel, rel)
+        figs.append(
+            f'<figure><img src="{_esc(src)}" alt="{_esc(caption)} map" loading="lazy">'
+            f"<figcaption>{_esc(caption)} — <code>{_esc(rel)}</code></figcaption></figure>"
+        )
+    body = (
+        f'<div class="dm-plots">{"".join(figs)}</div>'
+        if figs
+        else '<p class="dm-empty">No static maps in plots/ yet.</p>'
+    )
+    return f'<section id="plots"><h2>Static maps</h2>{body}</section>'
+
+
+def _asset(name: str) -> str:
+    return (files("dinomap.viz") / "templates" / name).read_text(encoding="utf-8")
+
+
+def _data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _rel(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target, start)).as_posix()
+
+
+def render_report_html(
+    data: RunData,
+    sheets: ThumbSheets | None = None,
+    *,
+    page_dir: str | os.PathLike[str] | None = None,
+    self_contained: bool = False,
+) -> str:
+    """Render the report page of a run as an HTML string.
+
+    Parameters
+    ----------
+    data : RunData
+        What :func:`dinomap.viz._run_data.read_run_data` read from the run.
+    sheets : ThumbSheets, optional
+        Thumbnail sprite sheets; without them the tooltip shows no image.
+    page_dir : path, optional
+        Folder the page will be saved in (links to run files are relative to it); the run
+        directory by default.
+    self_contained : bool
+        Inline the thumbnails and static maps as ``data:`` URIs (a single portable file).
+
+    Returns
+    -------
+    str
+    """
+    base = Path(page_dir) if page_dir is not None else data.run_dir
+    href: dict[str, str] = {}
+    if (data.run_dir / ERRORS_FILE).is_file():
+        href["errors"] = _rel(data.run_dir / ERRORS_FILE, base)
+    for _, rel in data.iter_plots():
+        target = data.run_dir / rel
+        href[rel] = _data_uri(target, "image/png") if self_contained else _rel(target, base)
+    thumbs = None
+    if sheets is not None and sheets.files:
+        urls = [
+            _data_uri(sheets.directory / f, "image/jpeg")
+            if self_contained
+            else _rel(sheets.directory / f, base)
+            for f in sheets.files
+        ]
+        missing = None
+        if not sheets.available.all():
+            missing = base64.b64encode(np.packbits(~sheets.available).tobytes()).decode("ascii")
+        thumbs = {"size": sheets.size, "cols": sheets.cols, "sheets": urls, "missing": missing}
+    payload = _payload(data, thumbs)
+
+    info = data.info
+    model = info.get("model") or {}
+    src = info.get("source") or {}
+    src_name = (
+        src.get("kind") or src.get("name") or src.get("root") if isinstance(src, Mapping) else src
+    )
+    title = f"dinomap report — {data.run_dir.resolve().name}"
+    subtitle_parts = [
+        f"{fmt_number(data.n_points)} images mapped" if data.n_points else "no maps yet",
+        f"model {model.get('name') or model.get('timm_name') or 'unknown'}",
+    ]
+    if src_name:
+        subtitle_parts.append(f"source {src_name}")
+    if info.get("device"):
+        subtitle_parts.append(f"device {info['device']}")
+    if data.random_init:
+        subtitle_parts.append("RANDOM-INIT WEIGHTS")
+    body = "\n".join(
+        [_summary(data, href), _map_section(data), _metrics_table(data), _plots_section(data, href)]
+    )
+    try:
+        from dinomap import __version__
+    except ImportError:  # pragma: no cover
+        __version__ = "unknown"
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = (
+        f"Written by dinomap {_esc(__version__)} on {now} from <code>{_esc(data.run_dir)}</code>. "
+        "Works offline: no script, style or font is fetched from the network."
+    )
+    page = _asset("report.html")
+    replacements = {
+        "<!--@VERSION-->": _esc(__version__),
+        "<!--@TITLE-->": _esc(title),
+        "<!--@SUBTITLE-->": _esc(" · ".join(str(p) for p in subtitle_parts)),
+        "<!--@RANDOM_INIT-->": "true" if data.random_init else "false",
+        "<!--@BANNER-->": _banner(data),
+        "<!--@BODY-->": body,
+        "<!--@FOOTER-->": footer,
+        "/*@CSS*/": _asset("report.css"),
+        "/*@JS*/": _asset("report.js").replace("</script", "<\\/script"),
+        "<!--@DATA-->": _json_for_script(payload),
+    }
+    # Substitute in one pass so that no inserted text is scanned for later markers.
+    out, pos = [], 0
+    pattern = re.compile("|".join(re.escape(k) for k in replacements))
+    for match in pattern.finditer(page):
+        out.append(page[pos : match.start()])
+        out.append(replacements[match.group(0)])
+        pos = match.end()
+    out.append(page[pos:])
+    return "".join(out)
+
+
+def write_report(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    thumbnails: bool = True,
+    thumb_size: int = 48,
+    self_contained: bool = False,
+) -> Path:
+    """Write the offline HTML report of a run (``RUN/report.html`` by default).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory (``run.json``; ``maps.parquet``, ``metrics.json``, ``plots/``,
+        ``errors.csv`` and ``downstream/clusters.parquet`` when present).
+    out : path, optional
+        Where to write the page; ``RUN/report.html`` by default.
+    thumbnails : bool
+        Draw thumbnail sprite sheets into ``RUN/thumbs/`` for the hover tooltips.
+    thumb_size : int
+        Side of a thumbnail in pixels.
+    self_contained : bool
+        Inline thumbnails and static maps so the page is a single portable file (larger).
+
+    Returns
+    -------
+    Path
+        The written page.
+
+    Examples
+    --------
+    >>> write_report("runs/fm")  # doctest: +SKIP
+    PosixPath('runs/fm/report.html')
+    """
+    size = check_positive_int("thumb_size", thumb_size, minimum=8)
+    run = Path(run_dir)
+    data = read_run_data(run)
+    target = Path(out) if out is not None else run / REPORT_FILE
+    sheets = None
+    if thumbnails and data.n_points:
+        loader = make_thumbnail_loader(data.info, size)
+        sheets = write_thumb_sheets(data.paths, run / THUMBS_DIR, loader, size=size)
+    page = render_report_html(data, sheets, page_dir=target.parent, self_contained=self_contained)
+    atomic_write_text(target, page)
+    logger.info("report written to %s (%.1f KB)", target, len(page) / 1024)
+    return target
