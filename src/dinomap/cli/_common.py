@@ -52,6 +52,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=224, help="model input size (default: 224)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--workers", type=int, default=None, help="decoding workers (default: auto)")
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=2048,
+        help="images per Parquet shard; a crash loses at most one (default: 2048)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     p.add_argument(
         "--precision",
@@ -93,6 +99,7 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
         input_size=args.input_size,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        shard_size=args.shard_size,
         device=args.device,
         precision=args.precision,
     ).validate()

@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: tiny random-init ViTs and small image folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+#: A ViT of the DINOv2 family small enough for the fast suite (32-d, one block).
+TINY_MODEL_KWARGS: dict[str, Any] = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+TINY_CLI_ARGS = ["--random-init", "--model-arg", "depth=1", "--model-arg", "embed_dim=32",
+                 "--model-arg", "num_heads=2"]  # fmt: skip
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from the tests
+
+
+@pytest.fixture
+def tiny_model_kwargs() -> dict[str, Any]:
+    return dict(TINY_MODEL_KWARGS)
+
+
+def write_images(root: Path, n_per_class: int = 4, classes: tuple[str, ...] = ("cat", "dog"),
+                 size: int = 40, seed: int = 0) -> list[Path]:  # fmt: skip
+    """Write ``n_per_class`` PNG images per class folder; return their paths (sorted)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            img = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
+            img[..., c % 3] = 255 - (40 * i) % 200  # class colour
+            path = root / name / f"img_{i:03d}.png"
+            cv2.imwrite(str(path), img)
+            paths.append(path)
+    return sorted(paths)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    write_images(root)
+    return root

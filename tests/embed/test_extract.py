@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dinomap import load_embeddings
+from dinomap.embed import EmbedConfig, Preprocess, embed, embed_files
+from dinomap.exceptions import ConfigMismatchError, InvalidParameterError, NoImagesError
+
+from ..conftest import TINY_CLI_ARGS, TINY_MODEL_KWARGS, write_images
+
+CFG = EmbedConfig(random_init=True, model_kwargs=TINY_MODEL_KWARGS, batch_size=4, num_workers=0)
+
+
+def _bad_files(root: Path) -> dict[str, str]:
+    good = cv2.imencode(".jpg", np.full((20, 20, 3), 128, np.uint8))[1].tobytes()
+    bad = {
+        "bad/empty.png": b"",
+        "bad/truncated.jpg": good[: len(good) // 2],
+        "bad/text.png": b"hello, I am text",
+        "bad/fake.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 garbage",
+    }
+    for rel, data in bad.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "bad" / "broken_link.png").symlink_to(root / "nowhere.png")
+    return bad
+
+
+def test_folder_with_bad_files_embeds_the_rest_and_lists_errors(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    _bad_files(image_folder)
+    out = tmp_path / "run"
+    res = embed(image_folder, out, CFG)
+    assert res.n_embedded == 8 and res.n_failed == 5
+    errors = pd.read_csv(out / "errors.csv")
+    assert sorted(Path(p).name for p in errors["path"]) == sorted(
+        ["empty.png", "truncated.jpg", "text.png", "fake.webp", "broken_link.png"]
+    )
+    reasons = dict(zip((Path(p).name for p in errors["path"]), errors["reason"], strict=True))
+    assert "empty" in reasons["empty.png"] and "truncated JPEG" in reasons["truncated.jpg"]
+    assert "unreadable" in reasons["broken_link.png"]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete"
+    assert info["counts"]["failed"] == 5 and info["counts"]["stored"] == 8
+    assert info["weights"]["random_init"] is True
+    assert info["preprocessing"]["source_size"] == 32 and info["preprocessing"]["input_size"] == 224
+    assert set(info["timings"]) >= {"load_model_s", "embed_s", "total_s"}
+    emb = load_embeddings(out)
+    assert emb.X.shape == (8, 32) and emb.X.dtype == np.float32
+    assert emb.labels == ["cat"] * 4 + ["dog"] * 4
+    assert list(emb.heights) == [40] * 8 and list(emb.widths) == [48] * 8
+    assert emb.random_init
+
+
+def test_store_is_readable_by_pandas_pyarrow_and_duckdb(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    embed(image_folder, out, CFG, shard_size=3)
+    shards = sorted((out / "embeddings").glob("part-*.parquet"))
+    assert len(shards) == 2  # flushed at the first batch (of 4) boundary past 3 images
+    table = pq.read_table(out / "embeddings")
+    assert table.schema.field("embedding").type.list_size == 32
+    df = pd.read_parquet(out / "embeddings")
+    assert len(df) == 8 and len(df["embedding"].iloc[0]) == 32
+    con = duckdb.connect()
+    n, dim = con.execute(
+        f"SELECT count(*), max(len(embedding)) FROM read_parquet('{out}/embeddings/*.parquet')"
+    ).fetchone()
+    assert (n, dim) == (8, 32)
+
+
+def test_rerun_embeds_only_missing_and_changed(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = embed(image_folder, out, CFG)
+    before = load_embeddings(out)
+    again = embed(image_folder, out, CFG)
+    assert again.n_embedded == 0 and again.n_already_stored == first.n_embedded
+    for name in ("cat/new.png", "dog/new.png"):
+        cv2.imwrite(str(image_folder / name), np.full((40, 48, 3), 7, np.uint8))
+    changed = image_folder / "cat" / "img_000.png"
+    cv2.imwrite(str(changed), np.zeros((40, 48, 3), np.uint8))
+    third = embed(image_folder, out, CFG)
+    assert third.n_embedded == 3  # two new files + one changed
+    after = load_embeddings(out)
+    assert len(after) == 10
+    i = after.paths.index(str(changed.resolve()))
+    j = before.paths.index(str(changed.resolve()))
+    assert after.sha256[i] != before.sha256[j]
+
+
+def test_reusing_a_run_with_another_config_is_refused(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    embed(image_folder, out, CFG)
+    with pytest.raises(ConfigMismatchError, match="source_size"):
+        embed(image_folder, out, CFG, source_size=None)
+    with pytest.raises(ConfigMismatchError, match="model_kwargs"):
+        embed(image_folder, out, CFG, model_kwargs={**TINY_MODEL_KWARGS, "depth": 2})
+    assert len(load_embeddings(out)) == 8  # nothing mixed in
+
+
+def test_same_input_same_embeddings_and_batch_independent(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    a = embed(image_folder, tmp_path / "a", CFG)
+    b = embed(image_folder, tmp_path / "b", CFG, batch_size=3, num_workers=2)
+    ea, eb = load_embeddings(a.run_dir), load_embeddings(b.run_dir)
+    assert ea.paths == eb.paths
+    np.testing.assert_allclose(ea.X, eb.X, rtol=0, atol=1e-5)
+
+
+def test_no_decodable_image_raises(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"")
+    with pytest.raises(NoImagesError, match="errors.csv"):
+        embed(root, tmp_path / "run", CFG)
+    assert (tmp_path / "run" / "errors.csv").is_file()
+
+
+def test_bad_parameters_are_named() -> None:
+    with pytest.raises(InvalidParameterError, match="precision"):
+        EmbedConfig(precision="fp8").validate()
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        EmbedConfig(batch_size=0).validate()
+
+
+def test_batched_preprocessing_matches_the_original_per_image_route() -> None:
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (50 + i, 37, 3), dtype=np.uint8) for i in range(3)]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ref = []
+    for img in imgs:  # the original notebook: cv2 resize to 32, per-image interpolate, normalise
+        small = cv2.resize(img, (32, 32))
+        t = torch.from_numpy(small).permute(2, 0, 1).float()[None] / 255.0
+        t = F.interpolate(t, size=(224, 224), mode="bilinear", align_corners=False)
+        ref.append((t - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    batch = torch.from_numpy(np.stack([cv2.resize(i, (32, 32)) for i in imgs]))
+    out = Preprocess(224, mean, std)(batch)
+    torch.testing.assert_close(out, torch.cat(ref), rtol=0, atol=1e-5)
+
+
+def test_embed_files_reuses_the_run_model(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    embed(image_folder, out, CFG)
+    stored = load_embeddings(out)
+    files = [Path(p) for p in stored.paths[:3]] + [tmp_path / "missing.png"]
+    X, ok, errors = embed_files(files, like_run=out)
+    assert ok == stored.paths[:3] and len(errors) == 1
+    np.testing.assert_allclose(X, stored.X[:3], atol=1e-5)
+
+
+def _cli(*args: str, **kw: object) -> list[str]:
+    return [sys.executable, "-m", "dinomap.cli.main", *args]
+
+
+def test_sigkill_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    write_images(root, n_per_class=30, classes=("a", "b", "c"), size=32)
+    common = ["embed", str(root), *TINY_CLI_ARGS, "--batch-size", "4", "--workers", "0",
+              "--shard-size", "8", "-q"]  # fmt: skip
+    ref = subprocess.run(
+        _cli(*common, "--out", str(tmp_path / "ref")), capture_output=True, timeout=300
+    )
+    assert ref.returncode == 0, ref.stderr
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--out", str(killed_dir)), stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while (
+        time.time() < deadline and len(list((killed_dir / "embeddings").glob("part-*.parquet"))) < 3
+    ):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(list((killed_dir / "embeddings").glob("part-*.parquet")))
+    assert 3 <= partial < 12, "the kill must land part-way"
+    rerun = subprocess.run(
+        _cli(*common, "--out", str(killed_dir)), capture_output=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    a, b = load_embeddings(tmp_path / "ref"), load_embeddings(killed_dir)
+    assert a.paths == b.paths and len(a) == 90
+    rows = pq.read_table(killed_dir / "embeddings").num_rows
+    assert rows == 90  # none twice
+    np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-5)
