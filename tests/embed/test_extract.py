@@ -127,7 +127,7 @@ def test_no_decodable_image_raises(tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     root.mkdir()
     (root / "a.png").write_bytes(b"")
-    with pytest.raises(NoImagesError, match="errors.csv"):
+    with pytest.raises(NoImagesError, match=r"errors\.csv"):
         embed(root, tmp_path / "run", CFG)
     assert (tmp_path / "run" / "errors.csv").is_file()
 

@@ -132,7 +132,7 @@ def test_builtin_demo_data_ships_2000_labelled_images() -> None:
     labels = [i.label for i in src.items]
     assert sorted(set(labels)) == sorted(FASHION_MNIST_CLASSES)
     assert all(labels.count(c) == 200 for c in FASHION_MNIST_CLASSES)
-    rgb, sha = src.load(0)
+    rgb, _ = src.load(0)
     assert rgb.shape == (28, 28, 3) and rgb.std() > 10
 
 
