@@ -146,3 +146,18 @@ def test_demo_images_match_the_real_test_set() -> None:
         idx = int(item.path.rsplit("/", 1)[1])
         assert full.items[idx].label == item.label
         assert np.array_equal(full.load(idx)[0], demo.load(k)[0])
+
+
+def test_thumbnails_for_files_and_virtual_ids(image_folder: Path) -> None:
+    from dinomap.data import load_thumbnail
+
+    demo = open_source("demo")
+    thumb = load_thumbnail(demo.items[5].path, {"source": {"kind": "demo"}}, size=16)
+    assert thumb is not None and thumb.shape == (16, 16, 3)
+    expected = cv2.resize(demo.load(5)[0], (16, 16), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(thumb, expected)
+    f = sorted(image_folder.rglob("*.png"))[0]
+    t2 = load_thumbnail(str(f), {"source": {"kind": "folder"}}, size=8)
+    assert t2 is not None and t2.shape == (8, 8, 3)
+    assert load_thumbnail(str(image_folder / "missing.png"), {"source": {"kind": "folder"}}) is None
+    assert load_thumbnail("cifar10/test_batch/00001", {"source": {"kind": "cifar10"}}) is None

@@ -12,6 +12,7 @@ from dinomap.data.sources import (
     fashion_mnist_source,
     open_source,
 )
+from dinomap.data.thumbnails import image_loader, load_thumbnail
 
 __all__ = [
     "ArraySource",
@@ -24,6 +25,8 @@ __all__ = [
     "decode_image",
     "demo_source",
     "fashion_mnist_source",
+    "image_loader",
+    "load_thumbnail",
     "open_source",
     "read_image_file",
 ]
