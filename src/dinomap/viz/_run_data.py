@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +213,7 @@ def _find_plots(run_dir: Path) -> dict[str, str]:
     return found
 
 
-def read_run_data(run_dir: str | Path) -> RunData:
+def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
     """Read a run directory for the report and the slides.
 
     Parameters

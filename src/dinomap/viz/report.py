@@ -21,7 +21,6 @@ import datetime as _dt
 import html
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,13 @@ import numpy as np
 
 from dinomap._validation import check_positive_int
 from dinomap.store import ERRORS_FILE, atomic_write_text
+from dinomap.viz._format import (
+    flatten_timings,
+    fmt_number,
+    fmt_seconds,
+    fmt_value,
+    params_text,
+)
 from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
 from dinomap.viz._thumbs import ThumbSheets, make_thumbnail_loader, write_thumb_sheets
 
@@ -56,70 +62,6 @@ _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
 # ----------------------------------------------------------------------------- formatting
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def fmt_number(value: Any, digits: int = 4) -> str:
-    """Format a number for people: ints with thousands separators, floats with ``digits``
-    significant digits; anything else as ``str``."""
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else str(value).lower()
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        if not math.isfinite(v):
-            return str(v)
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:,.0f}"
-    return str(value)
-
-
-def fmt_seconds(value: Any) -> str:
-    """``0.0123`` -> ``"12.3 ms"``, ``75.2`` -> ``"1 min 15.2 s"``."""
-    try:
-        s = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(s):
-        return str(s)
-    if s < 1:
-        return f"{s * 1000:.3g} ms"
-    if s < 60:
-        return f"{s:.3g} s"
-    minutes, sec = divmod(s, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {sec:04.1f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes):02d} min"
-
-
-def fmt_value(value: Any) -> str:
-    """Plain-text form of a run.json value (lists joined, floats shortened)."""
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
-    return fmt_number(value)
-
-
-def params_text(params: Mapping[str, Any]) -> str:
-    """``{"perplexity": 30}`` -> ``"perplexity=30"``."""
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
-
-
-def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
-    """Flatten nested ``{"stage": seconds}`` dicts into ``[("stage", seconds), ...]``."""
-    rows: list[tuple[str, float]] = []
-    if not isinstance(timings, Mapping):
-        return rows
-    for key, value in timings.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            rows += flatten_timings(value, prefix=f"{name} / ")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            rows.append((name.replace("_seconds", "").replace("_s", "").replace("_", " "), value))
-    return rows
 
 
 # ----------------------------------------------------------------------------- payload

@@ -1,0 +1,83 @@
+"""Number and value formatting shared by the report and the slides."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["flatten_timings", "fmt_number", "fmt_seconds", "fmt_value", "params_text"]
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """Format a number for people: ints with thousands separators, floats with ``digits``
+    significant digits; anything else as ``str``."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:,.0f}"
+    return str(value)
+
+
+def fmt_seconds(value: Any) -> str:
+    """``0.0123`` -> ``"12.3 ms"``, ``75.2`` -> ``"1 min 15.2 s"``."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(s):
+        return str(s)
+    if s < 1:
+        return f"{s * 1000:.3g} ms"
+    if s < 60:
+        return f"{s:.3g} s"
+    minutes, sec = divmod(s, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {sec:04.1f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes):02d} min"
+
+
+def fmt_value(value: Any) -> str:
+    """Plain-text form of a run.json value (lists joined, floats shortened)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    return fmt_number(value)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """``{"perplexity": 30}`` -> ``"perplexity=30"``."""
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+
+
+def _stage_name(key: str) -> str:
+    for suffix in ("_seconds", "_sec", "_s"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+            break
+    return key.replace("_", " ")
+
+
+def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """Flatten nested ``{"stage": seconds}`` dicts into ``[("stage", seconds), ...]``."""
+    rows: list[tuple[str, float]] = []
+    if not isinstance(timings, Mapping):
+        return rows
+    for key, value in timings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += flatten_timings(value, prefix=f"{name} / ")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            rows.append((_stage_name(name), float(value)))
+    return rows
