@@ -56,6 +56,8 @@ def _image(k: int, i: int, rng: np.random.Generator, size: int = 32) -> np.ndarr
 
 def _scatter_png(xy: np.ndarray, codes: np.ndarray, title: str, size: int = 360) -> bytes:
     img = np.full((size, size, 3), 255, dtype=np.uint8)
+    ok = np.isfinite(xy).all(axis=1)
+    xy, codes = xy[ok], codes[ok]
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     pts = ((xy - lo) / np.maximum(hi - lo, 1e-9) * (size - 40) + 20).astype(int)
     for (x, y), k in zip(pts[:4000], codes[:4000], strict=True):
@@ -79,6 +81,8 @@ def make_synthetic_run(
     dim: int = 16,
     seed: int = 0,
     export: dict[str, Any] | None = None,
+    unplaced: int = 0,
+    source_kind: str = "synthetic",
 ) -> Path:
     """Write a synthetic run directory of ``n`` labelled points and return its path.
 
@@ -95,6 +99,8 @@ def make_synthetic_run(
     dim : embedding dimension
     seed : random seed
     export : an ``export`` section for ``run.json``
+    unplaced : how many points the last method leaves unplaced (NaN coordinates)
+    source_kind : ``run.json["source"]["kind"]`` (``"demo"`` makes virtual paths resolvable)
     """
     run = Path(run_dir)
     rng = np.random.default_rng(seed)
@@ -134,7 +140,8 @@ def make_synthetic_run(
         "device": "cpu",
         "timings": {"load_seconds": 0.5, "embed_seconds": 12.25, "total_seconds": 13.1},
         "counts": {"total": n + n_failed, "embedded": n, "failed": n_failed},
-        "source": {"kind": "synthetic", "n_items": n + n_failed},
+        "source": {"kind": source_kind, "n_items": n + n_failed,
+                   "classes": list(SYNTHETIC_CLASSES)},
     }  # fmt: skip
     if export is not None:
         info["export"] = export
@@ -150,6 +157,8 @@ def make_synthetic_run(
         radius = 10.0 + 3 * j
         c2 = np.column_stack([np.cos(angle), np.sin(angle)]) * radius
         xy = (c2[codes] + rng.normal(scale=1.0 + 0.3 * j, size=(n, 2))).astype(np.float32)
+        if j == len(methods) - 1 and unplaced:
+            xy[:unplaced] = np.nan
         columns[f"{method}_x"] = pa.array(xy[:, 0], pa.float32())
         columns[f"{method}_y"] = pa.array(xy[:, 1], pa.float32())
         entry: dict[str, Any] = {
@@ -167,14 +176,14 @@ def make_synthetic_run(
         if method in plot_files:
             atomic_write_bytes(run / "plots" / plot_files[method], _scatter_png(xy, codes, method))
     if methods:
-        buf = pa.BufferOutputStream()
-        pq.write_table(pa.table(columns), buf)
-        atomic_write_bytes(run / "maps.parquet", buf.getvalue().to_pybytes())
-        atomic_write_json(run / "metrics.json", metrics)
         first = np.column_stack(
             [columns[f"{methods[0]}_x"].to_numpy(), columns[f"{methods[0]}_y"].to_numpy()]
         )
         atomic_write_bytes(run / "plots" / "all_maps.png", _scatter_png(first, codes, "all maps"))
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.table(columns), buf)
+        atomic_write_bytes(run / "maps.parquet", buf.getvalue().to_pybytes())
+        atomic_write_json(run / "metrics.json", metrics)
     if clusters:
         cl = np.where(rng.random(n) < 0.05, -1, codes % 4)
         buf = pa.BufferOutputStream()

@@ -4,7 +4,7 @@ Each sheet is a grid of ``cols`` x ``cols`` square thumbnails (1,024 by default)
 loads one sheet (a few hundred KB) the first time a point of it is hovered, instead of one file
 per image or one huge inline blob. Images are read from their stored path when it is a file;
 data-set items with virtual paths (``fashion-mnist/test/000042``) come from
-``dinomap.data.load_thumbnail`` when the data package provides it; anything else gets a
+``dinomap.data.image_loader`` (it reopens the run's source); anything else gets a
 placeholder tile, and the page says "no thumbnail" for it.
 """
 
@@ -103,24 +103,25 @@ def _read_file(path: str) -> np.ndarray | None:
 def make_thumbnail_loader(run_info: dict[str, Any], size: int) -> ThumbLoader:
     """A function ``path -> RGB uint8 array or None`` for the images of a run.
 
-    Uses ``dinomap.data.load_thumbnail(path, run_info, size)`` when the data package has it
-    (it knows the data-set sources with virtual paths), then falls back to decoding the file
-    at ``path`` with OpenCV.
+    Uses ``dinomap.data.image_loader(run_info)`` (it knows the data-set sources with virtual
+    paths), then falls back to decoding the file at ``path`` with OpenCV. ``size`` is the
+    thumbnail side; the sheets letterbox whatever size comes back.
     """
-    lead_loader: Callable[..., Any] | None = None
+    data_loader: Callable[[str], Any] | None = None
     try:
-        lead_loader = getattr(importlib.import_module("dinomap.data"), "load_thumbnail", None)
-    except ImportError:  # pragma: no cover - dinomap.data is part of the package
-        lead_loader = None
+        factory = getattr(importlib.import_module("dinomap.data"), "image_loader", None)
+        data_loader = factory(run_info) if factory is not None else None
+    except Exception as exc:  # a broken source description must not break the report
+        logger.warning("cannot open the run's image source for thumbnails: %s", exc)
     warned: list[bool] = [False]
 
     def load(path: str) -> np.ndarray | None:
-        if lead_loader is not None:
+        if data_loader is not None:
             try:
-                img = lead_loader(path, run_info, size)
+                img = data_loader(path)
                 if img is not None:
                     return np.asarray(img)
-            except Exception as exc:  # a missing data set must not break the report
+            except Exception as exc:  # one unreadable image must not break the report
                 if not warned[0]:
                     logger.warning("no thumbnail for %s (%s); using placeholders", path, exc)
                     warned[0] = True

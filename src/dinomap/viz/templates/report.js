@@ -127,8 +127,9 @@
         "uniform float u_size; varying vec4 v_col; void main(){ gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);" +
         "gl_PointSize = u_size; v_col = a_col; }"));
       gl.attachShader(prog, shader(gl.FRAGMENT_SHADER,
-        "precision mediump float; varying vec4 v_col; void main(){ vec2 d = gl_PointCoord - 0.5;" +
-        "if (v_col.a < 0.01 || dot(d, d) > 0.25) discard; gl_FragColor = v_col; }"));
+        "precision mediump float; varying vec4 v_col; void main(){ float r = length(gl_PointCoord - 0.5);" +
+        "float edge = 1.0 - smoothstep(0.38, 0.5, r); if (v_col.a < 0.01 || edge <= 0.0) discard;" +
+        "gl_FragColor = vec4(v_col.rgb, v_col.a * edge); }"));
       gl.linkProgram(prog);
       if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
       loc = { pos: gl.getAttribLocation(prog, "a_pos"), col: gl.getAttribLocation(prog, "a_col"),

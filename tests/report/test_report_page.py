@@ -1,0 +1,187 @@
+"""The report page without a browser: content, offline-ness, payload encoding, thumbnails."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dinomap.exceptions import InvalidParameterError, SourceNotFoundError
+from dinomap.store import atomic_write_json, read_run_info
+from dinomap.viz._format import flatten_timings, fmt_number, fmt_seconds
+from dinomap.viz._run_data import read_run_data
+from dinomap.viz._synthetic import SYNTHETIC_CLASSES, make_synthetic_run
+from dinomap.viz._thumbs import _fit_square, make_thumbnail_loader, write_thumb_sheets
+from dinomap.viz.report import _quantise, write_report
+
+from .conftest import EXPORT, METHODS, N_POINTS, N_VIRTUAL, UNPLACED
+
+
+def _payload(html: str) -> dict:
+    match = re.search(
+        r'<script type="application/json" id="dinomap-data">(.*?)</script>', html, re.S
+    )
+    assert match is not None
+    return json.loads(match.group(1))
+
+
+def test_page_is_offline_and_inline(small_run: Path) -> None:
+    html = (small_run / "report.html").read_text(encoding="utf-8")
+    # every script and style is inline; nothing is fetched from a network
+    assert not re.search(r"<script[^>]+\bsrc=", html)
+    assert not re.search(r"<link[^>]+rel=\"stylesheet\"", html)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "@import" not in html and "url(http" not in html
+    # the links into the run folder resolve
+    for ref in re.findall(r'(?:src|href)="([^"#][^"]*)"', html):
+        if ref.startswith("data:"):
+            continue
+        assert (small_run / ref).is_file(), ref
+
+
+def test_summary_shows_counts_model_weights_and_export(small_run: Path) -> None:
+    html = (small_run / "report.html").read_text(encoding="utf-8")
+    info = read_run_info(small_run)
+    assert f'id="count-embedded">{N_POINTS}<' in html
+    assert 'id="count-failed">2<' in html
+    assert '<a href="errors.csv">' in html
+    assert 'id="random-init-banner"' in html and "RANDOM-INIT (untrained)" in html
+    assert 'data-random-init="true"' in html
+    assert info["model"]["timm_name"] in html
+    assert "[0.485, 0.456, 0.406]" in html  # normalisation mean
+    assert "12.2 s" in html  # embed time from run.json timings
+    assert EXPORT["torchscript_path"] in html
+    assert html.count("<figure>") == len(METHODS) + 1  # one static plot per method + all maps
+
+
+def test_metrics_table_has_every_method(small_run: Path) -> None:
+    html = (small_run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((small_run / "metrics.json").read_text())
+    for method in METHODS:
+        row = re.search(rf"<tr data-method='{method}'>(.*?)</tr>", html, re.S)
+        assert row is not None, method
+        trust = metrics["methods"][method]["trustworthiness"]
+        assert f"data-key='trustworthiness'>{fmt_number(trust)}<" in row.group(1)
+
+
+def test_payload_points_labels_paths(small_run: Path) -> None:
+    data = read_run_data(small_run)
+    payload = _payload((small_run / "report.html").read_text(encoding="utf-8"))
+    assert payload["n"] == N_POINTS
+    assert [m["name"] for m in payload["methods"]] == list(METHODS)
+    for m in payload["methods"]:
+        qx = np.frombuffer(base64.b64decode(m["x"]), dtype="<u2")
+        assert len(qx) == N_POINTS
+        placed = int((qx != 65535).sum())
+        assert placed == (N_POINTS - UNPLACED if m["name"] == METHODS[-1] else N_POINTS)
+    # labels keep the run's class order, codes decode to the stored labels
+    assert payload["labels"]["names"] == list(SYNTHETIC_CLASSES)
+    codes = np.frombuffer(base64.b64decode(payload["labels"]["codes"]), dtype="<u2")
+    assert [payload["labels"]["names"][c] for c in codes] == data.labels
+    # paths are rebuilt from the directory table
+    dirs = payload["paths"]["dirs"]
+    idx = np.frombuffer(base64.b64decode(payload["paths"]["dir_index"]), dtype="<u4")
+    rebuilt = [
+        f"{dirs[d]}/{name}" if dirs[d] else name
+        for d, name in zip(idx, payload["paths"]["names"], strict=True)
+    ]
+    assert rebuilt == data.paths
+    assert payload["clusters"] is not None and payload["random_init"] is True
+    missing = np.unpackbits(np.frombuffer(base64.b64decode(payload["thumbs"]["missing"]), np.uint8))
+    assert int(missing[:N_POINTS].sum()) == N_VIRTUAL
+
+
+def test_quantise_keeps_aspect_and_marks_unplaced() -> None:
+    xy = np.array([[0.0, 0.0], [10.0, 5.0], [np.nan, 1.0], [5.0, 2.5]], dtype=np.float32)
+    qx, qy, extent = _quantise(xy)
+    assert qx[2] == 65535 and qy[2] == 65535
+    assert extent == [1.0, 0.5]  # one scale for both axes
+    assert (qx[1], qy[1]) == (65534, 32767)
+    back = np.column_stack([qx, qy]).astype(float) / 65534 * 10
+    assert np.allclose(back[[0, 1, 3]], xy[[0, 1, 3]], atol=10 / 65534)
+
+
+def test_trained_run_has_no_banner_and_self_contained_inlines(tmp_path: Path) -> None:
+    run = make_synthetic_run(
+        tmp_path / "run", 12, methods=("pca",), random_init=False, clusters=False
+    )
+    page = write_report(run, tmp_path / "out" / "page.html", self_contained=True)
+    html = page.read_text(encoding="utf-8")
+    assert "random-init-banner" not in html and 'data-random-init="false"' in html
+    payload = _payload(html)
+    assert payload["thumbs"]["sheets"][0].startswith("data:image/jpeg;base64,")
+    assert payload["thumbs"]["missing"] is None and payload["clusters"] is None
+    assert 'src="data:image/png;base64,' in html  # static plots inline
+    assert '<a href="../run/errors.csv">' in html  # links relative to where the page is
+
+
+def test_report_without_maps(tmp_path: Path) -> None:
+    run = make_synthetic_run(tmp_path / "run", 8, methods=(), clusters=False)
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "No 2-D maps in this run" in html
+    assert _payload(html)["methods"] == []
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFoundError, match="not a dinomap run directory"):
+        write_report(tmp_path)
+    run = make_synthetic_run(tmp_path / "run", 8, methods=("pca",))
+    with pytest.raises(InvalidParameterError, match="thumb_size"):
+        write_report(run, thumb_size=2)
+
+
+def test_thumb_sheets_layout_cache_and_placeholders(tmp_path: Path) -> None:
+    run = make_synthetic_run(tmp_path / "run", 40, methods=(), clusters=False)
+    paths = [str(p) for p in sorted((run / "images").rglob("*.png"))]
+    loader = make_thumbnail_loader(read_run_info(run), 16)
+    sheets = write_thumb_sheets(paths, tmp_path / "t", loader, size=16, cols=4)
+    assert len(sheets.files) == math.ceil(40 / 16) and bool(sheets.available.all())
+    first = (tmp_path / "t" / sheets.files[0]).stat().st_mtime_ns
+    again = write_thumb_sheets(paths, tmp_path / "t", loader, size=16, cols=4)
+    assert (tmp_path / "t" / again.files[0]).stat().st_mtime_ns == first  # reused
+    sheet = cv2.imread(str(tmp_path / "t" / sheets.files[-1]))
+    assert sheet.shape == (2 * 16, 4 * 16, 3)  # 40 - 32 = 8 thumbnails: two rows of four
+    withbad = [*paths[:3], "/no/such/image.png"]
+    s2 = write_thumb_sheets(withbad, tmp_path / "t2", loader, size=16, cols=4)
+    assert s2.available.tolist() == [True, True, True, False]
+
+
+def test_dataset_paths_get_real_thumbnails(tmp_path: Path) -> None:
+    """Virtual demo ids resolve through dinomap.data's image loader (no placeholder)."""
+    loader = make_thumbnail_loader({"source": {"kind": "demo"}}, 16)
+    img = loader("fashion-mnist/test/00000")
+    assert img is not None and img.ndim == 3 and img.std() > 10
+    assert loader("fashion-mnist/test/not-an-id") is None
+
+
+def test_fit_square_letterboxes() -> None:
+    wide = np.zeros((10, 40, 3), dtype=np.uint8)
+    tile = _fit_square(wide, 20)
+    assert tile.shape == (20, 20, 3)
+    assert (tile[:7] == 240).all() and (tile[8:12] == 0).all()  # bands above, image in the middle
+
+
+def test_formatting_helpers() -> None:
+    assert fmt_number(12345) == "12,345" and fmt_number(0.912345) == "0.9123"
+    assert fmt_number(None) == "—" and fmt_number(True) == "true"
+    assert fmt_seconds(0.0123) == "12.3 ms" and fmt_seconds(75.25) == "1 min 15.2 s"
+    assert flatten_timings({"embed_seconds": 2, "maps": {"tsne_s": 1.5}}) == [
+        ("embed", 2.0),
+        ("maps / tsne", 1.5),
+    ]
+
+
+def test_export_section_is_read_from_run_json(tmp_path: Path) -> None:
+    run = make_synthetic_run(tmp_path / "run", 8, methods=("pca",))
+    info = read_run_info(run)
+    info["export"] = {"torchscript_path": "/models/x/1/model.pt", "onnx_path": "/models/x.onnx"}
+    atomic_write_json(run / "run.json", info)
+    html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
+    assert "<code>/models/x/1/model.pt</code>" in html and "/models/x.onnx" in html
+    assert _payload(html)["thumbs"] is None
