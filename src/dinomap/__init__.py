@@ -13,6 +13,7 @@ from dinomap.exceptions import (
     SourceNotFoundError,
     WeightsUnavailableError,
 )
+from dinomap.export import ExportResult, export_encoder, export_models, export_run
 from dinomap.store import Embeddings, load_embeddings, read_run_info
 
 try:
@@ -24,12 +25,16 @@ __all__ = [
     "ConfigMismatchError",
     "DinomapError",
     "Embeddings",
+    "ExportResult",
     "InvalidParameterError",
     "NoImagesError",
     "NotFittedError",
     "SourceNotFoundError",
     "WeightsUnavailableError",
     "__version__",
+    "export_encoder",
+    "export_models",
+    "export_run",
     "load_embeddings",
     "read_run_info",
 ]

@@ -1,0 +1,853 @@
+"""Build a verified Triton model repository: feature extractor, raw-pixel pipeline, mappers.
+
+What :func:`export_models` writes (``_onnx`` folders only with the ``onnx`` format)::
+
+    model_repository/
+      dino_model/            float32 [N, 3, S, S] normalised  -> float32 [N, D]  (CLS token)
+      dino_pipeline/         uint8 [N, H, W, 3] RGB pixels     -> float32 [N, D]
+      <method>/              float32 [N, D] embeddings         -> float32 [N, 2]  (mappers)
+      dino_pipeline_<method>/  uint8 [N, H, W, 3] pixels       -> float32 [N, 2]
+      dino_model_onnx/ ...   the same models for onnxruntime
+      dinomap_export.json    what was exported, from which weights (random_init!), verification
+      verification.json      per model and input: max |exported - eager|
+      README.md              the same for humans
+
+Each model folder holds ``config.pbtxt`` and ``1/model.pt`` (TorchScript, ``pytorch_libtorch``)
+or ``1/model.onnx`` (``onnxruntime_onnx``). Tensors are named ``INPUT__0`` / ``OUTPUT__0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dinomap._validation import check_choice, check_positive_int
+from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.export.triton import PLATFORMS, TensorSpec, TritonModelConfig, render_config
+from dinomap.export.verify import (
+    DEFAULT_ATOL,
+    ModelCheck,
+    VerificationCase,
+    VerificationError,
+    VerificationReport,
+    verify_models,
+)
+from dinomap.store import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from dinomap.embed.models import LoadedModel
+
+__all__ = [
+    "FORMATS",
+    "INPUT_NAME",
+    "METADATA_FILE",
+    "OUTPUT_NAME",
+    "VERIFICATION_FILE",
+    "Chain",
+    "ExportResult",
+    "ExportedModel",
+    "PixelPipeline",
+    "export_encoder",
+    "export_models",
+    "export_run",
+    "load_run_mappers",
+    "parse_formats",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("torchscript", "onnx")
+INPUT_NAME = "INPUT__0"
+OUTPUT_NAME = "OUTPUT__0"
+METADATA_FILE = "dinomap_export.json"
+VERIFICATION_FILE = "verification.json"
+README_FILE = "README.md"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class PixelPipeline(nn.Module):
+    """Raw pixels to features in one graph: ``preprocess`` then ``extractor``.
+
+    Input uint8 ``[N, H, W, 3]`` RGB; output whatever ``extractor`` returns (``[N, D]``).
+    """
+
+    def __init__(self, preprocess: nn.Module, extractor: nn.Module) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.extractor = extractor
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.extractor(self.preprocess(pixels))
+        return out
+
+
+class Chain(nn.Module):
+    """``second(first(x))``: e.g. a :class:`PixelPipeline` followed by a 2-D mapper."""
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.first = first
+        self.second = second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.second(self.first(x))
+        return out
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """One model written to the repository.
+
+    Attributes
+    ----------
+    name : str
+        Triton model name (= folder name).
+    format : str
+        ``"torchscript"`` or ``"onnx"``.
+    kind : str
+        ``"features"``, ``"pipeline"``, ``"mapper"`` or ``"pixels_to_map"``.
+    path, config_path : Path
+        The model file and its ``config.pbtxt``.
+    method : str
+        How it was made: ``"script"``, ``"trace"``, ``"dynamo"`` or ``"legacy"``.
+    inputs, outputs : tuple of TensorSpec
+        The model's real I/O (dims without the batch axis), as written to ``config.pbtxt``.
+    note : str
+        Anything a user should know (a fallback that was taken).
+    """
+
+    name: str
+    format: str
+    kind: str
+    path: Path
+    config_path: Path
+    method: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    note: str = ""
+
+    def to_dict(self, root: Path | None = None) -> dict[str, Any]:
+        def rel(p: Path) -> str:
+            return str(p.relative_to(root)) if root is not None else str(p)
+
+        return {
+            "name": self.name,
+            "format": self.format,
+            "kind": self.kind,
+            "platform": PLATFORMS[self.format][0],
+            "file": rel(self.path),
+            "config": rel(self.config_path),
+            "method": self.method,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "note": self.note,
+        }
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_models` wrote and how verification went.
+
+    Attributes
+    ----------
+    repository : Path
+    models : list of ExportedModel
+    random_init : bool
+        The weights are random (untrained); stamped in every file of the repository.
+    verification : VerificationReport or None
+        None when verification was switched off.
+    metadata : dict
+        The content of ``dinomap_export.json``.
+    """
+
+    repository: Path
+    models: list[ExportedModel]
+    random_init: bool
+    verification: VerificationReport | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool | None:
+        """True/False after verification, None when it was not run."""
+        return None if self.verification is None else self.verification.passed
+
+    def model(self, name: str) -> ExportedModel:
+        """The exported model called ``name``."""
+        for m in self.models:
+            if m.name == name:
+                return m
+        check_choice("name", name, [m.name for m in self.models])
+        raise AssertionError  # pragma: no cover - check_choice raised
+
+
+@dataclass
+class _Target:
+    """A model to export, independent of the format."""
+
+    name: str
+    kind: str
+    module: nn.Module
+    input_dtype: str
+    input_dims: tuple[int, ...]
+    example: torch.Tensor  # to script/trace and run once
+    onnx_example: torch.Tensor  # takes every resize branch
+    onnx_dynamic: dict[int, str]
+    cases: list[tuple[str, np.ndarray]]
+    parameters: dict[str, Any]
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """``"torchscript,onnx"`` or a sequence of names -> a checked tuple without duplicates."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for item in items:
+        name = check_choice("format", str(item).strip().lower(), FORMATS)
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InvalidParameterError(f"format must name at least one of {', '.join(FORMATS)}.")
+    return tuple(out)
+
+
+def _resolve_device(device: str) -> str:
+    check_choice("device", device, ["auto", "cpu", "cuda"])
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _on_cpu(module: nn.Module) -> nn.Module:
+    tensors = [*module.parameters(), *module.buffers()]
+    if any(t.device.type != "cpu" for t in tensors):
+        module = copy.deepcopy(module).cpu()
+    return module.eval()
+
+
+def _eager(module: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out = module(torch.from_numpy(np.ascontiguousarray(x)))
+    return np.ascontiguousarray(out.detach().cpu().numpy())
+
+
+def _rng_pixels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _same_size_batch(images: np.ndarray | Sequence[np.ndarray], limit: int) -> np.ndarray | None:
+    """Up to ``limit`` images of the first image's size, stacked (uint8 [n, H, W, 3])."""
+    if images is None or len(images) == 0:
+        return None
+    first = np.asarray(images[0])
+    picked = [np.asarray(im) for im in images if np.asarray(im).shape == first.shape][:limit]
+    batch = np.stack(picked).astype(np.uint8, copy=False)
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise InvalidParameterError(
+            f"real_images must be RGB uint8 images of shape (H, W, 3); got {first.shape}."
+        )
+    return np.ascontiguousarray(batch)
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise InvalidParameterError(
+            f"{kind} name must use letters, digits, '_', '.', '-' only (it names a Triton model); "
+            f"got {name!r}."
+        )
+    return name
+
+
+def _build_targets(
+    extractor: nn.Module,
+    input_size: int,
+    preprocess: nn.Module | None,
+    source_size: int,
+    mappers: Mapping[str, nn.Module],
+    real_images: np.ndarray | None,
+    real_embeddings: np.ndarray | None,
+    seed: int,
+) -> tuple[list[_Target], int]:
+    rng = np.random.default_rng(seed)
+    s = int(input_size)
+    x_feat = rng.standard_normal((2, 3, s, s)).astype(np.float32)
+    probe = _eager(extractor, x_feat[:1])
+    if probe.ndim != 2:
+        raise DinomapError(
+            f"the extractor must return [N, D] features; it returned shape {list(probe.shape)}."
+        )
+    embed_dim = int(probe.shape[1])
+    targets: list[_Target] = []
+    feat_cases = [
+        ("random normal, batch 1", rng.standard_normal((1, 3, s, s)).astype(np.float32)),
+        ("random normal, batch 3", rng.standard_normal((3, 3, s, s)).astype(np.float32)),
+    ]
+    if preprocess is not None and real_images is not None:
+        feat_cases.append(("real images, preprocessed", _eager(preprocess, real_images)))
+    targets.append(
+        _Target(
+            name="dino_model",
+            kind="features",
+            module=extractor,
+            input_dtype="float32",
+            input_dims=(3, s, s),
+            example=torch.from_numpy(x_feat),
+            onnx_example=torch.from_numpy(x_feat),
+            onnx_dynamic={0: "batch"},
+            cases=feat_cases,
+            parameters={"input": "normalised float32 RGB, NCHW"},
+        )
+    )
+    pipeline: PixelPipeline | None = None
+    if preprocess is not None:
+        pipeline = PixelPipeline(preprocess, extractor).eval()
+        base = source_size if source_size > 0 else s
+        odd = (base + 13, base + 5)  # differs from every size a resize branch compares with
+        pix_cases = [
+            (f"random pixels {base}x{base}, batch 2", _rng_pixels(rng, (2, base, base, 3))),
+            (f"random pixels {odd[0]}x{odd[1]}, batch 1", _rng_pixels(rng, (1, *odd, 3))),
+        ]
+        if real_images is not None:
+            h, w = real_images.shape[1:3]
+            pix_cases.append((f"real images {h}x{w}, batch {len(real_images)}", real_images))
+        targets.append(
+            _Target(
+                name="dino_pipeline",
+                kind="pipeline",
+                module=pipeline,
+                input_dtype="uint8",
+                input_dims=(-1, -1, 3),
+                example=torch.from_numpy(_rng_pixels(rng, (2, base, base, 3))),
+                onnx_example=torch.from_numpy(_rng_pixels(rng, (2, *odd, 3))),
+                onnx_dynamic={0: "batch", 1: "height", 2: "width"},
+                cases=pix_cases,
+                parameters={"input": "uint8 RGB pixels, NHWC, any size"},
+            )
+        )
+    if real_embeddings is None and preprocess is not None and real_images is not None:
+        real_embeddings = _eager(pipeline, real_images) if pipeline is not None else None
+    for method, mapper in mappers.items():
+        _check_name("mapper", method)
+        mapper = _on_cpu(mapper)
+        scale = float(np.std(real_embeddings)) if real_embeddings is not None else 1.0
+        x_emb = (rng.standard_normal((2, embed_dim)) * scale).astype(np.float32)
+        map_cases = [
+            (
+                "random normal, batch 3",
+                (rng.standard_normal((3, embed_dim)) * scale).astype(np.float32),
+            ),
+        ]
+        if real_embeddings is not None:
+            emb = np.ascontiguousarray(real_embeddings[:8], dtype=np.float32)
+            if emb.ndim != 2 or emb.shape[1] != embed_dim:
+                raise InvalidParameterError(
+                    f"real_embeddings must have shape (n, {embed_dim}); got {list(emb.shape)}."
+                )
+            map_cases.append((f"real embeddings, batch {len(emb)}", emb))
+        out = _eager(mapper, x_emb)
+        targets.append(
+            _Target(
+                name=method,
+                kind="mapper",
+                module=mapper,
+                input_dtype="float32",
+                input_dims=(embed_dim,),
+                example=torch.from_numpy(x_emb),
+                onnx_example=torch.from_numpy(x_emb),
+                onnx_dynamic={0: "batch"},
+                cases=map_cases,
+                parameters={"method": method, "output": f"{out.shape[1]}-D map coordinates"},
+            )
+        )
+        if pipeline is not None:
+            chain = Chain(pipeline, mapper).eval()
+            pix = targets[1]
+            chain_cases = [
+                (label, x) for label, x in pix.cases if "batch 2" in label or "real" in label
+            ]
+            targets.append(
+                _Target(
+                    name=f"dino_pipeline_{method}",
+                    kind="pixels_to_map",
+                    module=chain,
+                    input_dtype="uint8",
+                    input_dims=(-1, -1, 3),
+                    example=pix.example,
+                    onnx_example=pix.onnx_example,
+                    onnx_dynamic=dict(pix.onnx_dynamic),
+                    cases=chain_cases,
+                    parameters={"method": method, "input": "uint8 RGB pixels, NHWC, any size"},
+                )
+            )
+    return targets, embed_dim
+
+
+def _onnx_input_dims(data: bytes) -> tuple[tuple[int, ...], bool]:
+    """Dims (without batch, -1 for symbolic) of the ONNX graph's first input; batch dynamic?"""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    dims = [
+        d.dim_value if d.HasField("dim_value") else -1
+        for d in proto.graph.input[0].type.tensor_type.shape.dim
+    ]
+    return tuple(int(d) for d in dims[1:]), dims[0] == -1
+
+
+def _write_model(
+    root: Path,
+    target: _Target,
+    fmt: str,
+    *,
+    output_dim: int,
+    device: str,
+    max_batch_size: int,
+    common: Mapping[str, Any],
+) -> ExportedModel:
+    from dinomap.export.onnx import to_onnx
+    from dinomap.export.torchscript import to_torchscript, torchscript_bytes
+
+    name = target.name if fmt == "torchscript" else f"{target.name}_onnx"
+    platform, filename = PLATFORMS[fmt]
+    folder = root / name
+    dims = target.input_dims
+    note = ""
+    if fmt == "torchscript":
+        scripted = to_torchscript(target.module, target.example)
+        data, method, note = torchscript_bytes(scripted.module), scripted.method, scripted.note
+        if method == "trace" and -1 in dims:
+            dims = tuple(int(v) for v in target.example.shape[1:])
+            note += f"; input size fixed to {list(dims)} by tracing"
+    else:
+        exported = to_onnx(
+            target.module,
+            target.onnx_example,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            dynamic_dims=target.onnx_dynamic,
+        )
+        data, method, note = exported.data, exported.method, exported.note
+        dims, batch_dynamic = _onnx_input_dims(data)
+        if not batch_dynamic:
+            raise DinomapError(
+                f"the ONNX export of {name} has a fixed batch axis; Triton needs -1."
+            )
+    path = atomic_write_bytes(folder / "1" / filename, data)
+    inputs = (TensorSpec(INPUT_NAME, target.input_dtype, tuple(dims)),)
+    outputs = (TensorSpec(OUTPUT_NAME, "float32", (int(output_dim),)),)
+    params = {**common, "dinomap_kind": target.kind, "export_method": method, **target.parameters}
+    config = TritonModelConfig.make(
+        name, platform, inputs, outputs, max_batch_size=max_batch_size, device=device,
+        parameters=params,
+    )  # fmt: skip
+    config_path = atomic_write_text(folder / "config.pbtxt", render_config(config))
+    logger.info("exported %s (%s, %s) to %s", name, fmt, method, path)
+    return ExportedModel(name, fmt, target.kind, path, config_path, method, inputs, outputs, note)
+
+
+def _readme(meta: Mapping[str, Any]) -> str:
+    lines = ["# dinomap model repository (NVIDIA Triton Inference Server)", ""]
+    if meta["random_init"]:
+        lines += [
+            "> **WARNING: RANDOM-INIT WEIGHTS.** These models were exported with random, untrained",
+            "> weights. Their outputs are meaningless; use them to test serving only.",
+            "",
+        ]
+    model = meta.get("model") or {}
+    lines += [
+        f"- model: `{model.get('name', '?')}` (`{model.get('timm_name', '?')}`), weights: "
+        f"`{(meta.get('weights') or {}).get('source', '?')}`",
+        f"- exported with dinomap {meta['dinomap_version']}, torch {meta['torch_version']}, "
+        f"{meta['created']}",
+        f"- instance kind: `{meta['instance_kind']}`, max_batch_size {meta['max_batch_size']}",
+        "",
+        "| model | platform | input | output | made by |",
+        "|---|---|---|---|---|",
+    ]
+    for m in meta["models"]:
+        i, o = m["inputs"][0], m["outputs"][0]
+        lines.append(
+            f"| `{m['name']}` | {m['platform']} | {i['name']} {i['dtype']} [N, "
+            f"{', '.join(map(str, i['dims']))}] | {o['name']} {o['dtype']} [N, "
+            f"{', '.join(map(str, o['dims']))}] | {m['method']} |"
+        )
+    ver = meta.get("verification")
+    lines.append("")
+    if ver is None:
+        lines.append("Verification: not run.")
+    else:
+        lines.append(
+            f"Verification ({VERIFICATION_FILE}): {'PASSED' if ver['passed'] else 'FAILED'}, "
+            f"max |exported - eager| <= {ver['atol']:g} required, in a fresh process without dinomap."
+        )
+        for name, diff in ver["max_abs_diff"].items():
+            lines.append(f"- `{name}`: {'n/a' if diff is None else f'{diff:.2e}'}")
+    lines += [
+        "",
+        "Serve it: `docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD:/models "
+        "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_models(
+    out: str | os.PathLike[str],
+    extractor: nn.Module,
+    *,
+    input_size: int = 224,
+    preprocess: nn.Module | None = None,
+    source_size: int = 32,
+    mappers: Mapping[str, nn.Module] | None = None,
+    formats: str | Iterable[str] = FORMATS,
+    verify: bool = True,
+    device: str = "auto",
+    max_batch_size: int = 64,
+    random_init: bool = False,
+    description: Mapping[str, Any] | None = None,
+    real_images: np.ndarray | Sequence[np.ndarray] | None = None,
+    real_embeddings: np.ndarray | None = None,
+    atol: float = DEFAULT_ATOL,
+    seed: int = 0,
+) -> ExportResult:
+    """Export a feature extractor (and optionally preprocessing and mappers) as a Triton repository.
+
+    Parameters
+    ----------
+    out : path
+        The model repository folder (created; existing model files are replaced atomically).
+    extractor : nn.Module
+        Normalised float32 ``[N, 3, S, S]`` -> float32 ``[N, D]`` (e.g. ``LoadedModel.extractor``).
+    input_size : int
+        ``S``.
+    preprocess : nn.Module, optional
+        uint8 ``[N, H, W, 3]`` -> normalised ``[N, 3, S, S]`` (:class:`dinomap.embed.preprocess.Preprocess`);
+        with it the raw-pixel ``dino_pipeline`` (and a pixels -> 2-D model per mapper) is exported.
+    source_size : int
+        The preprocessing's bottleneck size (32), used for test inputs only; 0 when none.
+    mappers : mapping of str to nn.Module, optional
+        ``{method: module}`` of fitted 2-D mappers (``D -> 2``), e.g. from ``to_torch_module()``.
+    formats : str or iterable of str
+        ``"torchscript"``, ``"onnx"`` or both (``"torchscript,onnx"``).
+    verify : bool
+        Check every exported file in a fresh process (see :mod:`dinomap.export.verify`); a
+        failure raises :class:`VerificationError` after the report is written.
+    device : {"auto", "cpu", "cuda"}
+        Device Triton should run the models on (``instance_group`` kind). Export runs on the CPU.
+    max_batch_size : int
+        Triton's ``max_batch_size``; dynamic batching is switched on.
+    random_init : bool
+        The weights are random: stamped in the metadata, README, and every ``config.pbtxt``.
+    description : mapping, optional
+        Extra metadata (``model``, ``weights``, ``preprocessing``, ``source_run``...).
+    real_images : uint8 array (n, H, W, 3) or list of them, optional
+        Real images for verification (up to 4 of the first image's size are used).
+    real_embeddings : float32 array (n, D), optional
+        Real embeddings for verifying the mappers (default: the eager pipeline on ``real_images``).
+    atol : float
+        Verification tolerance (max abs difference from eager).
+    seed : int
+        Seed of the random test inputs.
+
+    Returns
+    -------
+    ExportResult
+
+    Examples
+    --------
+    >>> from dinomap.embed.models import create_encoder
+    >>> enc = create_encoder("dinov2-s14", random_init=True, model_kwargs={"depth": 1})
+    >>> res = export_models("model_repository", enc.extractor, random_init=True)  # doctest: +SKIP
+    >>> res.passed  # doctest: +SKIP
+    True
+    """
+    fmts = parse_formats(formats)
+    dev = _resolve_device(device)
+    check_positive_int("input_size", input_size, minimum=1)
+    check_positive_int("max_batch_size", max_batch_size)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    extractor = _on_cpu(extractor)
+    preprocess = _on_cpu(preprocess) if preprocess is not None else None
+    images = _same_size_batch(real_images, 4) if real_images is not None else None
+    desc = dict(description or {})
+    if random_init:
+        logger.warning(
+            "exporting RANDOM-INIT weights to %s: the models are marked as such everywhere", root
+        )
+    targets, embed_dim = _build_targets(
+        extractor, input_size, preprocess, int(source_size), dict(mappers or {}), images,
+        real_embeddings, seed,
+    )  # fmt: skip
+    common: dict[str, Any] = {
+        "random_init": bool(random_init),
+        "dinomap_model": (desc.get("model") or {}).get("name", type(extractor).__name__),
+        "weights_source": (desc.get("weights") or {}).get(
+            "source", "random-init" if random_init else "unknown"
+        ),
+    }
+    if desc.get("preprocessing"):
+        common["preprocessing"] = desc["preprocessing"]
+    exported: list[ExportedModel] = []
+    checks: list[ModelCheck] = []
+    for target in targets:
+        expected_cache: dict[int, np.ndarray] = {}
+        probe = _eager(target.module, target.example.numpy()[:1])
+        for fmt in fmts:
+            model = _write_model(
+                root, target, fmt, output_dim=int(probe.shape[1]), device=dev,
+                max_batch_size=max_batch_size, common=common,
+            )  # fmt: skip
+            exported.append(model)
+            if not verify:
+                continue
+            cases = []
+            for i, (label, x) in enumerate(target.cases):
+                if not model.inputs[0].matches(x):
+                    logger.info("skipping check %r of %s: input does not fit %s", label, model.name,
+                                model.inputs[0].dims)  # fmt: skip
+                    continue
+                if i not in expected_cache:
+                    expected_cache[i] = _eager(target.module, x)
+                cases.append(VerificationCase(label, x, expected_cache[i]))
+            checks.append(
+                ModelCheck(model.name, fmt, model.path, INPUT_NAME, OUTPUT_NAME, tuple(cases))
+            )
+    report: VerificationReport | None = None
+    if verify:
+        report = verify_models(checks, atol=atol)
+        atomic_write_json(root / VERIFICATION_FILE, report.to_dict())
+    meta: dict[str, Any] = {
+        "dinomap_version": _version(),
+        "torch_version": torch.__version__,
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "random_init": bool(random_init),
+        **desc,
+        "embed_dim": embed_dim,
+        "input_size": int(input_size),
+        "device": dev,
+        "instance_kind": "KIND_GPU" if dev == "cuda" else "KIND_CPU",
+        "max_batch_size": int(max_batch_size),
+        "models": [m.to_dict(root) for m in exported],
+        "verification": None
+        if report is None
+        else {
+            "passed": report.passed,
+            "atol": report.atol,
+            "file": VERIFICATION_FILE,
+            "max_abs_diff": {m["name"]: m.get("max_abs_diff") for m in report.models},
+        },
+    }
+    atomic_write_json(root / METADATA_FILE, meta)
+    atomic_write_text(root / README_FILE, _readme(meta))
+    result = ExportResult(root, exported, bool(random_init), report, meta)
+    if report is not None and not report.passed:
+        failed = [m["name"] for m in report.models if not m.get("passed")]
+        detail = report.worker.get("error") or ", ".join(failed)
+        raise VerificationError(
+            f"exported models do not match the eager model within {atol:g}: {detail}. "
+            f"See {root / VERIFICATION_FILE}."
+        )
+    return result
+
+
+def _version() -> str:
+    from dinomap import __version__
+
+    return __version__
+
+
+def _demo_images(n: int) -> np.ndarray | None:
+    """A few real images from the built-in demo set, for verification (None if unavailable)."""
+    try:
+        from dinomap.data import demo_source
+
+        source = demo_source()
+        return np.stack([source.load(i)[0] for i in range(min(n, len(source)))])
+    except Exception as exc:  # the demo set is optional for export
+        logger.info("no demo images for verification (%s)", exc)
+        return None
+
+
+def export_encoder(
+    out: str | os.PathLike[str],
+    encoder: LoadedModel,
+    *,
+    preprocess: nn.Module | None = None,
+    source_size: int = 32,
+    mappers: Mapping[str, nn.Module] | None = None,
+    real_images: np.ndarray | Sequence[np.ndarray] | None = None,
+    description: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> ExportResult:
+    """Export a :class:`~dinomap.embed.models.LoadedModel` (see :func:`export_models`).
+
+    ``preprocess`` defaults to the original pipeline's (``source_size`` bottleneck, then the
+    encoder's input size, mean and std); ``real_images`` to a few built-in demo images.
+
+    Examples
+    --------
+    >>> from dinomap.embed.models import create_encoder
+    >>> enc = create_encoder("dinov2-s14", random_init=True)
+    >>> export_encoder("model_repository", enc, formats="torchscript")  # doctest: +SKIP
+    """
+    from dinomap.embed.preprocess import Preprocess
+
+    if preprocess is None:
+        preprocess = Preprocess(
+            encoder.input_size, encoder.mean, encoder.std, source_size=source_size
+        )
+    if real_images is None:
+        real_images = _demo_images(4)
+    desc: dict[str, Any] = {
+        "model": encoder.describe(),
+        "weights": encoder.weights_dict(),
+        "preprocessing": {
+            "source_size": int(getattr(preprocess, "source_size", source_size)),
+            "input_size": encoder.input_size,
+            "mean": list(encoder.mean),
+            "std": list(encoder.std),
+        },
+        **dict(description or {}),
+    }
+    return export_models(
+        out,
+        encoder.extractor,
+        input_size=encoder.input_size,
+        preprocess=preprocess,
+        source_size=int(getattr(preprocess, "source_size", source_size)),
+        mappers=mappers,
+        random_init=encoder.weights.random_init,
+        description=desc,
+        real_images=real_images,
+        **kwargs,
+    )
+
+
+def load_run_mappers(run_dir: str | os.PathLike[str]) -> dict[str, nn.Module]:
+    """The fitted neural mappers saved under ``RUN/mappers/<method>/``, as plain modules.
+
+    Only PyTorch mappers (``"backend": "torch"`` in their ``config.json``: parametric UMAP, the
+    t-SNE approximator) can be exported; classic ones (PCA, t-SNE, UMAP) are passed over. Returns
+    an empty dict when the run has none; a mapper that cannot be loaded is skipped with a warning.
+    """
+    import json
+
+    base = Path(run_dir) / "mappers"
+    if not base.is_dir():
+        return {}
+    found: dict[str, nn.Module] = {}
+    for folder in sorted(p for p in base.iterdir() if (p / "config.json").is_file()):
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            if config.get("backend") != "torch":
+                logger.debug("not exportable (no PyTorch network): %s", folder)
+                continue
+            import dinomap.parametric as parametric
+
+            cls = getattr(parametric, str(config.get("class")), None)
+            if cls is None or not hasattr(cls, "load"):
+                raise DinomapError(f"unknown neural mapper class {config.get('class')!r}")
+            mapper = cls.load(folder, device="cpu")
+            method = _check_name("mapper", str(config.get("method") or folder.name))
+            found[method] = mapper.to_torch_module()
+        except Exception as exc:  # one broken mapper must not stop the export
+            logger.warning("skipping mapper %s: %s", folder, exc)
+    return found
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    formats: str | Iterable[str] = FORMATS,
+    verify: bool = True,
+    device: str = "auto",
+    max_batch_size: int = 64,
+    include_mappers: bool = True,
+    n_real: int = 4,
+) -> ExportResult:
+    """Export a run's model, preprocessing and fitted mappers as a verified Triton repository.
+
+    Parameters
+    ----------
+    run_dir : path
+        A dinomap run directory (``run.json``; ``mappers/`` when neural maps were fitted).
+    out : path, optional
+        Repository folder; ``RUN_DIR/model_repository`` by default.
+    formats, verify, device, max_batch_size
+        See :func:`export_models`.
+    include_mappers : bool
+        Also export the run's parametric UMAP / t-SNE approximator (and pixel -> 2-D models).
+    n_real : int
+        How many of the run's images (and embeddings) to verify with.
+
+    Examples
+    --------
+    >>> res = export_run("runs/fm", "model_repository")  # doctest: +SKIP
+    >>> [m.name for m in res.models][:2]  # doctest: +SKIP
+    ['dino_model', 'dino_model_onnx']
+    """
+    from dinomap.embed import encoder_from_run
+    from dinomap.store import load_embeddings, read_run_info
+
+    run = Path(run_dir)
+    info = read_run_info(run)
+    encoder, preprocess = encoder_from_run(run)
+    mappers = load_run_mappers(run) if include_mappers else {}
+    real_embeddings = None
+    try:
+        real_embeddings = load_embeddings(run).X[: max(n_real, 1) * 2]
+    except DinomapError as exc:
+        logger.info("no stored embeddings to verify the mappers with (%s)", exc)
+    real_images = _run_images(info, n_real)
+    description = {"source_run": str(run.resolve())}
+    return export_encoder(
+        out if out is not None else run / "model_repository",
+        encoder,
+        preprocess=preprocess,
+        mappers=mappers,
+        real_images=real_images,
+        real_embeddings=real_embeddings,
+        description=description,
+        formats=formats,
+        verify=verify,
+        device=device,
+        max_batch_size=max_batch_size,
+    )
+
+
+def _run_images(info: Mapping[str, Any], n: int) -> np.ndarray | None:
+    """A few images of the run's own source, else of the built-in demo set."""
+    source_info = info.get("source") or {}
+    spec = source_info.get("spec") or source_info.get("root") or source_info.get("manifest")
+    spec = spec or source_info.get("kind")
+    if spec:
+        try:
+            from dinomap.data import open_source
+
+            source = open_source(
+                spec, data_dir=source_info.get("data_dir"), split=source_info.get("split", "all")
+            )
+            images = []
+            for i in range(len(source)):
+                try:
+                    images.append(source.load(i)[0])
+                except Exception:  # a bad image: take the next one
+                    continue
+                if len(images) >= n:
+                    break
+            if images:
+                return _same_size_batch(images, n)
+        except Exception as exc:
+            logger.info("cannot reopen the run's source %r for verification (%s)", spec, exc)
+    return _demo_images(n)

@@ -1,0 +1,284 @@
+"""Verification of exported models in a fresh Python process that cannot import dinomap.
+
+The parent process saves every test input and the eager PyTorch model's output for it as
+``.npy`` files, plus a JSON manifest. A new interpreter (``python -I``, so neither the current
+directory nor ``PYTHONPATH`` leak in) runs :data:`WORKER_SOURCE`: it blocks any import of
+``dinomap``, loads each exported file with ``torch.jit.load`` or ``onnxruntime`` - exactly what a
+serving process would do - runs the inputs and compares with the eager outputs. A model passes
+when every output has the expected shape and dtype, is finite, and its largest absolute
+difference from the eager output is at most ``atol`` (1e-4 in fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinomap.exceptions import DinomapError
+
+__all__ = [
+    "DEFAULT_ATOL",
+    "WORKER_SOURCE",
+    "ModelCheck",
+    "VerificationCase",
+    "VerificationError",
+    "VerificationReport",
+    "verify_models",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ATOL = 1e-4
+
+
+class VerificationError(DinomapError):
+    """An exported model does not reproduce the eager PyTorch model."""
+
+
+@dataclass(frozen=True)
+class VerificationCase:
+    """One input batch and the eager model's output for it."""
+
+    label: str
+    input: np.ndarray
+    expected: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """An exported model file and the cases to run through it."""
+
+    name: str
+    format: str  # "torchscript" | "onnx"
+    path: Path
+    input_name: str
+    output_name: str
+    cases: tuple[VerificationCase, ...]
+
+
+@dataclass
+class VerificationReport:
+    """Outcome of :func:`verify_models`.
+
+    Attributes
+    ----------
+    passed : bool
+        Every case of every model passed.
+    atol : float
+    models : list of dict
+        Per model: ``name``, ``format``, ``passed``, ``max_abs_diff`` and its ``cases``.
+    worker : dict
+        What the verifying process saw: versions, and ``dinomap_imported`` (always False).
+    seconds : float
+    """
+
+    passed: bool
+    atol: float
+    models: list[dict[str, Any]] = field(default_factory=list)
+    worker: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "atol": self.atol,
+            "seconds": round(self.seconds, 3),
+            "worker": self.worker,
+            "models": self.models,
+        }
+
+    def summary(self) -> str:
+        """One line per model: name, format, PASS/FAIL, max abs difference."""
+        lines = []
+        for m in self.models:
+            status = "PASS" if m.get("passed") else "FAIL"
+            diff = m.get("max_abs_diff")
+            text = f"{diff:.2e}" if isinstance(diff, float) else "n/a"
+            extra = f"  ({m['error']})" if m.get("error") else ""
+            lines.append(f"{status}  {m['name']:<34} {m['format']:<11} max|diff| {text}{extra}")
+        return "\n".join(lines)
+
+
+#: The program run by the fresh interpreter: argv = manifest.json results.json.
+WORKER_SOURCE = r"""
+import importlib.abc
+import json
+import platform
+import sys
+import time
+import warnings
+
+
+class _NoDinomap(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "dinomap" or name.startswith("dinomap."):
+            raise ImportError("the verification process must not import dinomap")
+        return None
+
+
+sys.meta_path.insert(0, _NoDinomap())
+warnings.filterwarnings("ignore", message=r"`?torch\.jit\.\w+`? is deprecated")
+
+import numpy as np
+
+manifest = json.load(open(sys.argv[1], encoding="utf-8"))
+atol = float(manifest["atol"])
+versions = {"python": platform.python_version(), "numpy": np.__version__}
+results = []
+for m in manifest["models"]:
+    entry = {"name": m["name"], "format": m["format"], "path": m["path"], "cases": []}
+    try:
+        t0 = time.perf_counter()
+        if m["format"] == "torchscript":
+            import torch
+
+            versions["torch"] = torch.__version__
+            model = torch.jit.load(m["path"], map_location="cpu").eval()
+
+            def run(x, model=model):
+                with torch.inference_mode():
+                    return model(torch.from_numpy(x)).numpy()
+        else:
+            import onnxruntime as ort
+
+            versions["onnxruntime"] = ort.__version__
+            sess = ort.InferenceSession(m["path"], providers=["CPUExecutionProvider"])
+            entry["graph_inputs"] = [i.name for i in sess.get_inputs()]
+            entry["graph_outputs"] = [o.name for o in sess.get_outputs()]
+
+            def run(x, sess=sess, m=m):
+                return sess.run([m["output_name"]], {m["input_name"]: x})[0]
+        entry["load_seconds"] = round(time.perf_counter() - t0, 4)
+        for case in m["cases"]:
+            x = np.load(case["input"])
+            y = np.load(case["expected"])
+            rec = {"label": case["label"], "input_shape": list(x.shape), "input_dtype": str(x.dtype)}
+            try:
+                out = np.asarray(run(x))
+            except Exception as exc:
+                rec.update(passed=False, error=f"{type(exc).__name__}: {str(exc)[:400]}")
+                entry["cases"].append(rec)
+                continue
+            rec["output_shape"] = list(out.shape)
+            rec["output_dtype"] = str(out.dtype)
+            rec["expected_max_abs"] = float(np.max(np.abs(y))) if y.size else 0.0
+            if out.shape != y.shape or out.dtype != y.dtype:
+                rec.update(passed=False, error=f"expected {y.dtype}{list(y.shape)}")
+            else:
+                finite = bool(np.isfinite(out).all())
+                diff = float(np.max(np.abs(out.astype(np.float64) - y.astype(np.float64)))) if y.size else 0.0
+                rec.update(max_abs_diff=diff, finite=finite, passed=bool(finite and diff <= atol))
+            entry["cases"].append(rec)
+    except Exception as exc:
+        entry["error"] = f"{type(exc).__name__}: {str(exc)[:400]}"
+    results.append(entry)
+imported = sorted(k for k in sys.modules if k == "dinomap" or k.startswith("dinomap."))
+with open(sys.argv[2], "w", encoding="utf-8") as fh:
+    json.dump({"dinomap_imported": bool(imported), "versions": versions,
+               "executable": sys.executable, "models": results}, fh)
+"""
+
+
+def verify_models(
+    checks: Sequence[ModelCheck],
+    *,
+    atol: float = DEFAULT_ATOL,
+    timeout: float = 1800.0,
+    python: str | None = None,
+) -> VerificationReport:
+    """Run every check in a fresh interpreter that does not import dinomap.
+
+    Parameters
+    ----------
+    checks : sequence of ModelCheck
+    atol : float
+        Largest allowed absolute difference from the eager output (1e-4 for fp32).
+    timeout : float
+        Seconds before the verifying process is stopped (it then fails).
+    python : str, optional
+        Interpreter to use; the current one by default.
+
+    Returns
+    -------
+    VerificationReport
+        Never raises for a failed comparison; see ``passed``.
+    """
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dinomap-verify-") as tmp:
+        tmpdir = Path(tmp)
+        manifest: dict[str, Any] = {"atol": float(atol), "models": []}
+        for i, check in enumerate(checks):
+            cases = []
+            for j, case in enumerate(check.cases):
+                x_path, y_path = tmpdir / f"m{i}_c{j}_x.npy", tmpdir / f"m{i}_c{j}_y.npy"
+                np.save(x_path, np.ascontiguousarray(case.input))
+                np.save(y_path, np.ascontiguousarray(case.expected))
+                cases.append({"label": case.label, "input": str(x_path), "expected": str(y_path)})
+            manifest["models"].append(
+                {
+                    "name": check.name,
+                    "format": check.format,
+                    "path": str(Path(check.path).resolve()),
+                    "input_name": check.input_name,
+                    "output_name": check.output_name,
+                    "cases": cases,
+                }
+            )
+        (tmpdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        (tmpdir / "worker.py").write_text(WORKER_SOURCE, encoding="utf-8")
+        cmd = [
+            python or sys.executable,
+            "-I",
+            str(tmpdir / "worker.py"),
+            str(tmpdir / "manifest.json"),
+            str(tmpdir / "results.json"),
+        ]
+        logger.info("verifying %d exported model(s) in a fresh process", len(checks))
+        try:
+            proc = subprocess.run(
+                cmd, cwd=tmpdir, capture_output=True, text=True, timeout=timeout, check=False
+            )
+            stderr_tail = proc.stderr[-2000:]
+            ok_run = proc.returncode == 0 and (tmpdir / "results.json").is_file()
+        except subprocess.TimeoutExpired:
+            ok_run, stderr_tail = False, f"verification process timed out after {timeout:.0f} s"
+        if not ok_run:
+            return VerificationReport(
+                passed=False,
+                atol=atol,
+                models=[
+                    {"name": c.name, "format": c.format, "passed": False, "error": "not run"}
+                    for c in checks
+                ],
+                worker={"error": stderr_tail},
+                seconds=time.perf_counter() - start,
+            )
+        raw = json.loads((tmpdir / "results.json").read_text(encoding="utf-8"))
+    models = []
+    for entry in raw["models"]:
+        cases = entry.get("cases", [])
+        diffs = [c["max_abs_diff"] for c in cases if "max_abs_diff" in c]
+        entry["max_abs_diff"] = max(diffs) if diffs else None
+        entry["passed"] = bool(
+            "error" not in entry and cases and all(c.get("passed") for c in cases)
+        )
+        models.append(entry)
+    worker = {
+        "dinomap_imported": raw["dinomap_imported"],
+        "versions": raw["versions"],
+        "executable": raw["executable"],
+    }
+    passed = bool(models) and all(m["passed"] for m in models) and not raw["dinomap_imported"]
+    return VerificationReport(
+        passed=passed, atol=atol, models=models, worker=worker, seconds=time.perf_counter() - start
+    )

@@ -1,0 +1,168 @@
+"""The exported repository: layout, Triton configs checked with Triton's schema, verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from dinomap.export import ExportResult, export_models, parse_config
+from dinomap.export.torchscript import load_torchscript_bytes
+
+from .conftest import TINY_INPUT_SIZE, PoolExtractor, real_like_images, tiny_mapper
+
+TRITON_TO_NUMPY = {"TYPE_FP32": np.float32, "TYPE_UINT8": np.uint8}
+ORT_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(uint8)": "TYPE_UINT8"}
+
+
+def test_layout_metadata_and_random_init_stamp(tiny_repo: ExportResult, repo_root: Path) -> None:
+    names = sorted(m.name for m in tiny_repo.models)
+    expected = ["dino_model", "dino_pipeline", "parametric_umap", "dino_pipeline_parametric_umap"]
+    assert names == sorted(expected + [f"{n}_onnx" for n in expected])
+    for m in tiny_repo.models:
+        suffix = "model.pt" if m.format == "torchscript" else "model.onnx"
+        assert m.path == repo_root / m.name / "1" / suffix and m.path.stat().st_size > 0
+        assert m.config_path == repo_root / m.name / "config.pbtxt"
+    meta = json.loads((repo_root / "dinomap_export.json").read_text())
+    assert meta["random_init"] is True and meta["weights"]["source"] == "random-init"
+    assert meta["verification"]["passed"] is True
+    assert meta["preprocessing"]["source_size"] == 32
+    assert "RANDOM-INIT" in (repo_root / "README.md").read_text()
+    # The eager models ran in this process; the scripted ones were made by torch.jit.script.
+    assert {m.method for m in tiny_repo.models if m.format == "torchscript"} == {"script"}
+    assert {m.method for m in tiny_repo.models if m.format == "onnx"} == {"dynamo"}
+
+
+def _batch(dims: list[int], dtype: type, n: int = 2) -> np.ndarray:
+    shape = [n] + [29 if d == -1 else d for d in dims]  # 29: a size no resize branch expects
+    rng = np.random.default_rng(0)
+    if dtype is np.uint8:
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_every_config_parses_with_triton_schema_and_matches_the_model(
+    tiny_repo: ExportResult,
+) -> None:
+    schema_kinds = {"torchscript": "pytorch_libtorch", "onnx": "onnxruntime_onnx"}
+    for m in tiny_repo.models:
+        cfg = parse_config(m.config_path.read_text())
+        assert cfg.name == m.config_path.parent.name == m.name
+        assert cfg.platform == schema_kinds[m.format]
+        assert cfg.max_batch_size == 16 and cfg.HasField("dynamic_batching")
+        assert len(cfg.instance_group) == 1
+        assert type(cfg).DESCRIPTOR.fields_by_name  # a real ModelConfig message
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        assert params["random_init"] == "true" and params["weights_source"] == "random-init"
+        (inp,), (out,) = cfg.input, cfg.output
+        assert (inp.name, out.name) == ("INPUT__0", "OUTPUT__0")
+        in_dims, out_dims = list(inp.dims), list(out.dims)
+        in_type = type(cfg.input[0]).DESCRIPTOR.fields_by_name["data_type"].enum_type
+        in_dtype = in_type.values_by_number[inp.data_type].name
+        out_dtype = in_type.values_by_number[out.data_type].name
+        assert out_dtype == "TYPE_FP32"
+        x = _batch(in_dims, TRITON_TO_NUMPY[in_dtype])
+        if m.format == "torchscript":
+            model = load_torchscript_bytes(m.path.read_bytes())
+            with torch.no_grad():
+                y = model(torch.from_numpy(x)).numpy()
+        else:
+            sess = ort.InferenceSession(str(m.path), providers=["CPUExecutionProvider"])
+            (gi,), (go,) = sess.get_inputs(), sess.get_outputs()
+            assert (gi.name, go.name) == (inp.name, out.name)
+            assert ORT_TO_TRITON[gi.type] == in_dtype and ORT_TO_TRITON[go.type] == out_dtype
+            assert isinstance(gi.shape[0], str), "batch axis must be dynamic"
+            assert [d if isinstance(d, int) else -1 for d in gi.shape[1:]] == in_dims
+            y = sess.run(None, {gi.name: x})[0]
+        assert y.dtype == np.float32 and list(y.shape) == [2, *out_dims], m.name
+    kinds = {m.name: m for m in tiny_repo.models}
+    pipe = parse_config(kinds["dino_pipeline"].config_path.read_text())
+    assert list(pipe.input[0].dims) == [-1, -1, 3]
+    feat = parse_config(kinds["dino_model"].config_path.read_text())
+    assert list(feat.input[0].dims) == [3, TINY_INPUT_SIZE, TINY_INPUT_SIZE]
+    assert list(feat.output[0].dims) == [32]
+    assert feat.instance_group[0].kind == type(feat.instance_group[0]).Kind.Value("KIND_CPU")
+
+
+def test_verification_ran_in_a_fresh_process_with_real_inputs(
+    tiny_repo: ExportResult, repo_root: Path
+) -> None:
+    report = json.loads((repo_root / "verification.json").read_text())
+    assert report["passed"] is True and report["atol"] == pytest.approx(1e-4)
+    assert report["worker"]["dinomap_imported"] is False
+    assert {m["name"] for m in report["models"]} == {m.name for m in tiny_repo.models}
+    for m in report["models"]:
+        labels = [c["label"] for c in m["cases"]]
+        assert len(labels) >= 2 and any("random" in lbl for lbl in labels), m["name"]
+        assert any("real" in lbl for lbl in labels), m["name"]
+        assert all(c["passed"] and c["max_abs_diff"] <= 1e-4 for c in m["cases"])
+        assert all(c["expected_max_abs"] > 1e-3 for c in m["cases"])  # not comparing zeros
+    pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline_onnx")
+    sizes = {tuple(c["input_shape"][1:3]) for c in pipe["cases"]}
+    assert {(32, 32), (45, 37), (28, 28)} <= sizes  # the bottleneck size, odd sizes, real ones
+
+
+def test_exported_pipeline_reproduces_preprocess_then_extractor(
+    tmp_path: Path, pool_preprocess: nn.Module
+) -> None:
+    extractor = PoolExtractor()
+    res = export_models(
+        tmp_path / "repo", extractor, input_size=TINY_INPUT_SIZE, preprocess=pool_preprocess,
+        device="cpu", verify=True, real_images=real_like_images(size=40),
+    )  # fmt: skip
+    assert res.passed
+    imgs = real_like_images(n=3, size=23, seed=5)
+    with torch.no_grad():
+        ref = extractor(pool_preprocess(torch.from_numpy(imgs))).numpy()
+        # Without the 32x32 bottleneck the features differ clearly: the check below can fail.
+        direct = torch.nn.functional.interpolate(
+            torch.from_numpy(imgs).permute(0, 3, 1, 2).float(), size=(56, 56), mode="bilinear"
+        )
+        no_bottleneck = extractor((direct - pool_preprocess.mean) * pool_preprocess.inv_std).numpy()
+    assert np.abs(no_bottleneck - ref).max() > 1e-2
+    ts = load_torchscript_bytes(res.model("dino_pipeline").path.read_bytes())
+    with torch.no_grad():
+        np.testing.assert_allclose(ts(torch.from_numpy(imgs)).numpy(), ref, atol=1e-4)
+    sess = ort.InferenceSession(
+        str(res.model("dino_pipeline_onnx").path), providers=["CPUExecutionProvider"]
+    )
+    np.testing.assert_allclose(sess.run(None, {"INPUT__0": imgs})[0], ref, atol=1e-4)
+
+
+class _NotScriptable(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = lambda t: t.mean(dim=(2, 3))  # noqa: E731 - lambdas cannot be scripted
+        return pool(x) * 2.0
+
+
+def test_unscriptable_model_falls_back_to_tracing_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="dinomap.export.torchscript"):
+        res = export_models(
+            tmp_path / "repo", _NotScriptable(), input_size=16, formats="torchscript",
+            device="cpu",
+        )  # fmt: skip
+    (model,) = res.models
+    assert model.method == "trace" and "scripting failed" in model.note
+    assert "falling back to torch.jit.trace" in caplog.text
+    assert res.passed  # traced at batch 2, verified at batches 1 and 3
+    assert '"trace"' in model.config_path.read_text()
+
+
+def test_mapper_only_export_without_preprocessing(tmp_path: Path) -> None:
+    res = export_models(
+        tmp_path / "repo", PoolExtractor(), input_size=16, formats=("onnx",),
+        mappers={"tsne_nn": tiny_mapper(48)}, device="cpu",
+    )  # fmt: skip
+    assert [m.name for m in res.models] == ["dino_model_onnx", "tsne_nn_onnx"]
+    assert res.model("tsne_nn_onnx").inputs[0].dims == (48,)
+    assert res.model("tsne_nn_onnx").outputs[0].dims == (2,)
+    assert res.random_init is False
+    meta = json.loads((tmp_path / "repo" / "dinomap_export.json").read_text())
+    assert meta["random_init"] is False and meta["embed_dim"] == 48

@@ -1,0 +1,106 @@
+"""Exporting a run (model, preprocessing, neural mappers from RUN/mappers) and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dinomap import load_embeddings
+from dinomap.cli.main import main
+from dinomap.embed import EmbedConfig, embed, encoder_from_run
+from dinomap.export import export_run, parse_config
+from dinomap.export.torchscript import load_torchscript_bytes
+from dinomap.parametric import TSNEApproximator
+
+from ..conftest import write_images
+from .conftest import TINY_EXPORT_KWARGS, TINY_INPUT_SIZE
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("export_run")
+    write_images(root / "images", n_per_class=6, size=36)
+    cfg = EmbedConfig(
+        random_init=True, model_kwargs=TINY_EXPORT_KWARGS, input_size=TINY_INPUT_SIZE,
+        batch_size=6, num_workers=0, device="cpu",
+    )  # fmt: skip
+    run = root / "run"
+    embed(root / "images", run, cfg, progress=False)
+    X = load_embeddings(run).X
+    approx = TSNEApproximator(hidden=(8,), max_epochs=3, random_state=0, device="cpu")
+    approx.fit(X, X[:, :2] * 10.0).save(run / "mappers" / "tsne_nn")
+    classic = run / "mappers" / "pca"
+    classic.mkdir(parents=True)
+    (classic / "config.json").write_text(json.dumps({"class": "PCAReducer", "backend": "pickle"}))
+    return run
+
+
+def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) -> None:
+    res = export_run(run_dir, formats="torchscript", device="cpu")
+    assert res.repository == run_dir / "model_repository"
+    assert [m.name for m in res.models] == ["dino_model", "dino_pipeline", "tsne_nn",
+                                            "dino_pipeline_tsne_nn"]  # fmt: skip
+    assert res.passed and res.random_init
+    meta = res.metadata
+    assert meta["source_run"] == str(run_dir.resolve()) and meta["random_init"] is True
+    # Real inputs came from the run's own images (36x44 PNGs) and stored embeddings.
+    report = json.loads((res.repository / "verification.json").read_text())
+    pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline")
+    assert any(c["input_shape"][1:3] == [36, 44] for c in pipe["cases"])
+    tsne = next(m for m in report["models"] if m["name"] == "tsne_nn")
+    assert any("real embeddings" in c["label"] for c in tsne["cases"])
+    # The exported mapper places stored embeddings where the fitted mapper does.
+    emb = load_embeddings(run_dir).X[:5]
+    fitted = TSNEApproximator.load(run_dir / "mappers" / "tsne_nn", device="cpu")
+    model = load_torchscript_bytes(res.model("tsne_nn").path.read_bytes())
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            model(torch.from_numpy(emb)).numpy(), fitted.transform(emb), atol=1e-4
+        )
+    # The raw-pixel model reproduces the run's encoder + preprocessing.
+    enc, pre = encoder_from_run(run_dir)
+    pix = np.random.default_rng(1).integers(0, 256, (2, 40, 30, 3), dtype=np.uint8)
+    pipe_model = load_torchscript_bytes(res.model("dino_pipeline").path.read_bytes())
+    with torch.no_grad():
+        ref = enc.extractor(pre(torch.from_numpy(pix))).numpy()
+        np.testing.assert_allclose(pipe_model(torch.from_numpy(pix)).numpy(), ref, atol=1e-4)
+    cfg = parse_config(res.model("dino_pipeline_tsne_nn").config_path.read_text())
+    assert list(cfg.output[0].dims) == [2] and cfg.parameters["method"].string_value == "tsne_nn"
+
+
+def test_cli_export_from_a_model_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "repo"
+    code = main([
+        "export", "--model", "dinov2-s14", "--random-init", "--input-size", str(TINY_INPUT_SIZE),
+        "--model-arg", "depth=1", "--model-arg", "embed_dim=32", "--model-arg", "num_heads=2",
+        "--format", "onnx", "--out", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0
+    assert (out / "dino_model_onnx" / "1" / "model.onnx").is_file()
+    assert (out / "dino_pipeline_onnx" / "config.pbtxt").is_file()
+    assert not (out / "dino_model").exists()
+    assert "PASS  dino_model_onnx" in printed.out and "RANDOM-INIT" in printed.err
+
+
+def test_cli_export_run_without_verification_and_bad_arguments(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "repo"
+    code = main(["export", str(run_dir), "--out", str(out), "--no-verify", "--no-mappers",
+                 "--format", "torchscript"])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["dino_model", "dino_pipeline"]
+    assert not (out / "verification.json").exists()
+    assert json.loads((out / "dinomap_export.json").read_text())["verification"] is None
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--model", "dinov2-s14", "--out", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--format", "tensorrt"]) == 2
+    assert "format must be one of" in capsys.readouterr().err
+    assert main(["export", "--random-init"]) == 2
+    assert "--out is required" in capsys.readouterr().err
