@@ -1,0 +1,177 @@
+"""Embedding throughput on this machine: the original per-image route, the model alone, dinomap.
+
+One run, same PNG images, same model (ViT-S/14 at 224 px, random init, fp32), same machine:
+
+(a) original  OpenCV read -> RGB -> resize 32 -> per-image interpolate to 224 -> normalise ->
+              stack 64 -> model (``forward_features(x)[:, 0]`` under ``torch.no_grad``)
+(b) model     the model alone on ready, normalised tensors (batch 64), no data work at all
+(c) dinomap   ``dinomap.embed`` from the PNG files to the stored Parquet embeddings
+
+plus dinomap with bf16 autocast on the CPU, with its relative error against fp32.
+Goal (issue 2): (c) >= 0.9 x (b) and (c) >= 1.3 x (a). Prints a table, writes JSON.
+
+    python benchmarks/bench_embed.py --n 2000 --out benchmarks/results/bench_embed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dinomap import load_embeddings
+from dinomap.data import fashion_mnist_source, open_source
+from dinomap.embed import EmbedConfig, create_encoder, embed
+
+MEAN = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+STD = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+
+
+def write_pngs(root: Path, n: int) -> list[Path]:
+    """The first ``n`` Fashion-MNIST images (built-in demo subset, or Debian's set) as PNGs."""
+    root.mkdir(parents=True, exist_ok=True)
+    src = open_source("demo") if n <= 2000 else fashion_mnist_source()
+    paths = []
+    for i in range(n):
+        rgb = src.load(i % len(src))[0]
+        p = root / f"{i:06d}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    return paths
+
+
+def original_route(model: torch.nn.Module, paths: list[Path], batch: int = 64) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(paths), batch):
+            tensors = []
+            for p in paths[start : start + batch]:
+                img = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+                img = cv2.resize(img, (32, 32))
+                t = torch.from_numpy(img).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+                t = F.interpolate(t, size=(224, 224), mode="bilinear", align_corners=False)
+                tensors.append(((t - MEAN) / STD).squeeze(0))
+            x = torch.stack(tensors)
+            out.append(model.forward_features(x)[:, 0].numpy())
+    return np.concatenate(out)
+
+
+def model_only(model: torch.nn.Module, n: int, batch: int = 64) -> None:
+    x = torch.randn(batch, 3, 224, 224)
+    done = 0
+    with torch.inference_mode():
+        while done < n:
+            b = min(batch, n - done)
+            model.forward_features(x[:b])[:, 0]
+            done += b
+
+
+def timed(fn: Any, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--n", type=int, default=2000, help="images (default: 2000)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed repeats per route (median)")
+    ap.add_argument("--model", default="dinov2-s14")
+    ap.add_argument(
+        "--model-arg", action="append", default=[], help="KEY=VALUE for a smaller model"
+    )
+    ap.add_argument("--out", default="benchmarks/results/bench_embed.json")
+    args = ap.parse_args()
+    from dinomap.cli._common import parse_model_args
+
+    kwargs = parse_model_args(args.model_arg)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_embed_"))
+    try:
+        paths = write_pngs(tmp / "images", args.n)
+        model = create_encoder(args.model, random_init=True, model_kwargs=kwargs).extractor.backbone
+        model_only(model, 64)  # warm-up (allocator, oneDNN kernels)
+        n = args.n
+        results: dict[str, Any] = {}
+
+        t = timed(lambda: model_only(model, n), args.repeats)
+        results["model_only_fp32"] = {"seconds": t, "images_per_s": n / statistics.median(t)}
+
+        ref: dict[str, np.ndarray] = {}
+        t = timed(lambda: ref.__setitem__("a", original_route(model, paths)), args.repeats)
+        results["original_fp32"] = {"seconds": t, "images_per_s": n / statistics.median(t)}
+
+        def run_dinomap(precision: str) -> np.ndarray:
+            out = tmp / f"run_{precision}"
+            shutil.rmtree(out, ignore_errors=True)
+            cfg = EmbedConfig(model=args.model, random_init=True, model_kwargs=kwargs,
+                              precision=precision, device="cpu")  # fmt: skip
+            embed(tmp / "images", out, cfg, progress=False)
+            return load_embeddings(out).X
+
+        emb: dict[str, np.ndarray] = {}
+        for precision in ("fp32", "bf16"):
+            t = timed(lambda p=precision: emb.__setitem__(p, run_dinomap(p)), args.repeats)
+            results[f"dinomap_{precision}"] = {
+                "seconds": t,
+                "images_per_s": n / statistics.median(t),
+            }
+
+        def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+            return float(np.linalg.norm(a - b, axis=1).mean() / np.linalg.norm(b, axis=1).mean())
+
+        c = results["dinomap_fp32"]["images_per_s"]
+        report = {
+            "benchmark": "bench_embed",
+            "n_images": n,
+            "model": args.model,
+            "model_kwargs": kwargs,
+            "weights": "random-init",
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
+            "routes": results,
+            "ratios": {
+                "dinomap_over_model_only": c / results["model_only_fp32"]["images_per_s"],
+                "dinomap_over_original": c / results["original_fp32"]["images_per_s"],
+                "bf16_over_fp32": results["dinomap_bf16"]["images_per_s"] / c,
+            },
+            "goals": {"dinomap_over_model_only": 0.9, "dinomap_over_original": 1.3},
+            "dinomap_vs_original_max_abs_diff": float(np.abs(emb["fp32"] - ref["a"]).max()),
+            "bf16_relative_error_vs_fp32": rel_err(emb["bf16"], emb["fp32"]),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'route':<22}{'images/s':>10}")
+    for name, r in results.items():
+        print(f"{name:<22}{r['images_per_s']:>10.1f}")
+    for k, v in report["ratios"].items():
+        print(f"{k:<28}{v:>8.3f}")
+    print(f"bf16 relative error vs fp32: {report['bf16_relative_error_vs_fp32']:.2e}")
+    print(f"dinomap vs original max |diff|: {report['dinomap_vs_original_max_abs_diff']:.2e}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
