@@ -69,6 +69,10 @@ def _stage_name(key: str) -> str:
     return key.replace("_", " ")
 
 
+def _is_rate(key: str) -> bool:
+    return "_per_" in key or key.startswith("per_") or key.endswith(("_rate", "_per_s"))
+
+
 def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
     """Flatten nested ``{"stage": seconds}`` dicts into ``[("stage", seconds), ...]``."""
     rows: list[tuple[str, float]] = []
@@ -78,6 +82,8 @@ def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             rows += flatten_timings(value, prefix=f"{name} / ")
+        elif _is_rate(str(key)):
+            continue  # images_per_s and the like are speeds, not durations
         elif isinstance(value, int | float) and not isinstance(value, bool):
             rows.append((_stage_name(name), float(value)))
     return rows

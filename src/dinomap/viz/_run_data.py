@@ -118,6 +118,45 @@ class RunData:
             self.metrics.get("random_init", False)
         )
 
+    @property
+    def n_embedded(self) -> int | None:
+        """Images stored in the run (``counts.embedded`` or ``counts.stored``), else map points."""
+        counts = self.info.get("counts") or {}
+        for key in ("embedded", "stored"):
+            if isinstance(counts.get(key), int):
+                return int(counts[key])
+        return self.n_points or None
+
+    @property
+    def n_total(self) -> int | None:
+        """Images found in the source (``counts.total`` or ``counts.source_images``)."""
+        counts = self.info.get("counts") or {}
+        for key in ("total", "source_images"):
+            if isinstance(counts.get(key), int):
+                return int(counts[key])
+        if self.n_embedded is not None and self.n_failed_images is not None:
+            return self.n_embedded + self.n_failed_images
+        return None
+
+    @property
+    def n_failed_images(self) -> int | None:
+        """Images that could not be embedded (``counts.failed``, else rows of errors.csv)."""
+        counts = self.info.get("counts") or {}
+        if isinstance(counts.get("failed"), int):
+            return int(counts["failed"])
+        return self.n_failed
+
+    @property
+    def device_text(self) -> str | None:
+        """The device as one phrase (``run.json`` stores a string or ``{"type", "name"}``)."""
+        device = self.info.get("device")
+        if isinstance(device, Mapping):
+            kind, name = device.get("type"), device.get("name")
+            if kind and name and str(name) != str(kind):
+                return f"{name} ({kind})"
+            return str(name or kind) if (name or kind) else None
+        return None if device is None else str(device)
+
     def method_metrics(self, method: str) -> dict[str, Any]:
         """The ``metrics.json`` entry of one method (empty when absent)."""
         entry = (self.metrics.get("methods") or {}).get(method)

@@ -93,7 +93,9 @@ def make_synthetic_run(
     methods : map methods written to ``maps.parquet``, ``metrics.json`` and ``plots/``
     random_init : stamp the run as random-init
     image_files : write a small PNG per point under ``RUN/images/`` (else paths are not files)
-    virtual_paths : how many of the points get data-set style virtual paths instead of files
+    virtual_paths : how many points get Fashion-MNIST ids (``fashion-mnist/train/00000``...)
+        instead of files; with ``source_kind="fashion-mnist"`` their thumbnails are the real
+        images (where the data set is installed)
     clusters : write ``downstream/clusters.parquet``
     n_failed : rows of ``errors.csv``
     dim : embedding dimension
@@ -110,8 +112,9 @@ def make_synthetic_run(
     img_dir = run / "images"
     paths: list[str] = []
     for i in range(n):
-        if i < virtual_paths:
-            paths.append(f"fashion-mnist/test/{i:05d}")
+        if i < virtual_paths:  # Fashion-MNIST ids: the 60,000 train images, then the test set
+            split, j = ("train", i) if i < 60_000 else ("test", i - 60_000)
+            paths.append(f"fashion-mnist/{split}/{j:05d}")
             continue
         rel = img_dir / f"class{codes[i]}" / f"img_{i:06d}.png"
         if image_files:

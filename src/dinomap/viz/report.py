@@ -209,25 +209,25 @@ def _banner(data: RunData) -> str:
 def _summary(data: RunData, href: dict[str, str]) -> str:
     info = data.info
     counts = info.get("counts") or {}
-    embedded = counts.get("embedded", data.n_points if data.n_points else None)
-    failed = counts.get("failed", data.n_failed)
-    total = counts.get("total")
-    if total is None and embedded is not None and failed is not None:
-        total = int(embedded) + int(failed)
+    embedded, failed, total = data.n_embedded, data.n_failed_images, data.n_total
     img_rows = [
-        ("embedded", f'<span class="dm-big" id="count-embedded">{fmt_number(embedded)}</span>')
+        (
+            "embedded",
+            f'<span class="dm-big" id="count-embedded">{_esc(fmt_number(embedded))}</span>',
+        )
     ]
-    failed_html = f'<span id="count-failed">{fmt_number(failed)}</span>'
+    failed_html = f'<span id="count-failed">{_esc(fmt_number(failed))}</span>'
     if "errors" in href:
         failed_html += f' — <a href="{_esc(href["errors"])}">error list ({ERRORS_FILE})</a>'
     img_rows.append(("failed", failed_html))
     if total is not None:
-        img_rows.append(("total", fmt_number(total)))
+        img_rows.append(("total found", _esc(fmt_number(total))))
+    shown = {"embedded", "stored", "failed", "total", "source_images"}
     for key, value in counts.items():
-        if key not in {"embedded", "failed", "total"}:
+        if key not in shown:
             img_rows.append((key.replace("_", " "), _esc(fmt_value(value))))
     if data.n_points:
-        img_rows.append(("points in maps", fmt_number(data.n_points)))
+        img_rows.append(("points in maps", _esc(fmt_number(data.n_points))))
 
     model = info.get("model") or {}
     model_rows = [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in model.items()]
@@ -247,9 +247,10 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
     if batch is not None and "batch_size" not in prep:
         prep_rows.append(("batch size", fmt_number(batch)))
     device_rows = []
-    for key in ("device", "precision"):
-        if info.get(key) is not None:
-            device_rows.append((key, _esc(fmt_value(info[key]))))
+    if data.device_text:
+        device_rows.append(("device", _esc(data.device_text)))
+    if info.get("precision") is not None:
+        device_rows.append(("precision", _esc(fmt_value(info["precision"]))))
     versions = info.get("versions")
     if isinstance(versions, Mapping):
         device_rows += [(str(k), _esc(fmt_value(v))) for k, v in versions.items()]
@@ -341,7 +342,7 @@ def _metrics_table(data: RunData) -> str:
             f"<td class='params'>{_esc(ptxt)}</td></tr>"
         )
     n = data.metrics.get("n_samples")
-    note = f"<p>Computed on {fmt_number(n)} samples.</p>" if n is not None else ""
+    note = f"<p>Computed on {_esc(fmt_number(n))} samples.</p>" if n is not None else ""
     if data.metrics.get("random_init") or data.random_init:
         note += '<p><span class="dm-badge danger">random-init weights: metrics describe an untrained model</span></p>'
     return (
@@ -484,8 +485,8 @@ def render_report_html(
     ]
     if src_name:
         subtitle_parts.append(f"source {src_name}")
-    if info.get("device"):
-        subtitle_parts.append(f"device {info['device']}")
+    if data.device_text:
+        subtitle_parts.append(f"device {data.device_text}")
     if data.random_init:
         subtitle_parts.append("RANDOM-INIT WEIGHTS")
     body = "\n".join(

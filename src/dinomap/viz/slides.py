@@ -110,7 +110,7 @@ def _title(data: RunData, shape: tuple[int, int] | None) -> str:
     model = info.get("model") or {}
     src = info.get("source") or {}
     src_name = (src.get("kind") or src.get("name")) if isinstance(src, Mapping) else src
-    n = shape[0] if shape else (info.get("counts") or {}).get("embedded", data.n_points)
+    n = shape[0] if shape else data.n_embedded
     front = (
         "---\n"
         "theme: default\n"
@@ -143,7 +143,7 @@ def _setup(data: RunData) -> str:
         f"- **Weights**: {_md(weights.get('source', _NOT_RECORDED))}"
         + (" — **random init, untrained**" if data.random_init else ""),
         f"- **Embedding size**: {fmt_number(model.get('embed_dim')) if model.get('embed_dim') is not None else _NOT_RECORDED}",
-        f"- **Device**: {_md(info.get('device', _NOT_RECORDED))}, precision "
+        f"- **Device**: {_md(data.device_text or _NOT_RECORDED)}, precision "
         f"{_md(info.get('precision', _NOT_RECORDED))}",
         "- **Scripted export**: "
         + (f"TorchScript saved to {_code(ts)}" if ts else "not exported in this run"),
@@ -159,7 +159,6 @@ def _setup(data: RunData) -> str:
 def _processing(data: RunData) -> str:
     info = data.info
     prep = info.get("preprocessing") or {}
-    counts = info.get("counts") or {}
     src = info.get("source") or {}
     batch = find_key(info, "batch_size")
 
@@ -172,9 +171,9 @@ def _processing(data: RunData) -> str:
             "- **Source**: " + ", ".join(f"{_md(k)} {_md(fmt_value(v))}" for k, v in src.items())
         )
     lines += [
-        f"- **Images**: {fmt_number(counts.get('total'))} found, "
-        f"{fmt_number(counts.get('embedded', data.n_points))} embedded, "
-        f"{fmt_number(counts.get('failed', data.n_failed))} failed"
+        f"- **Images**: {fmt_number(data.n_total)} found, "
+        f"{fmt_number(data.n_embedded)} embedded, "
+        f"{fmt_number(data.n_failed_images)} failed"
         + (" (listed in `errors.csv`)" if data.n_failed else ""),
         (
             f"- **Sizes**: images resized to {val('source_size')} px, then to the model input "
@@ -212,7 +211,7 @@ def _embeddings(data: RunData, shape: tuple[int, int] | None) -> str:
     if embed_time:
         lines.append(
             f"- Embedding took {fmt_seconds(embed_time)}: "
-            f"{fmt_number(round(n / embed_time, 1))} images/s on {_md(info.get('device', '?'))}"
+            f"{fmt_number(round(n / embed_time, 1))} images/s on {_md(data.device_text or '?')}"
         )
     return _slide("\n".join(lines))
 
@@ -332,14 +331,13 @@ def _export(data: RunData) -> str:
 
 def _summary(data: RunData, shape: tuple[int, int] | None) -> str:
     info = data.info
-    counts = info.get("counts") or {}
     model = info.get("model") or {}
     lines = ["# Summary", ""]
-    n = shape[0] if shape else counts.get("embedded", data.n_points)
+    n = shape[0] if shape else data.n_embedded
     lines.append(
         f"- {fmt_number(n)} images embedded with {_md(model.get('name', 'the model'))}"
         + (f" into {fmt_number(shape[1])}-d vectors" if shape else "")
-        + f"; {fmt_number(counts.get('failed', data.n_failed))} failed"
+        + f"; {fmt_number(data.n_failed_images)} failed"
     )
     methods = [m for m in data.metrics.get("methods") or {} if data.method_metrics(m)]
     for key, title in (
@@ -356,7 +354,7 @@ def _summary(data: RunData, shape: tuple[int, int] | None) -> str:
         if name.split(" / ")[-1] == "total":
             total = sec
     if total is not None:
-        lines.append(f"- Total time: {fmt_seconds(total)} on {_md(info.get('device', '?'))}")
+        lines.append(f"- Total time: {fmt_seconds(total)} on {_md(data.device_text or '?')}")
     export = info.get("export")
     if isinstance(export, Mapping) and find_key(export, "torchscript_path"):
         lines.append(f"- Deployable model: {_code(find_key(export, 'torchscript_path'))}")
