@@ -14,6 +14,7 @@ from dinomap.exceptions import (
     WeightsUnavailableError,
 )
 from dinomap.export import ExportResult, export_encoder, export_models, export_run
+from dinomap.maps import make_maps
 from dinomap.store import Embeddings, load_embeddings, read_run_info
 
 try:
@@ -36,5 +37,6 @@ __all__ = [
     "export_models",
     "export_run",
     "load_embeddings",
+    "make_maps",
     "read_run_info",
 ]

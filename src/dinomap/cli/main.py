@@ -19,7 +19,7 @@ from dinomap.exceptions import DinomapError
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Modules of ``dinomap.cli`` that each register one or more sub-commands, in help order.
-COMMANDS: tuple[str, ...] = ("run", "embed", "search", "cluster", "outliers", "duplicates", "report", "export")
+COMMANDS: tuple[str, ...] = ("run", "embed", "map", "search", "cluster", "outliers", "duplicates", "project", "report", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,8 @@
+"""Pictures of a run: static PNG maps (:mod:`dinomap.viz.static`) and, in sibling modules, the
+interactive map, the run report and the slides."""
+
+from __future__ import annotations
+
+from dinomap.viz.static import save_all_maps, save_map
+
+__all__ = ["save_all_maps", "save_map"]
