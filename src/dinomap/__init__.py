@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from dinomap.downstream import (
+    cluster_images,
+    find_duplicates,
+    find_outliers,
+    project_images,
+    search_similar,
+)
 from dinomap.exceptions import (
     ConfigMismatchError,
     DinomapError,
@@ -15,6 +22,7 @@ from dinomap.exceptions import (
 )
 from dinomap.export import ExportResult, export_encoder, export_models, export_run
 from dinomap.maps import make_maps
+from dinomap.parametric import ParametricUMAP, TSNEApproximator
 from dinomap.store import Embeddings, load_embeddings, read_run_info
 
 try:
@@ -30,13 +38,20 @@ __all__ = [
     "InvalidParameterError",
     "NoImagesError",
     "NotFittedError",
+    "ParametricUMAP",
     "SourceNotFoundError",
+    "TSNEApproximator",
     "WeightsUnavailableError",
     "__version__",
+    "cluster_images",
     "export_encoder",
     "export_models",
     "export_run",
+    "find_duplicates",
+    "find_outliers",
     "load_embeddings",
     "make_maps",
+    "project_images",
     "read_run_info",
+    "search_similar",
 ]

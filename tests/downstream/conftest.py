@@ -26,6 +26,8 @@ class Planted:
     blob: np.ndarray  # blob id per row, -1 for outliers
     near_groups: list[list[int]]  # planted near-duplicate groups (row indices)
     outliers: list[int]
+    centres: np.ndarray  # unit blob centres
+    noise: float
 
 
 def make_planted(
@@ -79,6 +81,8 @@ def make_planted(
         blob=blob_arr,
         near_groups=[sorted(int(new_of_old[i]) for i in g) for g in near_groups],
         outliers=sorted(int(new_of_old[i]) for i in outliers),
+        centres=centres,
+        noise=noise,
     )
 
 

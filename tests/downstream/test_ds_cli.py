@@ -71,3 +71,64 @@ def test_cli_errors_are_one_line(cli, small_run, capsys):
     assert cli(["cluster", str(run), "--method", "kmeans"]) == 2
     assert "n_clusters" in capsys.readouterr().err
     assert cli(["duplicates", str(run), "--threshold", "2"]) == 2
+
+
+def test_cli_end_to_end_on_an_embedded_image_folder(monkeypatch, tmp_path, capsys):
+    """embed (tiny random-init ViT) -> search by a new file -> duplicates -> project on PCA.
+
+    A byte copy of a run image embeds to the same vector with the run's own model, so it must
+    come back with similarity 1 to the original and land on the original's PCA coordinates.
+    (A random-init ViT gives nearly collinear embeddings, so the similarity ranking itself is not
+    tested here; the synthetic tests cover it.)"""
+    import shutil
+
+    import numpy as np
+
+    from dinomap import load_embeddings
+    from dinomap.reduce import get_reducer
+
+    from ..conftest import TINY_CLI_ARGS, write_images
+
+    monkeypatch.setattr(cli_main, "COMMANDS", ("embed", *DOWNSTREAM, "project"))
+    folder = tmp_path / "images"
+    originals = write_images(folder, n_per_class=3)
+    shutil.copy(originals[0], folder / "dog" / "copy_of_cat0.png")  # an exact duplicate
+    run = tmp_path / "run"
+    assert cli_main.main(["embed", str(folder), "--out", str(run), "-q", *TINY_CLI_ARGS,
+                          "--batch-size", "4", "--workers", "0"]) == 0  # fmt: skip
+    emb = load_embeddings(run)
+    assert emb.random_init and len(emb) == 7
+
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    query = new_dir / "query.png"
+    shutil.copy(originals[4], query)
+    capsys.readouterr()
+    assert cli_main.main(["search", str(run), str(query), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(new image)" in out
+    hits = {line.split()[2]: float(line.split()[1]) for line in out.splitlines()[1:4]}
+    assert hits.get(str(originals[4]), 0.0) >= 0.99999
+    from dinomap.downstream.search import embed_new_images
+
+    X_q, ok, errors = embed_new_images([str(query)], run)
+    assert ok == [str(query)] and errors == []
+    np.testing.assert_allclose(X_q[0], emb.X[emb.paths.index(str(originals[4]))], atol=1e-5)
+
+    assert cli_main.main(["duplicates", str(run)]) == 0
+    with open(run / "downstream" / "duplicates.csv", newline="") as fh:
+        exact = {r["path"] for r in csv.DictReader(fh) if r["kind"] == "exact"}
+    assert exact == {str(originals[0]), str(folder / "dog" / "copy_of_cat0.png")}
+    stamped = json.loads((run / "downstream" / "duplicates.json").read_text())
+    assert stamped["random_init"] is True
+
+    pca = get_reducer("pca", random_state=0)
+    old = pca.fit_transform(emb.X)
+    pca.save(run / "mappers" / "pca")
+    assert cli_main.main(["project", str(run), str(new_dir)]) == 0
+    placed = pq.read_table(run / "downstream" / "projected" / "projected.parquet").to_pandas()
+    row = emb.paths.index(str(originals[4]))
+    spread = float(np.ptp(old, axis=0).max())
+    assert spread > 0
+    assert np.abs(placed[["pca_x", "pca_y"]].to_numpy()[0] - old[row]).max() <= 1e-3 * spread
+    assert (run / "downstream" / "projected" / "pca.png").is_file()

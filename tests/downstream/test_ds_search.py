@@ -69,3 +69,18 @@ def test_contact_sheet_reads_files_and_stamps_random_init(tmp_path, image_files)
     )
     banner = stamped[2:6, :20].reshape(-1, 3)
     assert (banner[:, 2] > 150).all() and (banner[:, 0] < 60).all()  # red banner (BGR)
+
+
+def test_virtual_dataset_paths_get_real_thumbnails(tmp_path):
+    from dinomap.data import demo_source
+    from dinomap.downstream.contact_sheet import run_thumbnail_loader
+
+    source = demo_source()
+    item = source.items[0]
+    loader = run_thumbnail_loader({"source": {"kind": "demo"}})
+    thumb = loader(item.path, 28)
+    assert thumb is not None and thumb.shape == (28, 28, 3)
+    # Same pixels as the data set (grey images: every channel equal to the source image).
+    np.testing.assert_array_equal(thumb[:, :, 0], source.thumbnail(0)[:, :, 0])
+    assert loader("fashion-mnist/test/not-an-item", 28) is None
+    assert run_thumbnail_loader({})(item.path, 28) is None  # unknown source: placeholder

@@ -16,7 +16,11 @@ from dinomap.downstream.cluster import (
     cluster_images,
     cluster_scores,
 )
-from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP, contact_sheet
+from dinomap.downstream.contact_sheet import (
+    RANDOM_INIT_STAMP,
+    contact_sheet,
+    run_thumbnail_loader,
+)
 from dinomap.downstream.duplicates import (
     DuplicateReport,
     exact_duplicate_groups,
@@ -36,6 +40,12 @@ from dinomap.downstream.outliers import (
     find_outliers,
     outlier_scores,
 )
+from dinomap.downstream.project import (
+    ProjectionResult,
+    load_mappers,
+    project_embeddings,
+    project_images,
+)
 from dinomap.downstream.search import SearchHit, SearchResult, search_similar
 
 __all__ = [
@@ -49,6 +59,7 @@ __all__ = [
     "MissingDependencyError",
     "NeighborIndex",
     "OutlierReport",
+    "ProjectionResult",
     "SearchHit",
     "SearchResult",
     "cluster_embeddings",
@@ -58,8 +69,12 @@ __all__ = [
     "exact_duplicate_groups",
     "find_duplicates",
     "find_outliers",
+    "load_mappers",
     "near_duplicate_groups",
     "outlier_scores",
+    "project_embeddings",
+    "project_images",
     "run_index",
+    "run_thumbnail_loader",
     "search_similar",
 ]

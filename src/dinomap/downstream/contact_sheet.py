@@ -8,17 +8,19 @@ with a red banner across the sheet.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dinomap._validation import check_positive_int
 from dinomap.store import atomic_write_bytes
 
-__all__ = ["RANDOM_INIT_STAMP", "contact_sheet", "read_thumbnail"]
+__all__ = ["RANDOM_INIT_STAMP", "contact_sheet", "read_thumbnail", "run_thumbnail_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,23 @@ RANDOM_INIT_STAMP = "RANDOM-INIT WEIGHTS: embeddings carry no visual meaning"
 _BG = (255, 255, 255)
 _PLACEHOLDER = (200, 200, 200)
 _HIGHLIGHT = (0, 140, 255)  # BGR orange
+
+
+def _letterbox(img: np.ndarray, size: int) -> np.ndarray:
+    """Fit a BGR (or grey) image into a ``size x size`` white tile, keeping its aspect."""
+    import cv2
+
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(img, (new_w, new_h), interpolation=interp)
+    tile = np.full((size, size, 3), _BG, dtype=np.uint8)
+    y0, x0 = (size - new_h) // 2, (size - new_w) // 2
+    tile[y0 : y0 + new_h, x0 : x0 + new_w] = small
+    return tile
 
 
 def read_thumbnail(path: str, size: int) -> np.ndarray | None:
@@ -43,15 +62,41 @@ def read_thumbnail(path: str, size: int) -> np.ndarray | None:
         img = None
     if img is None:
         return None
-    h, w = img.shape[:2]
-    scale = size / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
-    small = cv2.resize(img, (new_w, new_h), interpolation=interp)
-    tile = np.full((size, size, 3), _BG, dtype=np.uint8)
-    y0, x0 = (size - new_h) // 2, (size - new_w) // 2
-    tile[y0 : y0 + new_h, x0 : x0 + new_w] = small
-    return tile
+    return _letterbox(img, size)
+
+
+def run_thumbnail_loader(run_info: dict[str, Any]) -> Callable[[str, int], np.ndarray | None]:
+    """A thumbnail loader for the images of a run, virtual data-set paths included.
+
+    Files are read with OpenCV; a virtual path (``fashion-mnist/test/00042``) is read with
+    ``dinomap.data.image_loader(run_info)``, which knows the run's data-set source. Anything else
+    gives ``None`` (a placeholder tile).
+    """
+    import cv2
+
+    data_loader: Callable[[str], np.ndarray | None] | None = None
+    try:
+        factory = getattr(importlib.import_module("dinomap.data"), "image_loader", None)
+        data_loader = factory(run_info) if factory is not None else None
+    except Exception as exc:  # a data set gone missing must not break a sheet
+        logger.info("no data-set image loader for this run: %s", exc)
+
+    def load(path: str, size: int) -> np.ndarray | None:
+        thumb = read_thumbnail(path, size)
+        if thumb is not None or data_loader is None:
+            return thumb
+        try:
+            rgb = data_loader(path)
+        except Exception as exc:
+            logger.debug("no image for %s: %s", path, exc)
+            return None
+        if rgb is None:
+            return None
+        arr = np.asarray(rgb, dtype=np.uint8)
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
+        return _letterbox(bgr, size)
+
+    return load
 
 
 def _placeholder(size: int) -> np.ndarray:

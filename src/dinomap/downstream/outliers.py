@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
-from dinomap.downstream.contact_sheet import contact_sheet
+from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
 from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, run_index
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_bytes, atomic_write_json
@@ -226,6 +226,7 @@ def find_outliers(
             captions=[f"#{r} {s:.3f}" for r, (_, s) in enumerate(top_list, start=1)],
             title=f"top {len(top_list)} outliers ({name}, k={k_eff})",
             random_init=emb.random_init,
+            loader=run_thumbnail_loader(emb.info),
         )
     return OutlierReport(
         paths=emb.paths,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinomap._validation import check_positive_int, suggest
-from dinomap.downstream.contact_sheet import contact_sheet
+from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
 from dinomap.downstream.index import DOWNSTREAM_DIR, run_index
 from dinomap.exceptions import DinomapError, NoImagesError, SourceNotFoundError
 from dinomap.store import Embeddings, atomic_write_text
@@ -237,6 +237,7 @@ def search_similar(
                 title=f"{len(hits)} nearest to {Path(query).name} (cosine)",
                 highlight=[0],
                 random_init=emb.random_init,
+                loader=run_thumbnail_loader(emb.info),
             )
             result = SearchResult(query, result.in_run, hits, sheet=sheet, table=table)
         results.append(result)

@@ -1,0 +1,408 @@
+"""Place unseen images on the existing maps of a run.
+
+New images are embedded with the run's own model, weights and preprocessing
+(``dinomap.embed.embed_files(..., like_run=RUN)``), then every fitted mapper saved in
+``RUN/mappers/<method>/`` places them with its ``transform``: PCA, openTSNE's and umap-learn's
+``transform``, the parametric UMAP encoder and the t-SNE approximator.
+
+Outputs in ``RUN/downstream/projected/``: ``projected.parquet`` and ``projected.csv`` (``path``,
+then ``{method}_x``, ``{method}_y`` per map), ``{method}.png`` (the new points highlighted over the
+old ones), ``errors.csv`` when some images could not be embedded, and ``projected.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dinomap._validation import check_choice, check_embeddings
+from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP
+from dinomap.downstream.index import DOWNSTREAM_DIR
+from dinomap.exceptions import DinomapError, InvalidParameterError, NoImagesError
+from dinomap.store import (
+    Embeddings,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_embeddings,
+    write_errors,
+)
+
+__all__ = [
+    "MAPPERS_DIR",
+    "PROJECTED_DIR",
+    "ProjectionResult",
+    "list_image_files",
+    "load_mappers",
+    "project_embeddings",
+    "project_images",
+]
+
+logger = logging.getLogger(__name__)
+
+MAPPERS_DIR = "mappers"
+MAPS_FILE = "maps.parquet"
+PROJECTED_DIR = "projected"
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """Coordinates of new images on each map of a run.
+
+    Attributes
+    ----------
+    paths : list of str
+        The images placed (those that could be embedded), in order.
+    coords : dict of str to ndarray of shape (n, 2)
+        Coordinates per map method.
+    errors : list of (path, reason)
+        Images that could not be embedded.
+    skipped : dict of str to str
+        Methods that could not place points, with the reason.
+    directory : Path or None
+        Where the outputs were written.
+    plots : dict of str to Path
+        One PNG per map.
+    """
+
+    paths: list[str]
+    coords: dict[str, np.ndarray]
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    directory: Path | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """The coordinates as a table: ``path``, ``{method}_x``, ``{method}_y``."""
+        data: dict[str, Any] = {"path": self.paths}
+        for method, xy in self.coords.items():
+            data[f"{method}_x"] = xy[:, 0].astype(np.float32)
+            data[f"{method}_y"] = xy[:, 1].astype(np.float32)
+        return pd.DataFrame(data)
+
+
+def load_mappers(
+    run_dir: str | os.PathLike[str], methods: Sequence[str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load the fitted mappers saved in ``RUN/mappers/<method>/``.
+
+    Returns
+    -------
+    mappers : dict of str to estimator
+        Method name -> fitted mapper with ``transform``.
+    skipped : dict of str to str
+        Mapper folders that could not be loaded, with the reason.
+    """
+    base = Path(run_dir) / MAPPERS_DIR
+    if not base.is_dir():
+        raise DinomapError(
+            f"{run_dir} has no fitted mappers ({MAPPERS_DIR}/); make the maps first with "
+            "`dinomap map RUN`, which saves them."
+        )
+    from dinomap.reduce import load_reducer
+    from dinomap.reduce.base import read_mapper_config
+
+    folders = sorted(p for p in base.iterdir() if (p / "config.json").is_file())
+    available = []
+    for folder in folders:
+        try:
+            available.append((str(read_mapper_config(folder).get("method") or folder.name), folder))
+        except (DinomapError, ValueError) as exc:
+            logger.warning("skipping mapper folder %s: %s", folder, exc)
+    names = [name for name, _ in available]
+    if methods is not None:
+        for method in methods:
+            check_choice("method", method, names)
+    mappers: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name, folder in available:
+        if methods is not None and name not in methods:
+            continue
+        try:
+            mappers[name] = load_reducer(folder)
+        except Exception as exc:  # one broken mapper must not stop the others
+            logger.warning("cannot load mapper %s: %s", folder, exc)
+            skipped[name] = f"cannot load: {exc}"
+    if not mappers:
+        raise DinomapError(
+            f"no usable mapper in {base}"
+            + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
+            + "."
+        )
+    return mappers, skipped
+
+
+def list_image_files(
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[str]:
+    """Image files from a folder (recursive, sorted), a single file, or a list of files."""
+    from dinomap.data.sources import IMAGE_EXTENSIONS
+    from dinomap.exceptions import SourceNotFoundError
+
+    items = [images] if isinstance(images, str | os.PathLike) else list(images)
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise SourceNotFoundError(f"no image files found under {path}.")
+            out += [str(p) for p in found]
+        elif path.is_file():
+            out.append(str(path))
+        else:
+            raise SourceNotFoundError(f"{path} is neither an image file nor a folder.")
+    return out
+
+
+def _old_points(
+    run_dir: Path, emb: Embeddings, method: str, mapper: Any
+) -> tuple[np.ndarray, list[str | None] | None]:
+    """The existing map of ``method``: from ``maps.parquet``, else from the mapper."""
+    maps_file = run_dir / MAPS_FILE
+    if maps_file.is_file():
+        table = pq.read_table(maps_file)
+        cols = set(table.column_names)
+        if {f"{method}_x", f"{method}_y"} <= cols:
+            xy = np.column_stack(
+                [
+                    table.column(f"{method}_x").to_numpy(zero_copy_only=False),
+                    table.column(f"{method}_y").to_numpy(zero_copy_only=False),
+                ]
+            ).astype(np.float32)
+            labels = table.column("label").to_pylist() if "label" in cols else None
+            return xy, labels
+    embedding = getattr(mapper, "embedding_", None)
+    if embedding is not None and len(embedding) == len(emb):
+        return np.asarray(embedding, dtype=np.float32), emb.labels
+    return np.asarray(mapper.transform(emb.X), dtype=np.float32), emb.labels
+
+
+def _plot(
+    method: str,
+    old: np.ndarray,
+    old_labels: list[str | None] | None,
+    new: np.ndarray,
+    new_names: list[str],
+    out: Path,
+    random_init: bool,
+) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 7), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if old_labels is not None and any(lbl is not None for lbl in old_labels):
+        names = sorted({str(lbl) for lbl in old_labels if lbl is not None})
+        import matplotlib
+
+        palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+        for i, name in enumerate(names):
+            sel = np.array([str(lbl) == name for lbl in old_labels])
+            ax.scatter(
+                old[sel, 0],
+                old[sel, 1],
+                s=4,
+                alpha=0.35,
+                color=palette(i % palette.N),
+                label=name,
+                linewidths=0,
+            )
+    else:
+        ax.scatter(old[:, 0], old[:, 1], s=4, alpha=0.35, color="0.55", linewidths=0, label="run")
+    ax.scatter(
+        new[:, 0],
+        new[:, 1],
+        s=90,
+        marker="*",
+        color="red",
+        edgecolors="black",
+        linewidths=0.6,
+        label=f"new ({len(new)})",
+        zorder=5,
+    )
+    if len(new) <= 20:
+        for (x, y), name in zip(new, new_names, strict=True):
+            ax.annotate(
+                Path(name).name, (x, y), fontsize=6, xytext=(4, 4), textcoords="offset points"
+            )
+    ax.set_title(f"{method}: {len(new)} new images over {len(old)} of the run")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="best", fontsize=7, markerscale=2, framealpha=0.8)
+    if random_init:
+        fig.text(
+            0.5,
+            0.5,
+            "RANDOM-INIT",
+            fontsize=60,
+            color="red",
+            alpha=0.15,
+            ha="center",
+            va="center",
+            rotation=30,
+        )
+        fig.text(0.5, 0.01, RANDOM_INIT_STAMP, fontsize=9, color="red", ha="center")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(out, buf.getvalue())
+
+
+def project_embeddings(
+    run_dir: str | os.PathLike[str],
+    X_new: np.ndarray,
+    paths: Sequence[str],
+    *,
+    methods: Sequence[str] | None = None,
+    write: bool = True,
+    out_dir: str | os.PathLike[str] | None = None,
+    errors: Sequence[tuple[str, str]] = (),
+) -> ProjectionResult:
+    """Place already-embedded new points on every saved map of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+    X_new : array of shape (n_new, dim)
+        Embeddings made with the run's model (see :func:`project_images` for image files).
+    paths : sequence of str
+        A name per row (written with the coordinates).
+    methods : sequence of str or None
+        Maps to place on (default: every saved mapper).
+    write : bool, default=True
+    out_dir : path or None
+        Default ``RUN/downstream/projected``.
+    errors : sequence of (path, reason)
+        Embedding failures to record alongside.
+
+    Returns
+    -------
+    ProjectionResult
+    """
+    run = Path(run_dir)
+    X = check_embeddings(X_new, name="X_new")
+    if len(paths) != X.shape[0]:
+        raise InvalidParameterError(
+            f"paths must have one entry per row of X_new ({X.shape[0]}); got {len(paths)}."
+        )
+    emb = load_embeddings(run)
+    if X.shape[1] != emb.X.shape[1]:
+        raise InvalidParameterError(
+            f"X_new has {X.shape[1]} features but the run's embeddings have {emb.X.shape[1]}; "
+            "embed the new images with the run's own model (project_images does)."
+        )
+    mappers, skipped = load_mappers(run, methods)
+    coords: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    for method, mapper in mappers.items():
+        start = time.perf_counter()
+        try:
+            coords[method] = np.asarray(mapper.transform(X), dtype=np.float32)
+        except Exception as exc:  # a method that cannot place points is reported, not fatal
+            logger.warning("%s cannot place new points: %s", method, exc)
+            skipped[method] = str(exc)
+            continue
+        seconds[method] = round(time.perf_counter() - start, 4)
+    if not coords:
+        raise DinomapError(
+            "no map could place the new points: "
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    result = ProjectionResult(
+        paths=list(paths), coords=coords, errors=list(errors), skipped=skipped
+    )
+    if not write:
+        return result
+    target = Path(out_dir) if out_dir is not None else run / DOWNSTREAM_DIR / PROJECTED_DIR
+    frame = result.frame()
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
+    atomic_write_bytes(target / "projected.parquet", buf.getvalue())
+    atomic_write_text(target / "projected.csv", frame.to_csv(index=False))
+    if errors:
+        write_errors(target, errors)
+    plots: dict[str, Path] = {}
+    for method, xy in coords.items():
+        old, old_labels = _old_points(run, emb, method, mappers[method])
+        plots[method] = _plot(
+            method, old, old_labels, xy, list(paths), target / f"{method}.png", emb.random_init
+        )
+    atomic_write_json(
+        target / "projected.json",
+        {
+            "n_new": len(paths),
+            "n_failed": len(errors),
+            "methods": sorted(coords),
+            "transform_seconds": seconds,
+            "skipped": skipped,
+            "random_init": emb.random_init,
+        },
+    )
+    return ProjectionResult(
+        paths=result.paths,
+        coords=coords,
+        errors=result.errors,
+        skipped=skipped,
+        directory=target,
+        plots=plots,
+    )
+
+
+def project_images(
+    run_dir: str | os.PathLike[str],
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    methods: Sequence[str] | None = None,
+    write: bool = True,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> ProjectionResult:
+    """Embed new image files with the run's model and place them on the run's maps.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run with fitted mappers in ``mappers/`` (saved by the maps stage).
+    images : path or sequence of paths
+        A folder (searched recursively), an image file, or a list of files.
+    methods : sequence of str or None
+        Maps to place on (default: every saved mapper).
+    write : bool, default=True
+        Write coordinates and one PNG per map into ``out_dir``.
+    out_dir : path or None
+        Default ``RUN/downstream/projected``.
+
+    Examples
+    --------
+    >>> result = project_images("runs/fm", "new_images/")  # doctest: +SKIP
+    >>> result.coords["umap"].shape  # doctest: +SKIP
+    (12, 2)
+    """
+    from dinomap.downstream.search import embed_new_images
+
+    files = list_image_files(images)
+    X_new, ok, errors = embed_new_images(files, run_dir)
+    for path, reason in errors:
+        logger.warning("could not embed %s: %s", path, reason)
+    if not ok:
+        raise NoImagesError(f"none of the {len(files)} new images could be embedded.")
+    return project_embeddings(
+        run_dir, X_new, ok, methods=methods, write=write, out_dir=out_dir, errors=errors
+    )
