@@ -93,6 +93,7 @@ def test_payload_points_labels_paths(small_run: Path) -> None:
     ]
     assert rebuilt == data.paths
     assert payload["clusters"] is not None and payload["random_init"] is True
+    assert payload["thumbs"]["size"] == 32  # the 32 px images are not upscaled to 48
     missing = np.unpackbits(np.frombuffer(base64.b64decode(payload["thumbs"]["missing"]), np.uint8))
     assert int(missing[:N_POINTS].sum()) == N_VIRTUAL
 

@@ -1,18 +1,17 @@
 """The report and the deck of a run made by the real embed stage (tiny random-init ViT on the
-built-in demo images, whose virtual paths get their thumbnails from dinomap.data)."""
+built-in demo images, whose virtual paths get their thumbnails from dinomap.data), mapped by
+the real maps stage."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dinomap.embed.extract import embed
-from dinomap.store import atomic_write_json, load_embeddings, read_run_info
+from dinomap.maps import make_maps
+from dinomap.store import read_run_info
 from dinomap.viz._run_data import read_run_data
 from dinomap.viz.report import write_report
 from dinomap.viz.slides import render_slides
@@ -36,29 +35,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_workers=0,
         progress=False,
     )
-    emb = load_embeddings(out)
-    centred = emb.X - emb.X.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = (centred @ vt[:2].T).astype(np.float32)
-    table = pa.table(
-        {
-            "path": emb.paths,
-            "label": emb.labels,
-            "pca_x": pa.array(xy[:, 0], pa.float32()),
-            "pca_y": pa.array(xy[:, 1], pa.float32()),
-        }
-    )
-    pq.write_table(table, out / "maps.parquet")
-    atomic_write_json(
-        out / "metrics.json",
-        {
-            "n_samples": len(emb),
-            "random_init": True,
-            "methods": {
-                "pca": {"params": {"n_components": 2}, "fit_seconds": 0.01, "trustworthiness": 0.8}
-            },
-        },
-    )
+    make_maps(out, "pca", save_mappers=False)  # the maps stage writes maps.parquet & co.
     return out
 
 
@@ -75,8 +52,11 @@ def test_report_of_a_real_run(real_run: Path) -> None:
     # demo ids are virtual paths: the data package resolves them, so no placeholder
     data = read_run_data(real_run)
     assert all(p.startswith("fashion-mnist/test/") for p in data.paths)
-    assert '"missing":null' in html
+    assert '"missing":null' in html and '"size":28,' in html  # 28 px Fashion-MNIST thumbnails
     assert (real_run / "thumbs" / "sheet-00000.jpg").is_file()
+    # the maps stage's outputs are read: the PCA map, its metrics row and its static plot
+    assert data.methods == ["pca"] and len(data.paths) == N_IMAGES
+    assert "<tr data-method='pca'>" in html and 'src="plots/pca_embeddings.png"' in html
 
 
 def test_slides_of_a_real_run(real_run: Path) -> None:
@@ -86,3 +66,4 @@ def test_slides_of_a_real_run(real_run: Path) -> None:
     assert f"{TINY_MODEL_KWARGS['depth']} transformer blocks" in text
     assert re.search(r"\| embed \| [\d.]+ (ms|s) \|", text)
     assert "{'type'" not in text and "images_per" not in text
+    assert '<img src="./plots/pca_embeddings.png"' in text

@@ -525,6 +525,18 @@ def render_report_html(
     return "".join(out)
 
 
+def _thumb_side(paths: Sequence[str], loader: Any, limit: int, sample: int = 16) -> int:
+    """Thumbnail side: ``limit``, or less when the images are smaller (28 px Fashion-MNIST
+    images are stored at 28 px, not upscaled: a third of the bytes; the page scales them)."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in list(paths)[::step][:sample]:
+        img = loader(path)
+        if img is not None and getattr(img, "ndim", 0) >= 2:
+            sides.append(max(int(img.shape[0]), int(img.shape[1])))
+    return max(8, min(limit, max(sides))) if sides else limit
+
+
 def write_report(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -545,7 +557,7 @@ def write_report(
     thumbnails : bool
         Draw thumbnail sprite sheets into ``RUN/thumbs/`` for the hover tooltips.
     thumb_size : int
-        Side of a thumbnail in pixels.
+        Largest side of a thumbnail in pixels (smaller images are kept at their own size).
     self_contained : bool
         Inline thumbnails and static maps so the page is a single portable file (larger).
 
@@ -566,6 +578,7 @@ def write_report(
     sheets = None
     if thumbnails and data.n_points:
         loader = make_thumbnail_loader(data.info, size)
+        size = _thumb_side(data.paths, loader, size)
         sheets = write_thumb_sheets(data.paths, run / THUMBS_DIR, loader, size=size)
     page = render_report_html(data, sheets, page_dir=target.parent, self_contained=self_contained)
     atomic_write_text(target, page)

@@ -11,6 +11,7 @@ Render it with ``npx @slidev/cli RUN/slides.md`` (images are referenced relative
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -114,7 +115,7 @@ def _title(data: RunData, shape: tuple[int, int] | None) -> str:
     front = (
         "---\n"
         "theme: default\n"
-        f"title: DINOv2 embedding maps of {src_name or data.run_dir.name}\n"
+        f"title: {json.dumps(f'DINOv2 embedding maps of {src_name or data.run_dir.name}')}\n"
         "class: text-center\n"
         "transition: slide-left\n"
         "mdc: true\n"

@@ -252,7 +252,11 @@
     return best;
   }
   var TS = D.thumbs ? D.thumbs.size : 0, TSCALE = TS ? Math.max(1, Math.round(96 / TS)) : 1;
-  if (TS) { tipThumb.style.width = tipThumb.style.height = TS * TSCALE + "px"; tipImg.style.width = D.thumbs.cols * TS * TSCALE + "px"; }
+  if (TS) {
+    tipThumb.style.width = tipThumb.style.height = TS * TSCALE + "px";
+    tipImg.style.width = D.thumbs.cols * TS * TSCALE + "px";
+    if (TSCALE >= 3) tipImg.style.imageRendering = "pixelated";  // tiny images: crisp pixels
+  }
   else { tipThumb.style.display = "none"; }
   function showTip(i, clientX, clientY) {
     tipPath.textContent = pathOf(i);
