@@ -24,6 +24,8 @@ from dinomap.export import ExportResult, export_encoder, export_models, export_r
 from dinomap.maps import make_maps
 from dinomap.parametric import ParametricUMAP, TSNEApproximator
 from dinomap.store import Embeddings, load_embeddings, read_run_info
+from dinomap.viz.report import write_report
+from dinomap.viz.slides import write_slides
 
 try:
     __version__ = version("dinomap")
@@ -54,4 +56,6 @@ __all__ = [
     "project_images",
     "read_run_info",
     "search_similar",
+    "write_report",
+    "write_slides",
 ]
