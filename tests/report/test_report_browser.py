@@ -155,3 +155,34 @@ def test_zoom_pan_colour_and_legend(page: Any, small_run: Path) -> None:
     assert n_classes == 10
     assert page.locator("#dm-legend li.off").count() == n_classes - 1
     assert page.problems == []
+
+
+def test_bare_run_without_labels_clusters_or_thumbnails(browser: Any, tmp_path: Path) -> None:
+    """Colour by nothing, no thumbnails: the page still draws and hovers without errors."""
+    import pyarrow.parquet as pq
+
+    from dinomap.viz._synthetic import make_synthetic_run
+    from dinomap.viz.report import write_report
+
+    run = make_synthetic_run(
+        tmp_path / "run", 25, methods=("umap",), clusters=False, random_init=False
+    )
+    pq.write_table(pq.read_table(run / "maps.parquet").drop(["label"]), run / "maps.parquet")
+    page_path = write_report(run, thumbnails=False)
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, offline=True)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        pg.goto(page_path.as_uri())
+        pg.wait_for_function("window.dinomap && window.dinomap.ready", timeout=15_000)
+        assert pg.evaluate("window.dinomap.colorBy") == "none"
+        assert pg.get_attribute("#dm-canvas", "data-points") == "25"
+        assert pg.locator("#random-init-banner").count() == 0
+        _hover_point(pg, 3)
+        assert pg.inner_text("#dm-tip-path").endswith(".png")
+        assert not pg.locator("#dm-tip-thumb").is_visible()
+        assert problems == []
+    finally:
+        context.close()

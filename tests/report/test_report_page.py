@@ -186,3 +186,27 @@ def test_export_section_is_read_from_run_json(tmp_path: Path) -> None:
     html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
     assert "<code>/models/x/1/model.pt</code>" in html and "/models/x.onnx" in html
     assert _payload(html)["thumbs"] is None
+
+
+def _drop_labels(run: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run / "maps.parquet")
+    pq.write_table(table.drop(["label"]), run / "maps.parquet")
+
+
+def test_run_without_labels(tmp_path: Path) -> None:
+    run = make_synthetic_run(tmp_path / "run", 10, methods=("pca",))
+    _drop_labels(run)
+    payload = _payload(write_report(run).read_text(encoding="utf-8"))
+    assert payload["labels"] is None and payload["default_color"] == "cluster"
+
+
+def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
+    from dinomap.viz.report import _categories
+
+    names, codes = _categories([f"c{i}" for i in range(70_000)])
+    assert codes.dtype == np.uint32 and len(names) == 70_000
+    assert names[codes[123]] == "c123"
+    names, codes = _categories(["b", None, "a"], order=["b"])
+    assert names == ["b", "a", "(no label)"] and codes.tolist() == [0, 2, 1]

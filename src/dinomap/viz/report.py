@@ -87,6 +87,10 @@ def _quantise(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
     return qx, qy, extent
 
 
+def _code_dtype(n_names: int) -> type[np.unsignedinteger[Any]]:
+    return np.uint16 if n_names <= 65536 else np.uint32
+
+
 def _categories(
     values: Sequence[Any], order: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
@@ -96,7 +100,7 @@ def _categories(
     names = [n for n in (order or []) if n in present]
     names += sorted(present - set(names), key=lambda s: (s == "(no label)", s))
     lookup = {n: k for k, n in enumerate(names)}
-    return names, np.asarray([lookup[t] for t in texts], dtype=np.uint16)
+    return names, np.asarray([lookup[t] for t in texts], dtype=_code_dtype(len(names)))
 
 
 def _path_table(paths: Sequence[str]) -> dict[str, Any]:
@@ -153,14 +157,19 @@ def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
                 order = [str(c) for c in found]
                 break
         names, codes = _categories(data.labels, order)
-        labels = {"names": names, "codes": _b64(codes)}
+        labels = {"names": names, "codes": _b64(codes), "bytes": codes.itemsize}
     clusters = None
     if data.clusters is not None:
         ids = sorted({int(c) for c in data.clusters})
         names = ["noise" if c < 0 else f"cluster {c}" for c in ids]
         lookup = {c: k for k, c in enumerate(ids)}
-        codes = np.asarray([lookup[int(c)] for c in data.clusters], dtype=np.uint16)
-        clusters = {"names": names, "codes": _b64(codes), "grey": lookup.get(-1, -1)}
+        codes = np.asarray([lookup[int(c)] for c in data.clusters], dtype=_code_dtype(len(names)))
+        clusters = {
+            "names": names,
+            "codes": _b64(codes),
+            "bytes": codes.itemsize,
+            "grey": lookup.get(-1, -1),
+        }
     return {
         "n": n,
         "methods": methods,
