@@ -186,3 +186,28 @@ def test_bare_run_without_labels_clusters_or_thumbnails(browser: Any, tmp_path: 
         assert problems == []
     finally:
         context.close()
+
+
+def test_canvas_fallback_without_webgl(browser: Any, small_run: Path) -> None:
+    """Where WebGL is unavailable the same map is drawn with a 2-D canvas."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, offline=True)
+    context.add_init_script(
+        "const orig = HTMLCanvasElement.prototype.getContext;"
+        "HTMLCanvasElement.prototype.getContext = function (t, o) {"
+        "  return String(t).includes('webgl') ? null : orig.call(this, t, o); };"
+    )
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        pg.goto((small_run / "report.html").as_uri())
+        pg.wait_for_function("window.dinomap && window.dinomap.ready", timeout=15_000)
+        assert pg.evaluate("window.dinomap.renderer") == "canvas2d"
+        assert pg.get_attribute("#dm-canvas", "data-points") == str(N_POINTS)
+        shot = cv2.imdecode(np.frombuffer(pg.locator("#dm-canvas").screenshot(), np.uint8), 1)
+        assert int((np.abs(shot.astype(int) - 255).sum(axis=2) > 60).sum()) > N_POINTS * 5
+        _hover_point(pg, 10)
+        assert problems == []
+    finally:
+        context.close()
