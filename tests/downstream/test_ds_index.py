@@ -91,3 +91,34 @@ def test_run_index_is_saved_reused_and_rebuilt(planted_run, tmp_path):
     write_shard(run, ["zzz_new.png"], ["f" * 64], [None], [32], [32], planted.X[:1] + 1.0)
     fresh, emb2 = run_index(run, kind="hnsw")
     assert fresh.n_samples_ == len(emb2) == len(planted.paths) + 1
+
+
+def test_neighbour_graph_is_cached_and_shared(planted_run):
+    from dinomap.downstream import find_duplicates, find_outliers
+    from dinomap.downstream.index import run_neighbors
+
+    run, planted = planted_run
+    find_outliers(run, k=10)  # computes and saves a 16-NN graph
+    knn = Path(run) / "downstream" / "knn.npz"
+    stamp = knn.stat().st_mtime_ns
+    assert json.loads((knn.parent / "knn.json").read_text())["k"] == 16
+    find_duplicates(run)  # reuses it
+    sims, ids, _, _ = run_neighbors(run, 5)
+    assert knn.stat().st_mtime_ns == stamp and ids.shape == (len(planted.paths), 5)
+    exact_sims, _ = (
+        NeighborIndex(kind="flat").fit(planted.X).search(planted.X, 5, exclude_self=True)
+    )
+    np.testing.assert_allclose(sims, exact_sims, atol=1e-5)
+    run_neighbors(run, 20)  # more neighbours than saved: recomputed
+    assert json.loads((knn.parent / "knn.json").read_text())["k"] == 20
+    run_neighbors(run, 5, kind="hnsw")  # another index: recomputed with it
+    assert json.loads((knn.parent / "knn.json").read_text())["key"]["kind"] == "hnsw"
+
+
+def test_range_pairs_from_given_neighbours_match_a_fresh_search(planted):
+    X = planted.X
+    index = NeighborIndex(kind="flat").fit(X)
+    fresh = index.range_pairs(X, 0.6)
+    given = index.range_pairs(X, 0.6, neighbors=index.search(X, 4, exclude_self=True))
+    np.testing.assert_array_equal(fresh[0], given[0])
+    np.testing.assert_array_equal(fresh[1], given[1])

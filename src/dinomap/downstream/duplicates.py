@@ -25,7 +25,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dinomap._validation import check_embeddings
-from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize, run_index
+from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize, run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_json, atomic_write_text
 
@@ -72,6 +72,7 @@ def near_duplicate_groups(
     threshold: float = 0.95,
     *,
     index: NeighborIndex | None = None,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Connected groups of rows linked by pairs with cosine similarity >= ``threshold``.
 
@@ -81,6 +82,9 @@ def near_duplicate_groups(
     threshold : float, default=0.95
     index : NeighborIndex or None
         A fitted index over ``X`` (same rows, same order); an exact one is built when ``None``.
+    neighbors : (sims, ids) or None
+        Precomputed nearest neighbours of the rows (self excluded), used as the first round of
+        the search (see :meth:`~dinomap.downstream.index.NeighborIndex.range_pairs`).
 
     Returns
     -------
@@ -100,7 +104,7 @@ def near_duplicate_groups(
     t = _check_threshold(threshold)
     nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
     n = Xc.shape[0]
-    a, b = nn.range_pairs(Xc, t)
+    a, b = nn.range_pairs(Xc, t, neighbors=neighbors)
     best = np.full(n, np.nan, dtype=np.float32)
     if a.size == 0:
         return [], best
@@ -175,9 +179,9 @@ def find_duplicates(
     """
     t = _check_threshold(threshold)
     start = time.perf_counter()
-    nn, emb = run_index(run_dir, kind=index, rebuild=rebuild, **index_params)
+    sims, ids, nn, emb = run_neighbors(run_dir, 16, kind=index, rebuild=rebuild, **index_params)
     exact_rows = exact_duplicate_groups(emb.sha256)
-    near_rows_all, best = near_duplicate_groups(emb.X, t, index=nn)
+    near_rows_all, best = near_duplicate_groups(emb.X, t, index=nn, neighbors=(sims, ids))
     sha = emb.sha256
     near_rows = [g for g in near_rows_all if len({sha[i] for i in g}) > 1]
     seconds = time.perf_counter() - start

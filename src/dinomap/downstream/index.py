@@ -12,6 +12,7 @@ FAISS is an optional dependency: ``pip install "dinomap[search]"``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ __all__ = [
     "import_faiss",
     "l2_normalize",
     "run_index",
+    "run_neighbors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 DOWNSTREAM_DIR = "downstream"
 INDEX_FILE = "index.faiss"
 INDEX_INFO_FILE = "index.json"
+KNN_FILE = "knn.npz"
+KNN_INFO_FILE = "knn.json"
 #: Index kinds: ``auto`` is exact up to ``approximate_above`` rows and HNSW above.
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 
@@ -260,38 +264,67 @@ class NeighborIndex:
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return sims.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
-    def range_pairs(self, X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    def range_pairs(
+        self,
+        X: np.ndarray,
+        threshold: float,
+        *,
+        neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Pairs ``(i, j)``, ``i < j``, of indexed rows with cosine similarity >= ``threshold``.
 
         ``X`` must be the indexed rows in order. Found through the index by k-nearest-neighbour
         queries whose ``k`` doubles only for the rows whose ``k``-th neighbour is still above the
         threshold, so no ``N x N`` matrix is ever formed.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        threshold : float
+        neighbors : (sims, ids) or None
+            The rows' own nearest neighbours (self excluded, as from
+            ``search(X, k, exclude_self=True)`` or :func:`run_neighbors`), used as the first
+            round instead of a fresh search.
         """
         self._check_fitted()
         n = self.n_samples_
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
-        todo = np.arange(n)
-        k = min(16, n - 1)
         Xn = l2_normalize(check_embeddings(X))
+        todo = np.arange(n)
+        empty = np.empty(0, dtype=np.int64)
+        if n < 2:
+            return empty, empty
+        if neighbors is not None:
+            sims, ids = neighbors
+            k = int(ids.shape[1])
+            if ids.shape[0] != n:
+                raise InvalidParameterError(
+                    f"neighbors must hold one row per indexed sample ({n}); got {ids.shape[0]}."
+                )
+        else:
+            k = min(16, n - 1)
+            sims, ids = self.search(Xn, k, exclude_self=True)
         while todo.size and k >= 1:
-            sims, ids = self.search(Xn[todo], k + 1)
             keep = (sims >= threshold) & (ids >= 0) & (ids != todo[:, None])
             r, c = np.nonzero(keep)
             rows.append(todo[r])
             cols.append(ids[r, c])
-            full = keep.sum(axis=1) >= k  # every neighbour but self was above: maybe more
+            full = keep.sum(axis=1) >= k  # every neighbour was above: there may be more
             if k >= n - 1:
                 break
             todo = todo[full]
             k = min(2 * k, n - 1)
+            if todo.size:
+                sims, ids = self.search(Xn[todo], k + 1)  # self is masked out above
         if not rows:
-            empty = np.empty(0, dtype=np.int64)
             return empty, empty
         a = np.concatenate(rows).astype(np.int64)
         b = np.concatenate(cols).astype(np.int64)
+        if a.size == 0:
+            return a, b
         lo, hi = np.minimum(a, b), np.maximum(a, b)
-        pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if lo.size else np.empty((0, 2))
+        pairs = np.unique(np.stack([lo, hi], axis=1), axis=0)
         return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
 
     # -- persistence ------------------------------------------------------------------------
@@ -425,3 +458,67 @@ def _relevant_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
         "ivf": ("n_lists", "random_state"),
     }[kind]
     return {key: params[key] for key in keys}
+
+
+def run_neighbors(
+    run_dir: str | os.PathLike[str],
+    k: int,
+    *,
+    kind: str = "auto",
+    rebuild: bool = False,
+    embeddings: Embeddings | None = None,
+    **params: Any,
+) -> tuple[np.ndarray, np.ndarray, NeighborIndex, Embeddings]:
+    """The ``k`` nearest neighbours of every image of a run (itself excluded), cached.
+
+    The graph is computed once through the run's index and saved as ``downstream/knn.npz``;
+    outliers and near-duplicates then share it, and a later call with the same or a smaller
+    ``k`` on unchanged embeddings reads it back instead of searching again.
+
+    Returns
+    -------
+    sims : ndarray of shape (n, k), float32
+    ids : ndarray of shape (n, k), int64
+    index : NeighborIndex
+    embeddings : Embeddings
+
+    Examples
+    --------
+    >>> sims, ids, index, emb = run_neighbors("runs/fm", k=10)  # doctest: +SKIP
+    """
+    k = check_positive_int("k", k)
+    nn, emb = run_index(run_dir, embeddings, kind=kind, rebuild=rebuild, **params)
+    k = min(k, max(1, len(emb) - 1))
+    base = Path(run_dir) / DOWNSTREAM_DIR
+    knn_file, info_file = base / KNN_FILE, base / KNN_INFO_FILE
+    index_info = json.loads((base / INDEX_INFO_FILE).read_text(encoding="utf-8"))
+    key = {
+        "fingerprint": index_info.get("fingerprint"),
+        "kind": nn.kind_,
+        "params": index_info.get("params"),
+        "ef_search": nn.ef_search if nn.kind_ == "hnsw" else None,
+        "n_probe": int(nn.index_.nprobe) if nn.kind_ == "ivf" else None,
+    }
+    if not rebuild and knn_file.is_file() and info_file.is_file():
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+            if info.get("key") == key and int(info.get("k", 0)) >= k:
+                with np.load(knn_file) as data:
+                    sims, ids = data["sims"][:, :k], data["ids"][:, :k].astype(np.int64)
+                if ids.shape[0] == len(emb):
+                    logger.info("reusing the saved %d-NN graph of %s", info["k"], run_dir)
+                    return sims, ids, nn, emb
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            logger.info("saved kNN graph unreadable (%s); recomputing", exc)
+    start = time.perf_counter()
+    sims, ids = nn.search(emb.X, k, exclude_self=True)
+    seconds = time.perf_counter() - start
+    buf = io.BytesIO()
+    np.savez(buf, sims=sims, ids=ids.astype(np.int32 if len(emb) < 2**31 else np.int64))
+    atomic_write_bytes(knn_file, buf.getvalue())
+    atomic_write_json(
+        info_file,
+        {"k": k, "key": key, "seconds": round(seconds, 4), "random_init": emb.random_init},
+    )
+    logger.info("%d-NN graph of %d images in %.2fs", k, len(emb), seconds)
+    return sims, ids, nn, emb

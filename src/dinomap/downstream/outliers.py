@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
-from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, run_index
+from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
@@ -45,22 +45,21 @@ OUTLIERS_INFO_FILE = "outliers.json"
 OUTLIERS_SHEET = "outliers.png"
 
 
-def _knn_score(nn: NeighborIndex, X: np.ndarray, k: int) -> np.ndarray:
-    sims, ids = nn.search(X, k, exclude_self=True)
-    dist = 1.0 - sims.astype(np.float64)
-    dist[ids < 0] = np.nan
+def _knn_score(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    dist = 1.0 - sims[:, :k].astype(np.float64)
+    dist[ids[:, :k] < 0] = np.nan
     return np.nanmean(dist, axis=1).astype(np.float32)
 
 
-def _lof_score(nn: NeighborIndex, X: np.ndarray, k: int) -> np.ndarray:
+def _lof_score(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     from scipy.sparse import csr_matrix
     from sklearn.neighbors import LocalOutlierFactor
 
-    n = X.shape[0]
+    n = ids.shape[0]
     # scikit-learn asks a precomputed training graph for k + 1 neighbours (self included), then
     # drops self (or the last one when self is absent): give it k + 1 true neighbours.
-    k_graph = min(k + 1, n - 1)
-    sims, ids = nn.search(X, k_graph, exclude_self=True)
+    k_graph = min(k + 1, n - 1, ids.shape[1])
+    sims, ids = sims[:, :k_graph], ids[:, :k_graph]
     dist = np.clip(1.0 - sims.astype(np.float64), 0.0, None)
     valid = ids >= 0
     counts = valid.sum(axis=1)
@@ -79,8 +78,9 @@ def _lof_score(nn: NeighborIndex, X: np.ndarray, k: int) -> np.ndarray:
     return (-lof.negative_outlier_factor_).astype(np.float32)
 
 
-#: Registry of outlier scoring methods: name -> fn(fitted index, X, k) -> scores.
-OUTLIER_METHODS: dict[str, Callable[[NeighborIndex, np.ndarray, int], np.ndarray]] = {
+#: Registry of outlier scoring methods: name -> fn(sims, ids, k) -> scores, where ``sims`` and
+#: ``ids`` are each row's nearest neighbours (self excluded, at least ``k + 1`` columns).
+OUTLIER_METHODS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "knn": _knn_score,
     "lof": _lof_score,
 }
@@ -92,6 +92,7 @@ def outlier_scores(
     method: str = "knn",
     k: int = 10,
     index: NeighborIndex | None = None,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Outlier score of every row of ``X`` (higher is stranger).
 
@@ -105,6 +106,9 @@ def outlier_scores(
         Neighbours per row (itself excluded); capped at ``n_samples - 1``.
     index : NeighborIndex or None
         A fitted index over ``X`` (same rows, same order); an exact one is built when ``None``.
+    neighbors : (sims, ids) or None
+        Precomputed nearest neighbours of the rows (self excluded, at least ``k + 1`` columns,
+        e.g. from :func:`~dinomap.downstream.index.run_neighbors`); no search is run then.
 
     Returns
     -------
@@ -121,8 +125,17 @@ def outlier_scores(
     name = check_choice("method", method, OUTLIER_METHODS)
     Xc = check_embeddings(X, min_samples=2)
     k = min(check_positive_int("k", k), Xc.shape[0] - 1)
-    nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
-    return OUTLIER_METHODS[name](nn, Xc, k)
+    k_graph = min(k + 1, Xc.shape[0] - 1)
+    if neighbors is None:
+        nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
+        neighbors = nn.search(Xc, k_graph, exclude_self=True)
+    sims, ids = neighbors
+    if ids.shape != (Xc.shape[0], ids.shape[1]) or ids.shape[1] < k_graph:
+        raise InvalidParameterError(
+            f"neighbors must have {Xc.shape[0]} rows and at least {k_graph} columns; "
+            f"got {ids.shape}."
+        )
+    return OUTLIER_METHODS[name](sims, ids, k)
 
 
 @dataclass(frozen=True)
@@ -184,9 +197,13 @@ def find_outliers(
     name = check_choice("method", method, OUTLIER_METHODS)
     top = check_positive_int("top", top)
     start = time.perf_counter()
-    nn, emb = run_index(run_dir, kind=index, rebuild=rebuild, **index_params)
-    k_eff = min(check_positive_int("k", k), max(1, len(emb) - 1))
-    scores = outlier_scores(emb.X, method=name, k=k_eff, index=nn)
+    k = check_positive_int("k", k)
+    # One cached neighbour graph serves outliers and near-duplicates (which start at 16).
+    sims, ids, nn, emb = run_neighbors(
+        run_dir, max(k + 1, 16), kind=index, rebuild=rebuild, **index_params
+    )
+    k_eff = min(k, max(1, len(emb) - 1))
+    scores = outlier_scores(emb.X, method=name, k=k_eff, neighbors=(sims, ids))
     seconds = time.perf_counter() - start
     order = np.argsort(-scores, kind="stable")[:top]
     top_list = [(emb.paths[i], float(scores[i])) for i in order]
