@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dinomap.viz._run_data import read_run_data
+from dinomap.viz.static import class_styles
 
 from .conftest import METHODS, N_POINTS, N_VIRTUAL, UNPLACED
 
@@ -141,9 +142,14 @@ def test_zoom_pan_colour_and_legend(page: Any, small_run: Path) -> None:
     page.mouse.up()
     moved = page.evaluate("window.dinomap.screenPosition(10)")
     assert abs(moved["x"] - after["x"] - 80) < 2 and abs(moved["y"] - after["y"] - 40) < 2
-    # legend: class names in the run's class order, then colour by cluster
+    # legend: class names in the static maps' order, with their colours; then colour by cluster
     names = page.locator("#dm-legend li .nm").all_inner_texts()
-    assert names[:3] == ["T-shirt/top", "Trouser", "Pullover"]
+    assert names[:3] == ["Ankle boot", "Bag", "Coat"]
+    swatch = page.locator("#dm-legend li .sw").first.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    hex_colour = class_styles(names)["Ankle boot"][0]
+    assert swatch == "rgb({}, {}, {})".format(*(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)))
     page.select_option("#dm-colorby", "cluster")
     names = page.locator("#dm-legend li .nm").all_inner_texts()
     assert "noise" in names or all(n.startswith("cluster") for n in names)

@@ -19,6 +19,7 @@ from dinomap.viz._run_data import read_run_data
 from dinomap.viz._synthetic import SYNTHETIC_CLASSES, make_synthetic_run
 from dinomap.viz._thumbs import _fit_square, make_thumbnail_loader, write_thumb_sheets
 from dinomap.viz.report import _quantise, write_report
+from dinomap.viz.static import class_styles
 
 from .conftest import EXPORT, METHODS, N_POINTS, N_VIRTUAL, UNPLACED
 
@@ -80,8 +81,10 @@ def test_payload_points_labels_paths(small_run: Path) -> None:
         assert len(qx) == N_POINTS
         placed = int((qx != 65535).sum())
         assert placed == (N_POINTS - UNPLACED if m["name"] == METHODS[-1] else N_POINTS)
-    # labels keep the run's class order, codes decode to the stored labels
-    assert payload["labels"]["names"] == list(SYNTHETIC_CLASSES)
+    # labels in the static maps' legend order and colours; codes decode to the stored labels
+    assert payload["labels"]["names"] == sorted(SYNTHETIC_CLASSES)
+    styles = class_styles(sorted(SYNTHETIC_CLASSES))
+    assert payload["labels"]["colors"] == [styles[n][0] for n in sorted(SYNTHETIC_CLASSES)]
     codes = np.frombuffer(base64.b64decode(payload["labels"]["codes"]), dtype="<u2")
     assert [payload["labels"]["names"][c] for c in codes] == data.labels
     # paths are rebuilt from the directory table
@@ -210,3 +213,4 @@ def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
     assert names[codes[123]] == "c123"
     names, codes = _categories(["b", None, "a"], order=["b"])
     assert names == ["b", "a", "(no label)"] and codes.tolist() == [0, 2, 1]
+    assert _categories(["10", "2", "x", "1"])[0] == ["1", "2", "10", "x"]  # numbers numerically

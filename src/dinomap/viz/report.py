@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 THUMBS_DIR = "thumbs"
+NO_LABEL = "(no label)"
+UNLABELLED_COLOUR = "#BBBBBB"
 _QMAX = 65534  # quantised coordinates live in [0, 65534]; 65535 marks a point not placed
 
 _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -91,16 +93,41 @@ def _code_dtype(n_names: int) -> type[np.unsignedinteger[Any]]:
     return np.uint16 if n_names <= 65536 else np.uint32
 
 
+def _class_sort_key(name: str) -> tuple[int, float, str]:
+    """Numbers in numeric order first, then names: the order of the static maps' legends."""
+    if name == NO_LABEL:
+        return (2, 0.0, name)
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
 def _categories(
     values: Sequence[Any], order: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """Category names and uint16 codes; ``order`` fixes the order of known names."""
-    texts = ["(no label)" if v is None else str(v) for v in values]
+    """Category names and integer codes; ``order`` fixes the order of known names, the others
+    follow in the static maps' order (numbers numerically, then names, unlabelled last)."""
+    texts = [NO_LABEL if v is None else str(v) for v in values]
     present = set(texts)
     names = [n for n in (order or []) if n in present]
-    names += sorted(present - set(names), key=lambda s: (s == "(no label)", s))
+    names += sorted(present - set(names), key=_class_sort_key)
     lookup = {n: k for k, n in enumerate(names)}
     return names, np.asarray([lookup[t] for t in texts], dtype=_code_dtype(len(names)))
+
+
+def _label_colours(names: Sequence[str]) -> list[str] | None:
+    """The static maps' colour of each class (same palette, same order), so the interactive map
+    and the PNGs agree; None (the page's own palette) past the static palettes' 10 colours."""
+    classes = [n for n in names if n != NO_LABEL]
+    if len(classes) > 10:
+        return None
+    try:
+        from dinomap.viz.static import class_styles
+    except ImportError:  # pragma: no cover - part of the package
+        return None
+    styles = class_styles(classes)
+    return [UNLABELLED_COLOUR if n == NO_LABEL else styles[n][0] for n in names]
 
 
 def _path_table(paths: Sequence[str]) -> dict[str, Any]:
@@ -150,14 +177,13 @@ def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
         )
     labels = None
     if data.labels is not None:
-        order = None
-        for key in ("classes", "class_names", "label_names"):
-            found = find_key(data.info, key)
-            if isinstance(found, list):
-                order = [str(c) for c in found]
-                break
-        names, codes = _categories(data.labels, order)
-        labels = {"names": names, "codes": _b64(codes), "bytes": codes.itemsize}
+        names, codes = _categories(data.labels)
+        labels = {
+            "names": names,
+            "codes": _b64(codes),
+            "bytes": codes.itemsize,
+            "colors": _label_colours(names),
+        }
     clusters = None
     if data.clusters is not None:
         ids = sorted({int(c) for c in data.clusters})

@@ -54,7 +54,8 @@
   /* colourings: {key, title, names, codes (Uint16Array, per point), colors, hidden} */
   var colorings = {};
   function addColoring(key, title, spec) {
-    var codes = spec.bytes === 4 ? u32(spec.codes) : u16(spec.codes), cols = palette(spec.names.length);
+    var codes = spec.bytes === 4 ? u32(spec.codes) : u16(spec.codes);
+    var cols = spec.colors ? spec.colors.map(hex2rgb) : palette(spec.names.length);
     if (spec.grey != null && spec.grey >= 0) cols[spec.grey] = [160, 160, 160];
     var counts = new Array(spec.names.length).fill(0);
     for (var i = 0; i < N; i++) counts[codes[i]]++;
