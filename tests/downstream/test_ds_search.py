@@ -35,6 +35,8 @@ def test_unknown_query_names_the_problem(planted_run):
     run, _ = planted_run
     with pytest.raises(SourceNotFoundError, match="neither an image of the run"):
         search_similar(run, "img_99999.png")
+    with pytest.raises(SourceNotFoundError, match=r"Did you mean 'img_00003.png'"):
+        search_similar(run, "elsewhere/img_00003.png")
 
 
 def test_new_image_query_is_embedded_like_the_run(tmp_path, monkeypatch, image_files):

@@ -247,7 +247,10 @@ def _plot(
     ax.set_title(f"{method}: {len(new)} new images over {len(old)} of the run")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="best", fontsize=7, markerscale=2, framealpha=0.8)
+    legend = ax.legend(loc="best", fontsize=7, framealpha=0.8)
+    for handle in legend.legend_handles[:-1]:  # old points: readable dots in the legend
+        handle.set_sizes([20])  # type: ignore[union-attr]
+        handle.set_alpha(0.8)  # type: ignore[union-attr]
     if random_init:
         fig.text(
             0.5,

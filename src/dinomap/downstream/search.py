@@ -89,6 +89,15 @@ def _find_in_run(query: str, emb: Embeddings, lookup: dict[str, int]) -> int | N
     return None
 
 
+def _closest_path(query: str, paths: list[str]) -> str:
+    """``" Did you mean ...?"`` for a stored path with the same file name, or a close one."""
+    name = Path(query).name
+    same_name = [p for p in paths if Path(p).name == name]
+    if same_name:
+        return f" Did you mean {same_name[0]!r}?"
+    return suggest(query, paths[:2000])
+
+
 def embed_new_images(
     paths: Sequence[str], run_dir: str | os.PathLike[str]
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
@@ -194,7 +203,7 @@ def search_similar(
         else:
             raise SourceNotFoundError(
                 f"query {query!r} is neither an image of the run ({len(emb)} images) nor a "
-                "file on disk." + suggest(query, emb.paths[:10_000])
+                "file on disk." + _closest_path(query, emb.paths)
             )
     vectors: dict[int, np.ndarray] = {qi: emb.X[row] for qi, row in rows.items()}
     if new_files:
