@@ -70,3 +70,16 @@ def test_find_duplicates_writes_csv_with_exact_and_near(tmp_path, planted):
     info = json.loads((run / "downstream" / "duplicates.json").read_text())
     assert info["random_init"] is True and "warning" in info
     assert info["n_near_groups"] == len(planted.near_groups)
+
+
+def test_collapsed_embeddings_give_one_group_with_bounded_work(caplog):
+    """Random-init weights can make every embedding nearly identical: one group, found with
+    at most max_neighbors neighbours per row instead of all n - 1."""
+    rng = np.random.default_rng(0)
+    X = (np.ones((300, 8)) + rng.normal(scale=1e-3, size=(300, 8))).astype(np.float32)
+    index = NeighborIndex(kind="flat").fit(X)
+    a, _ = index.range_pairs(X, 0.95, max_neighbors=32)
+    assert a.size <= 300 * 32
+    assert "more than 32 neighbours" in caplog.text
+    groups, _ = near_duplicate_groups(X, 0.95, index=index)
+    assert groups == [list(range(300))]

@@ -53,7 +53,7 @@ def exact_duplicate_groups(hashes: Sequence[str]) -> list[list[int]]:
     """
     by_hash: dict[str, list[int]] = defaultdict(list)
     for i, h in enumerate(hashes):
-        if h:
+        if h and h != "unreadable":  # the data layer's marker for a file it could not read
             by_hash[h].append(i)
     groups = [rows for rows in by_hash.values() if len(rows) > 1]
     return sorted(groups, key=lambda g: (-len(g), g[0]))

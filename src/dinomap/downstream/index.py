@@ -270,6 +270,7 @@ class NeighborIndex:
         threshold: float,
         *,
         neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+        max_neighbors: int = 512,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pairs ``(i, j)``, ``i < j``, of indexed rows with cosine similarity >= ``threshold``.
 
@@ -285,6 +286,11 @@ class NeighborIndex:
             The rows' own nearest neighbours (self excluded, as from
             ``search(X, k, exclude_self=True)`` or :func:`run_neighbors`), used as the first
             round instead of a fresh search.
+        max_neighbors : int, default=512
+            Most neighbours looked at per row. A row with more than this many rows above the
+            threshold (a huge group, or collapsed random-init embeddings) keeps its
+            ``max_neighbors`` most similar ones, with a warning: the group stays connected
+            while the work stays ``O(n * max_neighbors)``.
         """
         self._check_fitted()
         n = self.n_samples_
@@ -295,6 +301,7 @@ class NeighborIndex:
         empty = np.empty(0, dtype=np.int64)
         if n < 2:
             return empty, empty
+        cap = check_positive_int("max_neighbors", max_neighbors)
         if neighbors is not None:
             sims, ids = neighbors
             k = int(ids.shape[1])
@@ -314,7 +321,18 @@ class NeighborIndex:
             if k >= n - 1:
                 break
             todo = todo[full]
-            k = min(2 * k, n - 1)
+            if k >= cap:
+                if todo.size:
+                    logger.warning(
+                        "%d rows have more than %d neighbours with cosine >= %.3f; their "
+                        "groups are built from their %d most similar (raise the threshold?)",
+                        todo.size,
+                        cap,
+                        threshold,
+                        cap,
+                    )
+                break
+            k = min(2 * k, n - 1, cap)
             if todo.size:
                 sims, ids = self.search(Xn[todo], k + 1)  # self is masked out above
         if not rows:
