@@ -63,7 +63,10 @@ def test_slides_of_a_real_run(real_run: Path) -> None:
     text = render_slides(real_run)
     assert f"**{N_IMAGES} × {TINY_MODEL_KWARGS['embed_dim']}**" in text
     assert "28×28 px input, 14×14 px patches → 2×2 = 4 patch tokens" in text
-    assert f"{TINY_MODEL_KWARGS['depth']} transformer blocks" in text
+    depth, heads = TINY_MODEL_KWARGS["depth"], TINY_MODEL_KWARGS["num_heads"]
+    blocks = f"{depth} transformer block{'s' if depth != 1 else ''}"
+    assert f"{blocks}, {heads} attention head{'s' if heads != 1 else ''}" in text
+    assert "verbose" not in text
     assert re.search(r"\| embed \| [\d.]+ (ms|s) \|", text)
     assert "{'type'" not in text and "images_per" not in text
     assert '<img src="./plots/pca_embeddings.png"' in text

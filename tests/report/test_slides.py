@@ -72,7 +72,7 @@ def test_numbers_come_from_the_run(small_run: Path) -> None:
     tsne_nn = by_title["# t-SNE NN approximator"]
     assert f"{N_POINTS - UNPLACED} points on the map" in tsne_nn
     assert "| Agreement with the exact map | 0.85 |" in tsne_nn
-    assert "perplexity = `30`" in tsne_nn
+    assert "`perplexity=30`" in tsne_nn
     assert EXPORT["torchscript_path"] in by_title["# Model export"]
     assert EXPORT["torchscript_path"] in by_title["# Setup and model"]
     assert "RANDOM-INIT" in by_title["# Summary"] and "random init" in by_title["# Setup and model"]
@@ -100,7 +100,7 @@ def test_other_run_other_numbers(tmp_path: Path) -> None:
     assert "RANDOM-INIT" not in text and "random init" not in text
     assert "not exported in this run" in text
     assert "# PCA" not in text and "# UMAP" in text
-    assert "n_neighbors = `15`" in text
+    assert "`n_neighbors=15` · `min_dist=0.1`" in text
 
 
 def test_write_slides_elsewhere(small_run: Path, tmp_path: Path) -> None:

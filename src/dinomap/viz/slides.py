@@ -53,6 +53,16 @@ _METRIC_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Parameters that do not change the map (left off the map slides).
+_HIDDEN_PARAMS = frozenset({"verbose", "n_jobs"})
+
+
+def _plural(count: Any, noun: str) -> str:
+    if count is None:
+        return f"? {noun}s"
+    return f"{fmt_number(count)} {noun}" + ("" if count == 1 else "s")
+
+
 def _md(text: Any) -> str:
     """Escape text for a markdown table cell or inline use."""
     return str(text).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
@@ -169,7 +179,8 @@ def _processing(data: RunData) -> str:
     lines = ["# Data processing", ""]
     if isinstance(src, Mapping) and src:
         lines.append(
-            "- **Source**: " + ", ".join(f"{_md(k)} {_md(fmt_value(v))}" for k, v in src.items())
+            "- **Source**: "
+            + ", ".join(f"{_md(k)} {_md(fmt_value(v))}" for k, v in src.items() if v is not None)
         )
     lines += [
         f"- **Images**: {fmt_number(data.n_total)} found, "
@@ -237,10 +248,7 @@ def _overview(data: RunData) -> str:
         )
     depth, heads = find_key(model, "depth"), find_key(model, "num_heads")
     if depth is not None or heads is not None:
-        lines.append(
-            f"- {fmt_number(depth) if depth is not None else '?'} transformer blocks, "
-            f"{fmt_number(heads) if heads is not None else '?'} attention heads"
-        )
+        lines.append(f"- {_plural(depth, 'transformer block')}, {_plural(heads, 'attention head')}")
     lines += [
         "- **Self-supervised**: a student network learns to match a teacher (an exponential "
         "moving average of itself) across crops of the same image (DINO), plus masked-patch "
@@ -302,10 +310,13 @@ def _map_slide(data: RunData, method: str, plot: str | None) -> str:
         xy = data.coords[method]
         placed = int((~(xy != xy).any(axis=1)).sum())
     left = f'<img src="./{plot}" class="h-100 mx-auto" />' if plot else "_No static plot._"
+    shown = {k: v for k, v in (params or {}).items() if k not in _HIDDEN_PARAMS}
     right = ["**Parameters**", ""]
-    right += [f"- {_md(k)} = {_code(fmt_value(v))}" for k, v in (params or {}).items()] or [
-        "- _not recorded_"
-    ]
+    right.append(
+        " · ".join(f"{_code(f'{k}={fmt_value(v)}')}" for k, v in shown.items())
+        if shown
+        else "_not recorded_"
+    )
     right += ["", "**Metrics**", "", *rows]
     if placed is not None:
         right += ["", f"{fmt_number(placed)} points on the map"]
