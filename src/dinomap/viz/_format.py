@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["flatten_timings", "fmt_number", "fmt_seconds", "fmt_value", "params_text"]
+__all__ = [
+    "HIDDEN_PARAMS",
+    "flatten_timings",
+    "fmt_number",
+    "fmt_seconds",
+    "fmt_value",
+    "params_text",
+]
 
 
 def fmt_number(value: Any, digits: int = 4) -> str:
@@ -56,9 +63,13 @@ def fmt_value(value: Any) -> str:
     return fmt_number(value)
 
 
+#: Parameters that do not change a map (left out where parameters are shown).
+HIDDEN_PARAMS = frozenset({"verbose", "n_jobs"})
+
+
 def params_text(params: Mapping[str, Any]) -> str:
-    """``{"perplexity": 30}`` -> ``"perplexity=30"``."""
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+    """``{"perplexity": 30, "verbose": False}`` -> ``"perplexity=30"``."""
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items() if k not in HIDDEN_PARAMS)
 
 
 def _stage_name(key: str) -> str:

@@ -221,6 +221,23 @@ def _card(title: str, body: str) -> str:
     return f'<div class="dm-card"><h3>{_esc(title)}</h3>{body}</div>'
 
 
+def _rows(
+    section: Mapping[str, Any], skip: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """``(name, escaped value)`` rows of a run.json section, leaving out unset (None) values."""
+    return [
+        (str(k).replace("_", " "), _esc(fmt_value(v)))
+        for k, v in section.items()
+        if v is not None and k not in skip
+    ]
+
+
+def _metric_text(key: str, value: Any) -> str:
+    if value is not None and key.endswith("_seconds"):
+        return fmt_seconds(value)
+    return fmt_number(value)
+
+
 def _dl(rows: Sequence[tuple[str, str]]) -> str:
     """Definition list; values are HTML already."""
     if not rows:
@@ -265,7 +282,7 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
         img_rows.append(("points in maps", _esc(fmt_number(data.n_points))))
 
     model = info.get("model") or {}
-    model_rows = [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in model.items()]
+    model_rows = _rows(model)
     weights = info.get("weights") or {}
     source = weights.get("source", "unknown")
     if data.random_init:
@@ -273,11 +290,9 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
     else:
         badge = f'<span class="dm-badge ok" id="weights-badge">{_esc(source)}</span>'
     weight_rows = [("source", badge)]
-    weight_rows += [
-        (k.replace("_", " "), _esc(fmt_value(v))) for k, v in weights.items() if k not in {"source"}
-    ]
+    weight_rows += _rows(weights, skip={"source"})
     prep = info.get("preprocessing") or {}
-    prep_rows = [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in prep.items()]
+    prep_rows = _rows(prep)
     batch = find_key(info, "batch_size")
     if batch is not None and "batch_size" not in prep:
         prep_rows.append(("batch size", fmt_number(batch)))
@@ -290,11 +305,7 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
     if isinstance(versions, Mapping):
         device_rows += [(str(k), _esc(fmt_value(v))) for k, v in versions.items()]
     src = info.get("source") or {}
-    src_rows = (
-        [(k.replace("_", " "), _esc(fmt_value(v))) for k, v in src.items()]
-        if isinstance(src, Mapping)
-        else [("source", _esc(src))]
-    )
+    src_rows = _rows(src) if isinstance(src, Mapping) else [("source", _esc(src))]
 
     cards = [
         _card("Images", _dl(img_rows)),
@@ -360,7 +371,9 @@ def _metrics_table(data: RunData) -> str:
         }
     )
     head = "".join(f"<th>{_esc(t)}</th>" for _, t in columns)
-    head += "".join(f"<th>{_esc(k.replace('_', ' '))}</th>" for k in extra_keys)
+    head += "".join(
+        f"<th>{_esc(k.replace('_seconds', ' time').replace('_', ' '))}</th>" for k in extra_keys
+    )
     rows = []
     for m in methods:
         entry = data.method_metrics(m)
@@ -369,7 +382,7 @@ def _metrics_table(data: RunData) -> str:
             v = entry.get(key)
             text = fmt_seconds(v) if key == "fit_seconds" and v is not None else fmt_number(v)
             cells.append(f"<td class='num' data-key='{key}'>{_esc(text)}</td>")
-        cells += [f"<td class='num'>{_esc(fmt_number(entry.get(k)))}</td>" for k in extra_keys]
+        cells += [f"<td class='num'>{_esc(_metric_text(k, entry.get(k)))}</td>" for k in extra_keys]
         params = entry.get("params")
         ptxt = params_text(params) if isinstance(params, Mapping) else ""
         rows.append(

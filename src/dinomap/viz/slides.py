@@ -21,7 +21,7 @@ from typing import Any
 
 from dinomap.exceptions import DinomapError
 from dinomap.store import atomic_write_text, load_embeddings
-from dinomap.viz._format import flatten_timings, fmt_number, fmt_seconds, fmt_value
+from dinomap.viz._format import HIDDEN_PARAMS, flatten_timings, fmt_number, fmt_seconds, fmt_value
 from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
 
 __all__ = ["SLIDES_FILE", "render_slides", "write_slides"]
@@ -51,10 +51,6 @@ _METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("agreement", "Agreement with the exact map"),
     ("fit_seconds", "Fit time"),
 )
-
-
-#: Parameters that do not change the map (left off the map slides).
-_HIDDEN_PARAMS = frozenset({"verbose", "n_jobs"})
 
 
 def _plural(count: Any, noun: str) -> str:
@@ -310,7 +306,7 @@ def _map_slide(data: RunData, method: str, plot: str | None) -> str:
         xy = data.coords[method]
         placed = int((~(xy != xy).any(axis=1)).sum())
     left = f'<img src="./{plot}" class="h-100 mx-auto" />' if plot else "_No static plot._"
-    shown = {k: v for k, v in (params or {}).items() if k not in _HIDDEN_PARAMS}
+    shown = {k: v for k, v in (params or {}).items() if k not in HIDDEN_PARAMS}
     right = ["**Parameters**", ""]
     right.append(
         " · ".join(f"{_code(f'{k}={fmt_value(v)}')}" for k, v in shown.items())
