@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 #: Seed of the fixed subsamples, independent of any method's random_state.
 SUBSAMPLE_SEED = 0
 _CHUNK = 256
-#: Floats of one block of query-to-all distances in the embedding-space kNN search (128 MiB).
-_KNN_BLOCK_FLOATS = 32 * 1024 * 1024
+#: Floats of one block of query-to-all distances in the embedding-space kNN search (32 MiB;
+#: argpartition adds twice that in int64 indices).
+_KNN_BLOCK_FLOATS = 8 * 1024 * 1024
 
 
 def _subsample(n: int, size: int | None, seed: int = SUBSAMPLE_SEED) -> np.ndarray:
@@ -83,7 +84,10 @@ def _knn_highdim(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), block):
         rows = queries[start : start + block]
-        D = sq[rows, None] - 2.0 * (Xf[rows] @ Xf.T) + sq[None, :]
+        D = Xf[rows] @ Xf.T  # in place from here: one block-sized buffer
+        D *= -2.0
+        D += sq[rows, None]
+        D += sq[None, :]
         D[np.arange(len(rows)), rows] = np.inf
         part = np.argpartition(D, k - 1, axis=1)[:, :k]
         order = np.argsort(np.take_along_axis(D, part, axis=1), axis=1, kind="stable")
@@ -129,7 +133,10 @@ class _TrustSubsample:
         for start in range(0, m, _CHUNK):
             rows = np.arange(start, min(start + _CHUNK, m))
             # squared distances of the chunk to the whole subsample (chunk x m)
-            D = self.sq[rows, None] - 2.0 * (self.X[rows] @ self.X.T) + self.sq[None, :]
+            D = self.X[rows] @ self.X.T
+            D *= -2.0
+            D += self.sq[rows, None]
+            D += self.sq[None, :]
             D[np.arange(len(rows)), rows] = np.inf  # a point is not its own neighbour
             cand = np.take_along_axis(D, low[rows], axis=1)  # (chunk, k)
             # 1-based rank of each map neighbour in embedding space

@@ -147,6 +147,7 @@ class UMAPReducer(Reducer):
             # data sets, that spectral initialisation fell back; neither needs the user.
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
+            warnings.filterwarnings("ignore", message="Graph is not fully connected")
             self.umap_ = model.fit(X)
         return np.asarray(self.umap_.embedding_)
 

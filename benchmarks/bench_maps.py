@@ -1,0 +1,314 @@
+"""Benchmark of the maps stage: dinomap's five maps against the original project's calls.
+
+For every dinomap method (PCA, t-SNE, UMAP, parametric UMAP, t-SNE approximator) and every peer
+(``sklearn.manifold.TSNE`` on PCA-50, ``umap.UMAP().fit_transform``, umap-learn's Keras
+``ParametricUMAP`` when TensorFlow is installed), each in a **fresh subprocess**:
+
+- ``fit_seconds``: wall time of the fit alone;
+- ``numba_compile_seconds`` (UMAP-based ones): umap-learn's first-call JIT compilation, measured
+  separately by fitting tiny data first in the same process;
+- ``peak_rss_mb`` and ``peak_rss_over_data_mb``: the process's peak resident memory, and above
+  what it held once the data was loaded;
+- ``trustworthiness``, ``knn_preservation``, ``knn_accuracy`` from :class:`dinomap.metrics.MapEvaluator`
+  (computed after the timed fit, identical for all).
+
+Then ``pipeline``: one fresh process runs ``make_maps`` with all methods, metrics, plots and saved
+mappers, as ``dinomap map`` does (``total_seconds`` includes the imports and UMAP's compilation).
+
+Input: a built-in generator of clustered embeddings (``--n``, ``--dim``, ``--clusters``) or any
+features file with labels (``--features X.npy --labels y.npy``). Writes one JSON document.
+
+Usage::
+
+    nice -n 10 python benchmarks/bench_maps.py --n 10000 --out benchmarks/results/bench_maps_10k.json
+    nice -n 10 python benchmarks/bench_maps.py --n 70000 --peers sklearn_tsne,umap --out maps70k.json
+    python benchmarks/bench_maps.py --features feats.npy --labels labels.npy --out mine.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DINOMAP_METHODS = ("pca", "tsne", "umap", "parametric_umap", "tsne_nn")
+PEERS = ("sklearn_tsne", "umap_learn", "keras_parametric_umap")
+
+
+def make_clusters(
+    n: int, dim: int, clusters: int, intrinsic: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered synthetic embeddings: per cluster a centre, a low-dimensional patch, noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=1.0, size=(clusters, dim)).astype(np.float32)
+    bases = rng.normal(scale=1.0 / np.sqrt(intrinsic), size=(clusters, intrinsic, dim))
+    y = rng.integers(0, clusters, size=n)
+    X = np.empty((n, dim), dtype=np.float32)
+    for c in range(clusters):
+        rows = np.flatnonzero(y == c)
+        z = rng.normal(size=(rows.size, intrinsic))
+        X[rows] = centres[c] + (z @ bases[c]).astype(np.float32)
+    X += rng.normal(scale=0.5, size=(n, dim)).astype(np.float32)
+    return X, y
+
+
+# ----------------------------------------------------------------------------- workers
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _evaluate(X: np.ndarray, labels: list[str] | None, Y: np.ndarray) -> dict[str, Any]:
+    from dinomap.metrics import MapEvaluator
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = dict(MapEvaluator(X, labels).evaluate(Y))
+    out["metrics_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _umap_compile(seeded: bool) -> float:
+    from dinomap.reduce.umap import warm_up
+
+    return warm_up(low_memory=True, seeded=seeded)
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in this (fresh) process."""
+    t_import = time.perf_counter()
+    X = np.load(spec["features"])
+    labels = None
+    if spec.get("labels"):
+        labels = [str(v) for v in np.load(spec["labels"], allow_pickle=False).tolist()]
+    seed = spec["seed"]
+    kind, name = spec["kind"], spec["name"]
+    result: dict[str, Any] = {"kind": kind, "name": name}
+    base_rss = _rss_mb()
+    if kind == "pipeline":
+        from dinomap.maps import make_maps
+
+        t0 = time.perf_counter()
+        res = make_maps((X, labels), methods=spec.get("methods"), random_state=seed,
+                        out_dir=spec["out_dir"])  # fmt: skip
+        result["total_seconds"] = time.perf_counter() - t0
+        result["process_seconds"] = time.time() - spec["started"]
+        result["methods"] = {
+            m: {k: e.get(k) for k in ("fit_seconds", "metrics_seconds", "trustworthiness",
+                                      "knn_preservation", "knn_accuracy", "agreement")}
+            for m, e in res.metrics["methods"].items()
+        }  # fmt: skip
+    elif kind == "dinomap":
+        from dinomap.maps import make_maps
+
+        if name in ("umap", "parametric_umap") and X.shape[0] > 4096:
+            result["numba_compile_seconds"] = _umap_compile(seeded=seed is not None)
+        if name == "tsne_nn":
+            from dinomap.reduce import TSNEReducer
+
+            t0 = time.perf_counter()
+            target = TSNEReducer(random_state=seed).fit_transform(X)
+            result["target_tsne_seconds"] = time.perf_counter() - t0
+            from dinomap.parametric import TSNEApproximator
+
+            t0 = time.perf_counter()
+            approx = TSNEApproximator(random_state=seed).fit(X, target)
+            Y = approx.transform(X)
+            result["fit_seconds"] = time.perf_counter() - t0
+            held = getattr(approx, "heldout_metrics_", {}) or {}
+            result["agreement"] = held.get("knn_agreement")
+        else:
+            t0 = time.perf_counter()
+            res = make_maps((X, labels), methods=[name], random_state=seed, evaluate=False,
+                            warm_up_umap=False)  # fmt: skip
+            result["fit_seconds"] = time.perf_counter() - t0
+            Y = res.coords[name]
+            mapper = res.mappers[name]
+            held = getattr(mapper, "heldout_metrics_", None)
+            if isinstance(held, dict):
+                result["agreement"] = held.get("knn_agreement")
+        result["peak_rss_mb"] = _rss_mb()
+        result.update(_evaluate(X, labels, Y))
+    elif kind == "peer":
+        if name == "sklearn_tsne":
+            from sklearn.decomposition import PCA
+            from sklearn.manifold import TSNE
+
+            t0 = time.perf_counter()
+            Xp = PCA(n_components=min(50, X.shape[1]), random_state=seed).fit_transform(X)
+            Y = TSNE(n_components=2, random_state=seed).fit_transform(Xp)
+            result["fit_seconds"] = time.perf_counter() - t0
+            result["call"] = "TSNE(n_components=2).fit_transform(PCA(50).fit_transform(X))"
+        elif name == "umap_learn":
+            import umap
+
+            if X.shape[0] > 4096:
+                result["numba_compile_seconds"] = _umap_compile(seeded=seed is not None)
+            t0 = time.perf_counter()
+            Y = umap.UMAP(random_state=seed).fit_transform(X)
+            result["fit_seconds"] = time.perf_counter() - t0
+            result["call"] = "umap.UMAP(random_state=seed).fit_transform(X)"
+        elif name == "keras_parametric_umap":
+            from umap.parametric_umap import ParametricUMAP
+
+            t0 = time.perf_counter()
+            Y = ParametricUMAP(random_state=seed).fit_transform(X)
+            result["fit_seconds"] = time.perf_counter() - t0
+            result["call"] = "umap.parametric_umap.ParametricUMAP().fit_transform(X)"
+        else:  # pragma: no cover
+            raise ValueError(name)
+        result["peak_rss_mb"] = _rss_mb()
+        result.update(_evaluate(X, labels, np.asarray(Y, dtype=np.float32)))
+    result["data_rss_mb"] = base_rss
+    if "peak_rss_mb" not in result:
+        result["peak_rss_mb"] = _rss_mb()
+    result["peak_rss_over_data_mb"] = result["peak_rss_mb"] - base_rss
+    result["worker_seconds"] = time.perf_counter() - t_import
+    return result
+
+
+def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    spec = dict(spec, started=time.time())
+    cmd = [sys.executable, __file__, "--_worker", json.dumps(spec)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"name": spec["name"], "error": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"name": spec["name"], "error": " | ".join(tail), "returncode": proc.returncode}
+    out: dict[str, Any] = json.loads(lines[-1])
+    out["process_wall_seconds"] = wall
+    return out
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", required=False, help="JSON output file (default: print)")
+    p.add_argument("--n", type=int, default=10_000, help="synthetic points (default 10,000)")
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--clusters", type=int, default=10)
+    p.add_argument("--intrinsic", type=int, default=8, help="dimension of each cluster's patch")
+    p.add_argument("--features", help="features file (.npy) instead of synthetic data")
+    p.add_argument("--labels", help="labels file (.npy) for --features")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", default=",".join(DINOMAP_METHODS), help="dinomap methods, or ''")
+    p.add_argument("--peers", default=",".join(PEERS), help="peers to run, or ''")
+    p.add_argument("--no-pipeline", action="store_true", help="skip the all-maps pipeline run")
+    p.add_argument("--timeout", type=float, default=3600.0, help="per-process limit in seconds")
+    p.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args._worker:
+        print(json.dumps(_worker(json.loads(args._worker)), default=float))
+        return 0
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_maps_"))
+    if args.features:
+        X = np.load(args.features)
+        y = np.load(args.labels, allow_pickle=False) if args.labels else None
+        data = {"source": str(args.features), "labels": str(args.labels) if args.labels else None}
+    else:
+        X, y = make_clusters(args.n, args.dim, args.clusters, args.intrinsic, args.seed)
+        data = {"source": "synthetic", "clusters": args.clusters, "intrinsic": args.intrinsic}
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    np.save(tmp / "X.npy", X)
+    labels_file = None
+    if y is not None:
+        labels_file = str(tmp / "y.npy")
+        np.save(labels_file, np.asarray([str(v) for v in np.asarray(y).tolist()]))
+    data.update(n=int(X.shape[0]), dim=int(X.shape[1]))
+    base = {"features": str(tmp / "X.npy"), "labels": labels_file, "seed": args.seed}
+
+    report: dict[str, Any] = {
+        "benchmark": "maps",
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "affinity_cpus": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else None,
+            "load_average_at_start": list(os.getloadavg()),
+        },
+        "data": data,
+        "dinomap": {},
+        "peers": {},
+    }
+    methods = [m for m in args.methods.split(",") if m]
+    peers = [m for m in args.peers.split(",") if m]
+    for name in methods:
+        print(f"dinomap {name} ...", file=sys.stderr, flush=True)
+        report["dinomap"][name] = _run_worker(dict(base, kind="dinomap", name=name), args.timeout)
+        print(f"  {report['dinomap'][name]}", file=sys.stderr, flush=True)
+    for name in peers:
+        if name == "keras_parametric_umap" and not _have("tensorflow"):
+            report["peers"][name] = {"skipped": "TensorFlow is not installed"}
+            continue
+        print(f"peer {name} ...", file=sys.stderr, flush=True)
+        report["peers"][name] = _run_worker(dict(base, kind="peer", name=name), args.timeout)
+        print(f"  {report['peers'][name]}", file=sys.stderr, flush=True)
+    if not args.no_pipeline:
+        print("pipeline (all maps, metrics, plots, mappers) ...", file=sys.stderr, flush=True)
+        spec = dict(base, kind="pipeline", name="pipeline", out_dir=str(tmp / "run"),
+                    methods=methods or None)  # fmt: skip
+        report["pipeline"] = _run_worker(spec, args.timeout)
+        print(f"  {report['pipeline']}", file=sys.stderr, flush=True)
+    report["comparisons"] = _comparisons(report)
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    text = json.dumps(report, indent=2, default=float)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def _comparisons(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    d, p = report["dinomap"], report["peers"]
+
+    def pair(ours: str, peer: str, key: str) -> None:
+        a, b = d.get(ours, {}), p.get(peer, {})
+        if "fit_seconds" in a and "fit_seconds" in b:
+            out[key] = {
+                "speedup": b["fit_seconds"] / a["fit_seconds"],
+                "trustworthiness_diff": a["trustworthiness"] - b["trustworthiness"],
+                "knn_accuracy_diff": (
+                    a["knn_accuracy"] - b["knn_accuracy"]
+                    if a.get("knn_accuracy") is not None and b.get("knn_accuracy") is not None
+                    else None
+                ),
+            }
+
+    pair("tsne", "sklearn_tsne", "tsne_vs_sklearn")
+    pair("umap", "umap_learn", "umap_vs_umap_learn")
+    pair("parametric_umap", "keras_parametric_umap", "parametric_umap_vs_keras")
+    pipe = report.get("pipeline", {})
+    if "total_seconds" in pipe:
+        out["pipeline_total_seconds"] = pipe["total_seconds"]
+        out["pipeline_under_8_minutes"] = pipe["process_seconds"] < 480
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
