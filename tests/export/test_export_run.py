@@ -51,6 +51,9 @@ def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) 
     report = json.loads((res.repository / "verification.json").read_text())
     pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline")
     assert any(c["input_shape"][1:3] == [36, 44] for c in pipe["cases"])
+    cons = meta["consistency_with_run"]
+    assert cons["n_images"] >= 2 and cons["min_cosine"] > 0.99
+    assert "stored embeddings" in (res.repository / "README.md").read_text()
     tsne = next(m for m in report["models"] if m["name"] == "tsne_nn")
     assert any("real embeddings" in c["label"] for c in tsne["cases"])
     # The exported mapper places stored embeddings where the fitted mapper does.

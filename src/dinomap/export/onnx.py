@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,6 +126,7 @@ def to_onnx(
             raise RuntimeError("torch.onnx.export returned no program")
         proto = program.model_proto
         _rename_output_batch(proto, dims.get(0, "batch"))
+        _lower_ir_version(proto)
         return OnnxExport(proto.SerializeToString(), "dynamo", opset)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
@@ -151,6 +153,26 @@ def to_onnx(
             )
         data = path.read_bytes()
     return OnnxExport(data, "legacy", opset, note=f"dynamo exporter failed ({reason[:300]})")
+
+
+#: IR version 8 (ONNX 1.13) is the first with opset 18; onnxruntime >= 1.14 reads it.
+_MIN_IR_VERSION = 8
+
+
+def _lower_ir_version(proto: Any) -> None:
+    """Stamp the lowest IR version that holds the model, so older onnxruntime builds (those of
+    older Triton releases) load it; keep the exporter's when the checker refuses the lower one."""
+    import onnx
+
+    original = int(proto.ir_version)
+    if original <= _MIN_IR_VERSION:
+        return
+    proto.ir_version = _MIN_IR_VERSION
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        logger.info("keeping ONNX IR version %d (%s)", original, exc)
+        proto.ir_version = original
 
 
 def _rename_output_batch(proto: object, name: str) -> None:

@@ -312,9 +312,15 @@ def _build_targets(
         pipeline = PixelPipeline(preprocess, extractor).eval()
         base = source_size if source_size > 0 else s
         odd = (base + 13, base + 5)  # differs from every size a resize branch compares with
+        # Sizes whose bilinear weights are multiples of 1/16 or 1/8 (28 -> 32 up, 56 -> 32 down)
+        # give exact x.5 values before the bottleneck's rounding: the cases where runtimes that
+        # compute the resize in another order could round differently.
+        up, down = max(base - base // 8, 1), base + base * 3 // 4
         pix_cases = [
             (f"random pixels {base}x{base}, batch 2", _rng_pixels(rng, (2, base, base, 3))),
             (f"random pixels {odd[0]}x{odd[1]}, batch 1", _rng_pixels(rng, (1, *odd, 3))),
+            (f"random pixels {up}x{up}, batch 2", _rng_pixels(rng, (2, up, up, 3))),
+            (f"random pixels {down}x{down}, batch 1", _rng_pixels(rng, (1, down, down, 3))),
         ]
         if real_images is not None:
             h, w = real_images.shape[1:3]
@@ -491,6 +497,13 @@ def _readme(meta: Mapping[str, Any]) -> str:
         )
         for name, diff in ver["max_abs_diff"].items():
             lines.append(f"- `{name}`: {'n/a' if diff is None else f'{diff:.2e}'}")
+    cons = meta.get("consistency_with_run")
+    if cons and cons.get("n_images"):
+        lines += [
+            "",
+            f"Raw-pixel model vs the run's stored embeddings ({cons['n_images']} images): "
+            f"max |diff| {cons['max_abs_diff']:.2e}, min cosine {cons['min_cosine']:.6f}.",
+        ]
     lines += [
         "",
         "Serve it: `docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD:/models "
@@ -804,13 +817,18 @@ def export_run(
     info = read_run_info(run)
     encoder, preprocess = encoder_from_run(run)
     mappers = load_run_mappers(run) if include_mappers else {}
-    real_embeddings = None
+    stored = None
     try:
-        real_embeddings = load_embeddings(run).X[: max(n_real, 1) * 2]
+        stored = load_embeddings(run)
     except DinomapError as exc:
         logger.info("no stored embeddings to verify the mappers with (%s)", exc)
-    real_images = _run_images(info, n_real)
-    description = {"source_run": str(run.resolve())}
+    real_embeddings = stored.X[: max(n_real, 1) * 2] if stored is not None else None
+    paths, real_images = _run_images(info, n_real)
+    description: dict[str, Any] = {"source_run": str(run.resolve())}
+    if stored is not None and real_images is not None and paths:
+        description["consistency_with_run"] = _compare_with_stored(
+            encoder.extractor, preprocess, real_images, paths, stored.paths, stored.X
+        )
     return export_encoder(
         out if out is not None else run / "model_repository",
         encoder,
@@ -826,8 +844,8 @@ def export_run(
     )
 
 
-def _run_images(info: Mapping[str, Any], n: int) -> np.ndarray | None:
-    """A few images of the run's own source, else of the built-in demo set."""
+def _run_images(info: Mapping[str, Any], n: int) -> tuple[list[str], np.ndarray | None]:
+    """A few images of the run's own source with their stored paths, else demo images."""
     source_info = info.get("source") or {}
     spec = source_info.get("spec") or source_info.get("root") or source_info.get("manifest")
     spec = spec or source_info.get("kind")
@@ -838,16 +856,50 @@ def _run_images(info: Mapping[str, Any], n: int) -> np.ndarray | None:
             source = open_source(
                 spec, data_dir=source_info.get("data_dir"), split=source_info.get("split", "all")
             )
-            images = []
-            for i in range(len(source)):
+            items = source.items
+            picked: list[tuple[str, np.ndarray]] = []
+            for i in range(len(items)):
                 try:
-                    images.append(source.load(i)[0])
+                    rgb = source.load(i)[0]
                 except Exception:  # a bad image: take the next one
                     continue
-                if len(images) >= n:
+                if not picked or rgb.shape == picked[0][1].shape:
+                    picked.append((items[i].path, rgb))
+                if len(picked) >= n:
                     break
-            if images:
-                return _same_size_batch(images, n)
+            if picked:
+                return [p for p, _ in picked], np.stack([im for _, im in picked])
         except Exception as exc:
             logger.info("cannot reopen the run's source %r for verification (%s)", spec, exc)
-    return _demo_images(n)
+    return [], _demo_images(n)
+
+
+def _compare_with_stored(
+    extractor: nn.Module,
+    preprocess: nn.Module,
+    images: np.ndarray,
+    paths: Sequence[str],
+    stored_paths: Sequence[str],
+    stored_X: np.ndarray,
+) -> dict[str, Any]:
+    """How closely the raw-pixel model (eager) reproduces the run's stored embeddings.
+
+    Informational: the run may have embedded on another device or precision (bf16 on CUDA), and
+    decoded with OpenCV's resize where the exported graph resizes with PyTorch.
+    """
+    index = {p: i for i, p in enumerate(stored_paths)}
+    rows = [(k, index[p]) for k, p in enumerate(paths) if p in index]
+    if not rows:
+        return {"n_images": 0}
+    with torch.no_grad():
+        ours = extractor(preprocess(torch.from_numpy(images))).numpy()
+    a = ours[[k for k, _ in rows]].astype(np.float64)
+    b = stored_X[[i for _, i in rows]].astype(np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return {
+        "n_images": len(rows),
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "min_cosine": float(cos.min()),
+        "note": "exported raw-pixel model (eager) vs embeddings stored by the run; the run may "
+        "have used another device, precision or image decoder resize",
+    }
