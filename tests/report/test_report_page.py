@@ -214,3 +214,35 @@ def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
     names, codes = _categories(["b", None, "a"], order=["b"])
     assert names == ["b", "a", "(no label)"] and codes.tolist() == [0, 2, 1]
     assert _categories(["10", "2", "x", "1"])[0] == ["1", "2", "10", "x"]  # numbers numerically
+
+
+def test_export_found_in_the_model_repository(tmp_path: Path) -> None:
+    """Without run.json["export"], the export stage's repository metadata is read."""
+    from dinomap.viz.slides import render_slides
+
+    run = make_synthetic_run(tmp_path / "run", 8, methods=("pca",))
+    repo = run / "model_repository"
+    atomic_write_json(
+        repo / "dinomap_export.json",
+        {
+            "models": [
+                {"name": "dino_pipeline", "format": "torchscript", "kind": "pipeline",
+                 "file": "dino_pipeline/1/model.pt", "method": "script"},
+                {"name": "dino_model", "format": "torchscript", "kind": "features",
+                 "file": "dino_model/1/model.pt", "method": "script"},
+                {"name": "dino_model_onnx", "format": "onnx", "kind": "features",
+                 "file": "dino_model_onnx/1/model.onnx"},
+            ],
+            "verification": {"passed": True, "atol": 1e-4,
+                             "max_abs_diff": {"dino_model": 0.0, "dino_model_onnx": 3e-7}},
+        },
+    )  # fmt: skip
+    data = read_run_data(run)
+    ts = str((repo / "dino_model/1/model.pt").resolve())
+    assert data.export["torchscript_path"] == ts  # the plain encoder, not the pipeline
+    assert data.export["onnx_path"].endswith("dino_model_onnx/1/model.onnx")
+    assert data.export["verified_against_eager"] is True and data.export["max_abs_diff"] == 3e-7
+    html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
+    assert f"<code>{ts}</code>" in html
+    slides = render_slides(run)
+    assert f"TorchScript saved to `{ts}`" in slides and "**max abs diff**: 3.000e-07" in slides

@@ -53,6 +53,9 @@ ALL_MAPS_PLOT = "all_maps.png"
 MAPS_FILE = "maps.parquet"
 METRICS_FILE = "metrics.json"
 CLUSTERS_FILE = "downstream/clusters.parquet"
+#: The export stage's default repository and its metadata file (dinomap.export.repository).
+EXPORT_DIR = "model_repository"
+EXPORT_METADATA = "dinomap_export.json"
 
 
 def method_title(method: str) -> str:
@@ -88,6 +91,8 @@ class RunData:
     clusters : cluster id of each point (int64, -1 for noise or unknown), or None
     n_failed : rows of ``errors.csv`` (None when the file is missing)
     plots : ``{name: relative path}`` of the static PNG maps found under ``plots/``
+    export : what the export stage saved: ``run.json["export"]`` completed from the model
+        repository's ``dinomap_export.json`` (empty when the run was not exported)
     """
 
     run_dir: Path
@@ -99,6 +104,7 @@ class RunData:
     clusters: np.ndarray | None = None
     n_failed: int | None = None
     plots: dict[str, str] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_points(self) -> int:
@@ -252,6 +258,52 @@ def _find_plots(run_dir: Path) -> dict[str, str]:
     return found
 
 
+def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The export section: ``run.json["export"]`` plus what the repository's metadata says."""
+    export: dict[str, Any] = dict(info["export"]) if isinstance(info.get("export"), Mapping) else {}
+    repo_hint = export.get("repository") or export.get("repository_path")
+    repo = Path(str(repo_hint)) if repo_hint else run_dir / EXPORT_DIR
+    if not repo.is_absolute() and not repo.exists():
+        repo = run_dir / repo
+    meta_path = repo / EXPORT_METADATA
+    if not meta_path.is_file():
+        return export
+    try:
+        with meta_path.open(encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", meta_path, exc)
+        return export
+    models = [m for m in meta.get("models") or [] if isinstance(m, Mapping)]
+    export.setdefault("repository", str(repo.resolve()))
+    for fmt in ("torchscript", "onnx"):
+        found = [m for m in models if m.get("format") == fmt and m.get("file")]
+        found.sort(key=lambda m: m.get("kind") != "features")  # the plain encoder first
+        if found:
+            export.setdefault(f"{fmt}_path", str((repo / str(found[0]["file"])).resolve()))
+    if models:
+        export.setdefault(
+            "models",
+            ", ".join(
+                f"{m.get('name')} ({m.get('format')}"
+                + (f", {m['method']}" if m.get("method") else "")
+                + ")"
+                for m in models
+            ),
+        )
+    check = meta.get("verification")
+    if isinstance(check, Mapping):
+        diffs = [
+            v for v in (check.get("max_abs_diff") or {}).values() if isinstance(v, int | float)
+        ]
+        export.setdefault("verified_against_eager", bool(check.get("passed")))
+        if diffs:
+            export.setdefault("max_abs_diff", max(diffs))
+        if check.get("atol") is not None:
+            export.setdefault("tolerance", check["atol"])
+    return export
+
+
 def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
     """Read a run directory for the report and the slides.
 
@@ -289,4 +341,5 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         clusters=_read_clusters(run, paths),
         n_failed=_count_errors(run),
         plots=_find_plots(run),
+        export=_read_export(run, info),
     )

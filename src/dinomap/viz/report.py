@@ -315,8 +315,8 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
         _card("Device", _dl(device_rows)),
         _card("Source", _dl(src_rows)),
     ]
-    export = info.get("export")
-    if isinstance(export, Mapping) and export:
+    export = data.export
+    if export:
         rows = []
         for k, v in export.items():
             text = _esc(fmt_value(v))

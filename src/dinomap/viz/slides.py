@@ -140,8 +140,7 @@ def _setup(data: RunData) -> str:
     info = data.info
     model = info.get("model") or {}
     weights = info.get("weights") or {}
-    export = info.get("export") if isinstance(info.get("export"), Mapping) else {}
-    ts = find_key(export, "torchscript_path") if export else None
+    ts = data.export.get("torchscript_path")
     lines = [
         "# Setup and model",
         "",
@@ -323,16 +322,17 @@ def _map_slide(data: RunData, method: str, plot: str | None) -> str:
 
 
 def _export(data: RunData) -> str:
-    export = data.info.get("export")
+    export = data.export
     lines = ["# Model export", ""]
-    if not isinstance(export, Mapping) or not export:
+    if not export:
         lines.append(
             "The model was not exported in this run. `dinomap export` writes a TorchScript "
             "model in a Triton model repository and an ONNX file, checked against the eager model."
         )
         return _slide("\n".join(lines))
     for key, value in export.items():
-        text = _code(value) if isinstance(value, str) else _md(fmt_value(value))
+        pathlike = isinstance(value, str) and key.endswith(("path", "repository", "dir"))
+        text = _code(value) if pathlike else _md(fmt_value(value))
         lines.append(f"- **{_md(key.replace('_', ' '))}**: {text}")
     return _slide("\n".join(lines))
 
@@ -363,9 +363,8 @@ def _summary(data: RunData, shape: tuple[int, int] | None) -> str:
             total = sec
     if total is not None:
         lines.append(f"- Total time: {fmt_seconds(total)} on {_md(data.device_text or '?')}")
-    export = info.get("export")
-    if isinstance(export, Mapping) and find_key(export, "torchscript_path"):
-        lines.append(f"- Deployable model: {_code(find_key(export, 'torchscript_path'))}")
+    if data.export.get("torchscript_path"):
+        lines.append(f"- Deployable model: {_code(data.export['torchscript_path'])}")
     lines.append("- Interactive map with thumbnails: `report.html` in the run folder")
     return _slide("\n".join(lines) + _random_init_note(data))
 
