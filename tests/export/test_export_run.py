@@ -51,6 +51,10 @@ def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) 
     report = json.loads((res.repository / "verification.json").read_text())
     pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline")
     assert any(c["input_shape"][1:3] == [36, 44] for c in pipe["cases"])
+    section = json.loads((run_dir / "run.json").read_text())["export"]
+    assert section["repository"] == str(res.repository.resolve())
+    assert section["verified_against_eager"] is True and section["max_abs_diff"] <= 1e-4
+    assert section["models"] == [m.name for m in res.models] and section["random_init"] is True
     cons = meta["consistency_with_run"]
     assert cons["n_images"] >= 2 and cons["min_cosine"] > 0.99
     assert "stored embeddings" in (res.repository / "README.md").read_text()

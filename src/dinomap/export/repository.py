@@ -23,6 +23,7 @@ import datetime as _dt
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -829,19 +830,54 @@ def export_run(
         description["consistency_with_run"] = _compare_with_stored(
             encoder.extractor, preprocess, real_images, paths, stored.paths, stored.X
         )
-    return export_encoder(
-        out if out is not None else run / "model_repository",
-        encoder,
-        preprocess=preprocess,
-        mappers=mappers,
-        real_images=real_images,
-        real_embeddings=real_embeddings,
-        description=description,
-        formats=formats,
-        verify=verify,
-        device=device,
-        max_batch_size=max_batch_size,
+    repo = Path(out) if out is not None else run / "model_repository"
+    start = time.perf_counter()
+    section: dict[str, Any] = {
+        "repository": str(repo.resolve()),
+        "formats": list(parse_formats(formats)),
+    }
+    try:
+        result = export_encoder(
+            repo,
+            encoder,
+            preprocess=preprocess,
+            mappers=mappers,
+            real_images=real_images,
+            real_embeddings=real_embeddings,
+            description=description,
+            formats=formats,
+            verify=verify,
+            device=device,
+            max_batch_size=max_batch_size,
+        )
+    except VerificationError:
+        _record_in_run(run, {**section, "verified_against_eager": False,
+                             "seconds": round(time.perf_counter() - start, 2)})  # fmt: skip
+        raise
+    section.update(
+        models=[m.name for m in result.models],
+        random_init=result.random_init,
+        verified_against_eager=result.passed,
+        seconds=round(time.perf_counter() - start, 2),
     )
+    if result.verification is not None:
+        diffs = [m.get("max_abs_diff") for m in result.verification.models]
+        section["max_abs_diff"] = max((d for d in diffs if d is not None), default=None)
+        section["tolerance"] = result.verification.atol
+    _record_in_run(run, section)
+    return result
+
+
+def _record_in_run(run: Path, section: Mapping[str, Any]) -> None:
+    """Write the export section into the run's ``run.json`` (read fresh, written atomically)."""
+    from dinomap.store import RUN_FILE, read_run_info
+
+    info = read_run_info(run)
+    info["export"] = {
+        **dict(section),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    atomic_write_json(run / RUN_FILE, info)
 
 
 def _run_images(info: Mapping[str, Any], n: int) -> tuple[list[str], np.ndarray | None]:
