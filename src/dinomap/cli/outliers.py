@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{report.method} (k={report.k}) scores of {len(report.paths)} images; strangest:")
     for rank, (path, score) in enumerate(report.top[:20], start=1):
-        print(f"  {rank:3d}  {score:.4f}  {path}")
+        print(f"  {rank:3d}  {score:.4g}  {path}")
     if len(report.top) > 20:
         print(f"  ... {len(report.top) - 20} more in {report.sheet}")
     print(f"wrote {report.table} and {report.sheet}")
