@@ -212,7 +212,7 @@ def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
     assert codes.dtype == np.uint32 and len(names) == 70_000
     assert names[codes[123]] == "c123"
     names, codes = _categories(["b", None, "a"], order=["b"])
-    assert names == ["b", "a", "(no label)"] and codes.tolist() == [0, 2, 1]
+    assert names == ["b", "a", "(unlabelled)"] and codes.tolist() == [0, 2, 1]
     assert _categories(["10", "2", "x", "1"])[0] == ["1", "2", "10", "x"]  # numbers numerically
 
 

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 THUMBS_DIR = "thumbs"
-NO_LABEL = "(no label)"
+NO_LABEL = "(unlabelled)"  # as in the static maps' legends
 UNLABELLED_COLOUR = "#BBBBBB"
 _QMAX = 65534  # quantised coordinates live in [0, 65534]; 65535 marks a point not placed
 
