@@ -246,3 +246,12 @@ def test_export_found_in_the_model_repository(tmp_path: Path) -> None:
     assert f"<code>{ts}</code>" in html
     slides = render_slides(run)
     assert f"TorchScript saved to `{ts}`" in slides and "**max abs diff**: 3.000e-07" in slides
+
+
+def test_links_survive_odd_folder_names(tmp_path: Path) -> None:
+    run = make_synthetic_run(tmp_path / "my run #1 100%", 6, methods=("pca",))
+    page = write_report(run, tmp_path / "pages" / "r.html")
+    html = page.read_text(encoding="utf-8")
+    assert 'href="../my%20run%20%231%20100%25/errors.csv"' in html
+    thumbs = _payload(html)["thumbs"]["sheets"][0]
+    assert thumbs == "../my%20run%20%231%20100%25/thumbs/sheet-00000.jpg"

@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     slides = None if args.no_slides else write_slides(args.run_dir)
     if not args.quiet:
         print(f"report: {page} ({page.stat().st_size / 1024:.0f} KB)")
-        print(f"  open it with any browser, offline: file://{Path(page).resolve()}")
+        print(f"  open it with any browser, offline: {Path(page).resolve().as_uri()}")
         if slides is not None:
             print(f"slides: {slides} (render with `npx @slidev/cli {slides}`)")
     return 0

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -471,7 +472,8 @@ def _data_uri(path: Path, mime: str) -> str:
 
 
 def _rel(target: Path, start: Path) -> str:
-    return Path(os.path.relpath(target, start)).as_posix()
+    """Relative URL from the page's folder to a run file (``#``, ``%``, spaces escaped)."""
+    return quote(Path(os.path.relpath(target, start)).as_posix(), safe="/")
 
 
 def render_report_html(
