@@ -102,6 +102,12 @@ def test_verification_ran_in_a_fresh_process_with_real_inputs(
         assert any("real" in lbl for lbl in labels), m["name"]
         assert all(c["passed"] and c["max_abs_diff"] <= 1e-4 for c in m["cases"])
         assert all(c["expected_max_abs"] > 1e-3 for c in m["cases"])  # not comparing zeros
+    diags = {d["name"]: d for d in report["diagnostics"]}
+    assert set(diags) == {"dino_pipeline[preprocessing]", "dino_pipeline_onnx[preprocessing]"}
+    assert diags["dino_pipeline[preprocessing]"]["passed"]  # TorchScript: eager's own kernels
+    onnx_fails = [c["label"] for c in diags["dino_pipeline_onnx[preprocessing]"]["cases"]
+                  if not c["passed"]]  # fmt: skip
+    assert all("28x28" in lbl or "56x56" in lbl for lbl in onnx_fails), onnx_fails  # ties only
     pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline_onnx")
     sizes = {tuple(c["input_shape"][1:3]) for c in pipe["cases"]}
     assert {(32, 32), (45, 37), (28, 28)} <= sizes  # the bottleneck size, odd sizes, real ones

@@ -94,3 +94,25 @@ def test_verifier_flags_a_model_that_differs_from_eager(tmp_path: Path) -> None:
     assert "expected" in bad["cases"][2]["error"]
     assert not by_name["missing"]["passed"] and "error" in by_name["missing"]
     assert "FAIL  bad" in report.summary() and "PASS  good" in report.summary()
+
+
+def test_a_failing_diagnostic_is_reported_but_does_not_fail_verification(tmp_path: Path) -> None:
+    net = nn.Linear(3, 2).eval()
+    path = tmp_path / "model.pt"
+    path.write_bytes(torchscript_bytes(to_torchscript(net, torch.zeros(1, 3)).module))
+    x = np.ones((2, 3), np.float32)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).numpy()
+    report = verify_models(
+        [
+            ModelCheck("m", "torchscript", path, "INPUT__0", "OUTPUT__0",
+                       (VerificationCase("ok", x, y),)),
+            ModelCheck("m[part]", "torchscript", path, "INPUT__0", "OUTPUT__0",
+                       (VerificationCase("off", x, y + 1.0),), diagnostic=True),
+        ]
+    )  # fmt: skip
+    assert report.passed
+    assert [m["name"] for m in report.models] == ["m"]
+    assert [d["name"] for d in report.diagnostics] == ["m[part]"]
+    assert not report.diagnostics[0]["passed"] and report.diagnostics[0]["max_abs_diff"] > 0.9
+    assert "WARN  m[part]" in report.summary() and "PASS  m " in report.summary()

@@ -23,6 +23,7 @@ import datetime as _dt
 import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -461,6 +462,43 @@ def _write_model(
     return ExportedModel(name, fmt, target.kind, path, config_path, method, inputs, outputs, note)
 
 
+def _preprocessing_checks(
+    tmp: Path, preprocess: nn.Module, target: _Target, pipelines: Sequence[ExportedModel]
+) -> list[ModelCheck]:
+    """Diagnostics: the preprocessing alone, exported like each pipeline, vs eager.
+
+    An untrained extractor hides small input differences (a grey level here and there); the
+    normalised pixels do not, so a resize that rounds differently in a runtime shows up here.
+    """
+    from dinomap.export.onnx import to_onnx
+    from dinomap.export.torchscript import to_torchscript, torchscript_bytes
+
+    checks: list[ModelCheck] = []
+    for model in pipelines:
+        path = tmp / f"{model.name}.{'pt' if model.format == 'torchscript' else 'onnx'}"
+        try:
+            if model.format == "torchscript":
+                sm = to_torchscript(preprocess, target.example, allow_trace=model.method == "trace")
+                path.write_bytes(torchscript_bytes(sm.module))
+            else:
+                path.write_bytes(
+                    to_onnx(preprocess, target.onnx_example, dynamic_dims=target.onnx_dynamic).data
+                )
+        except Exception as exc:  # a diagnostic must never stop the export
+            logger.info("no preprocessing diagnostic for %s (%s)", model.name, exc)
+            continue
+        cases = tuple(
+            VerificationCase(label, x, _eager(preprocess, x))
+            for label, x in target.cases
+            if model.inputs[0].matches(x)
+        )
+        checks.append(
+            ModelCheck(f"{model.name}[preprocessing]", model.format, path, INPUT_NAME,
+                       OUTPUT_NAME, cases, diagnostic=True)
+        )  # fmt: skip
+    return checks
+
+
 def _readme(meta: Mapping[str, Any]) -> str:
     lines = ["# dinomap model repository (NVIDIA Triton Inference Server)", ""]
     if meta["random_init"]:
@@ -498,6 +536,12 @@ def _readme(meta: Mapping[str, Any]) -> str:
         )
         for name, diff in ver["max_abs_diff"].items():
             lines.append(f"- `{name}`: {'n/a' if diff is None else f'{diff:.2e}'}")
+        for name, diag in (ver.get("diagnostics") or {}).items():
+            diff = diag.get("max_abs_diff")
+            lines.append(
+                f"- diagnostic `{name}`: {'ok' if diag.get('passed') else 'DIFFERS'}, "
+                f"max |diff| {'n/a' if diff is None else f'{diff:.2e}'}"
+            )
     cons = meta.get("consistency_with_run")
     if cons and cons.get("n_images"):
         lines += [
@@ -638,8 +682,26 @@ def export_models(
             )
     report: VerificationReport | None = None
     if verify:
-        report = verify_models(checks, atol=atol)
+        with tempfile.TemporaryDirectory(prefix="dinomap-preprocess-") as tmp:
+            if preprocess is not None:
+                pipe_target = next(t for t in targets if t.kind == "pipeline")
+                checks += _preprocessing_checks(
+                    Path(tmp),
+                    preprocess,
+                    pipe_target,
+                    [m for m in exported if m.kind == "pipeline"],
+                )
+            report = verify_models(checks, atol=atol)
         atomic_write_json(root / VERIFICATION_FILE, report.to_dict())
+        for diag in report.diagnostics:
+            if not diag.get("passed"):
+                logger.warning(
+                    "the preprocessing inside %s differs from eager PyTorch by up to %s "
+                    "(one grey level is about 0.017 after normalisation); see %s",
+                    diag["name"].split("[")[0],
+                    "n/a" if diag.get("max_abs_diff") is None else f"{diag['max_abs_diff']:.3g}",
+                    root / VERIFICATION_FILE,
+                )
     meta: dict[str, Any] = {
         "dinomap_version": _version(),
         "torch_version": torch.__version__,
@@ -659,6 +721,10 @@ def export_models(
             "atol": report.atol,
             "file": VERIFICATION_FILE,
             "max_abs_diff": {m["name"]: m.get("max_abs_diff") for m in report.models},
+            "diagnostics": {
+                m["name"]: {"passed": m.get("passed"), "max_abs_diff": m.get("max_abs_diff")}
+                for m in report.diagnostics
+            },
         },
     }
     atomic_write_json(root / METADATA_FILE, meta)

@@ -64,6 +64,7 @@ class ModelCheck:
     input_name: str
     output_name: str
     cases: tuple[VerificationCase, ...]
+    diagnostic: bool = False  # reported in ``diagnostics``; does not decide ``passed``
 
 
 @dataclass
@@ -80,6 +81,9 @@ class VerificationReport:
     worker : dict
         What the verifying process saw: versions, and ``dinomap_imported`` (always False).
     seconds : float
+    diagnostics : list of dict
+        Checks of parts of a model (such as its preprocessing alone), in the format of
+        ``models``; they explain a difference but do not decide ``passed``.
     """
 
     passed: bool
@@ -87,6 +91,7 @@ class VerificationReport:
     models: list[dict[str, Any]] = field(default_factory=list)
     worker: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,13 +100,15 @@ class VerificationReport:
             "seconds": round(self.seconds, 3),
             "worker": self.worker,
             "models": self.models,
+            "diagnostics": self.diagnostics,
         }
 
     def summary(self) -> str:
-        """One line per model: name, format, PASS/FAIL, max abs difference."""
+        """One line per model: name, format, PASS/FAIL (WARN for a diagnostic), max abs diff."""
         lines = []
-        for m in self.models:
-            status = "PASS" if m.get("passed") else "FAIL"
+        for m in self.models + self.diagnostics:
+            diagnostic = m in self.diagnostics
+            status = "PASS" if m.get("passed") else ("WARN" if diagnostic else "FAIL")
             diff = m.get("max_abs_diff")
             text = f"{diff:.2e}" if isinstance(diff, float) else "n/a"
             extra = f"  ({m['error']})" if m.get("error") else ""
@@ -259,20 +266,22 @@ def verify_models(
                 models=[
                     {"name": c.name, "format": c.format, "passed": False, "error": "not run"}
                     for c in checks
+                    if not c.diagnostic
                 ],
                 worker={"error": stderr_tail},
                 seconds=time.perf_counter() - start,
             )
         raw = json.loads((tmpdir / "results.json").read_text(encoding="utf-8"))
-    models = []
-    for entry in raw["models"]:
+    models: list[dict[str, Any]] = []
+    diagnostics: list[dict[str, Any]] = []
+    for check, entry in zip(checks, raw["models"], strict=True):
         cases = entry.get("cases", [])
         diffs = [c["max_abs_diff"] for c in cases if "max_abs_diff" in c]
         entry["max_abs_diff"] = max(diffs) if diffs else None
         entry["passed"] = bool(
             "error" not in entry and cases and all(c.get("passed") for c in cases)
         )
-        models.append(entry)
+        (diagnostics if check.diagnostic else models).append(entry)
     worker = {
         "dinomap_imported": raw["dinomap_imported"],
         "versions": raw["versions"],
@@ -280,5 +289,10 @@ def verify_models(
     }
     passed = bool(models) and all(m["passed"] for m in models) and not raw["dinomap_imported"]
     return VerificationReport(
-        passed=passed, atol=atol, models=models, worker=worker, seconds=time.perf_counter() - start
+        passed=passed,
+        atol=atol,
+        models=models,
+        worker=worker,
+        seconds=time.perf_counter() - start,
+        diagnostics=diagnostics,
     )
