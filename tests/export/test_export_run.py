@@ -102,6 +102,12 @@ def test_cli_export_run_without_verification_and_bad_arguments(
                  "--format", "torchscript"])  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["dino_model", "dino_pipeline"]
+    (out / "not_ours").mkdir()
+    code = main(["export", str(run_dir), "--out", str(out), "--no-verify", "--no-mappers",
+                 "--format", "onnx", "-q"])  # fmt: skip
+    assert code == 0  # the TorchScript folders of the earlier export are gone, others stay
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "dino_model_onnx", "dino_pipeline_onnx", "not_ours"]  # fmt: skip
     assert not (out / "verification.json").exists()
     assert json.loads((out / "dinomap_export.json").read_text())["verification"] is None
     capsys.readouterr()

@@ -96,7 +96,7 @@ def to_onnx(
 
     Examples
     --------
-    >>> out = to_onnx(nn.Linear(4, 2).eval(), torch.zeros(2, 4))  # doctest: +SKIP
+    >>> out = to_onnx(nn.Linear(4, 2).eval(), torch.zeros(2, 4))
     >>> out.method
     'dynamo'
     """

@@ -727,6 +727,7 @@ def export_models(
             },
         },
     }
+    _remove_stale_models(root, {m.name for m in exported})
     atomic_write_json(root / METADATA_FILE, meta)
     atomic_write_text(root / README_FILE, _readme(meta))
     result = ExportResult(root, exported, bool(random_init), report, meta)
@@ -738,6 +739,26 @@ def export_models(
             f"See {root / VERIFICATION_FILE}."
         )
     return result
+
+
+def _remove_stale_models(root: Path, keep: set[str]) -> None:
+    """Delete model folders that an earlier dinomap export listed and this one did not write
+    (a mapper no longer fitted, a format not asked for), so Triton does not serve them."""
+    import json
+    import shutil
+
+    previous = root / METADATA_FILE
+    if not previous.is_file():
+        return
+    try:
+        names = [str(m["name"]) for m in json.loads(previous.read_text("utf-8"))["models"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name in names:
+        folder = root / name
+        if name not in keep and _NAME_RE.match(name) and (folder / "config.pbtxt").is_file():
+            shutil.rmtree(folder)
+            logger.info("removed %s, exported earlier but not now", folder)
 
 
 def _version() -> str:
