@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dinomap.downstream.cluster import cluster_embeddings
 from dinomap.downstream.duplicates import near_duplicate_groups
 from dinomap.downstream.index import NeighborIndex, import_faiss
 from dinomap.downstream.outliers import outlier_scores
@@ -44,14 +45,21 @@ def make_embeddings(
     n_dup_groups: int,
     n_outliers: int,
     seed: int,
-) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
-    """Synthetic embeddings with planted near-duplicate groups and outliers."""
+) -> tuple[np.ndarray, list[list[int]], np.ndarray, np.ndarray]:
+    """Synthetic embeddings with planted near-duplicate groups and outliers.
+
+    Returns ``X``, the near-duplicate groups, the outlier rows and the cluster of every row
+    (``-1`` for outliers; near-copies share their original's cluster).
+    """
     rng = np.random.default_rng(seed)
     n_dups = 2 * n_dup_groups  # each group: an original plus two near-copies
     n_base = n - n_dups - n_outliers
     centres = rng.normal(size=(blobs, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    bases = rng.normal(scale=0.35 / np.sqrt(intrinsic), size=(blobs, intrinsic, dim)).astype(
+    # Patch directions scaled so a point's offset from its centre has norm ~0.6 (centres have
+    # norm 1), plus isotropic noise of norm ~0.3: nearest neighbours within a cluster have
+    # cosine ~0.85 (below the 0.95 of near-duplicates), across clusters ~0.
+    bases = rng.normal(scale=0.6 / np.sqrt(intrinsic * dim), size=(blobs, intrinsic, dim)).astype(
         np.float32
     )
     which = rng.integers(0, blobs, size=n_base)
@@ -60,7 +68,9 @@ def make_embeddings(
         rows = np.flatnonzero(which == b)
         z = rng.normal(size=(rows.size, intrinsic)).astype(np.float32)
         X[rows] = centres[b] + z @ bases[b]
-    X[:n_base] += rng.normal(scale=0.01, size=(n_base, dim)).astype(np.float32)
+    X[:n_base] += rng.normal(scale=0.3 / np.sqrt(dim), size=(n_base, dim)).astype(np.float32)
+    cluster = np.full(n, -1, dtype=np.int64)
+    cluster[:n_base] = which
     originals = rng.choice(n_base, size=n_dup_groups, replace=False)
     groups: list[list[int]] = []
     row = n_base
@@ -68,12 +78,13 @@ def make_embeddings(
         group = [int(src)]
         for _ in range(2):
             X[row] = X[src] + rng.normal(scale=0.002, size=dim).astype(np.float32)
+            cluster[row] = cluster[src]
             group.append(row)
             row += 1
         groups.append(sorted(group))
     outliers = np.arange(row, row + n_outliers)
     X[outliers] = rng.normal(size=(n_outliers, dim)).astype(np.float32)
-    return X, groups, outliers
+    return X, groups, outliers, cluster
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
@@ -118,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=10, help="neighbours (10)")
     parser.add_argument("--threshold", type=float, default=0.95, help="near-duplicate cosine")
     parser.add_argument("--kinds", default="flat,hnsw,ivf", help="index kinds to time")
+    parser.add_argument(
+        "--cluster-n", type=int, default=20_000, help="rows clustered (HDBSCAN, k-means; 20000)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=None, help="FAISS OpenMP threads (default: FAISS's)"
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         faiss.omp_set_num_threads(args.threads)
     t0 = time.perf_counter()
-    X, groups, outliers = make_embeddings(
+    X, groups, outliers, cluster = make_embeddings(
         args.n, args.dim, args.blobs, args.intrinsic, args.dup_groups, args.outliers, args.seed
     )
     rng = np.random.default_rng(args.seed + 1)
@@ -221,6 +235,23 @@ def main(argv: list[str] | None = None) -> int:
             "planted_in_top": round(len(top & set(outliers.tolist())) / max(1, len(outliers)), 4),
         }
     print(f"outliers: {report['outliers']}", file=sys.stderr)
+    if args.cluster_n > 0:
+        from sklearn.metrics import adjusted_rand_score
+
+        rows = np.sort(rng.choice(args.n, size=min(args.cluster_n, args.n), replace=False))
+        report["clusters"] = {"n": int(rows.size), "pca_components": 32}
+        for method, kwargs in (("hdbscan", {}), ("kmeans", {"n_clusters": args.blobs})):
+            result = cluster_embeddings(X[rows], method=method, **kwargs)
+            inliers = cluster[rows] >= 0
+            report["clusters"][method] = {
+                "seconds": round(result.seconds, 3),
+                "n_clusters": result.n_clusters,
+                "noise_fraction": round(result.noise_fraction, 4),
+                "ari_vs_planted": round(
+                    float(adjusted_rand_score(cluster[rows][inliers], result.labels[inliers])), 4
+                ),
+            }
+        print(f"clusters: {report['clusters']}", file=sys.stderr)
     report["total_seconds"] = round(time.perf_counter() - t0, 3)
 
     text = json.dumps(report, indent=2)
