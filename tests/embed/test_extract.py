@@ -197,3 +197,14 @@ def test_sigkill_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path: Path)
     rows = pq.read_table(killed_dir / "embeddings").num_rows
     assert rows == 90  # none twice
     np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-5)
+
+
+def test_store_files_get_the_usual_mode(tmp_path: Path) -> None:
+    from dinomap.store import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
