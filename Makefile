@@ -49,6 +49,7 @@ test-slow: setup
 bench: setup
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/bench_embed.py --out benchmarks/results/bench_embed.json
+	$(BIN)/python benchmarks/bench_report.py --out benchmarks/results/bench_report.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
