@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -52,6 +53,8 @@ def test_cluster_images_writes_parquet_and_scores(planted_run):
     assert info["ari"] >= 0.9 and info["nmi"] >= 0.9
     assert info["params"]["pca_components"] == 32
     assert info["random_init"] is False
+    sheet = cv2.imread(str(run / "downstream" / "clusters.png"))
+    assert sheet is not None and sheet.shape[0] > 5 * 80  # one row per cluster (5 blobs)
 
 
 def test_cluster_images_without_labels(tmp_path):

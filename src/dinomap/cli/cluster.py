@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Cluster the L2-normalised embeddings of a run after PCA: HDBSCAN by default, "
             "k-means with --method kmeans --n-clusters N. Writes RUN/downstream/clusters.parquet "
-            "(path, cluster; -1 = noise) and clusters.json (sizes, ARI/NMI against labels)."
+            "(path, cluster; -1 = noise), clusters.json (sizes, ARI/NMI against labels) and "
+            "clusters.png (the most typical images of the largest clusters)."
         ),
     )
     parser.add_argument("run", help="run directory")
@@ -57,5 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"against labels: ARI {result.scores['ari']:.3f}, NMI {result.scores['nmi']:.3f}")
     biggest = sorted(((c, s) for c, s in result.sizes.items() if c >= 0), key=lambda t: -t[1])
     print("largest: " + ", ".join(f"#{c}: {s}" for c, s in biggest[:10]))
-    print(f"wrote {result.table}")
+    sheet = result.table.with_name("clusters.png") if result.table is not None else None
+    print(
+        f"wrote {result.table}" + (f" and {sheet}" if sheet is not None and sheet.is_file() else "")
+    )
     return 0

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.downstream.index import DOWNSTREAM_DIR, l2_normalize
 from dinomap.exceptions import InvalidParameterError
-from dinomap.store import atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
 
 __all__ = [
     "CLUSTERS_FILE",
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 CLUSTERS_FILE = "clusters.parquet"
 CLUSTERS_INFO_FILE = "clusters.json"
+CLUSTERS_SHEET = "clusters.png"
 
 
 def _default_min_cluster_size(n: int) -> int:
@@ -240,6 +241,40 @@ def cluster_embeddings(
     )
 
 
+def _cluster_sheet(
+    emb: Embeddings, labels: np.ndarray, out: Path, rows: int = 12, per_row: int = 8
+) -> Path:
+    """Contact sheet: one row per cluster (largest first), its most typical members."""
+    from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
+
+    Xn = l2_normalize(emb.X)
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    order = ids[np.argsort(-counts, kind="stable")][:rows]
+    paths: list[str] = []
+    captions: list[str] = []
+    for c in order:
+        members = np.flatnonzero(labels == c)
+        centre = Xn[members].mean(axis=0)
+        typical = members[np.argsort(-(Xn[members] @ centre), kind="stable")[:per_row]]
+        for j, i in enumerate(typical):
+            paths.append(emb.paths[i])
+            label = emb.labels[i] if emb.labels is not None else None
+            captions.append(f"#{c} n={members.size}" if j == 0 else (label or ""))
+        pad = per_row - typical.size
+        paths += [""] * pad
+        captions += [""] * pad
+    return contact_sheet(
+        paths,
+        out,
+        captions=captions,
+        columns=per_row,
+        tile=80,
+        title=f"{len(order)} largest clusters: most typical images",
+        random_init=emb.random_init,
+        loader=run_thumbnail_loader(emb.info),
+    )
+
+
 def cluster_images(
     run_dir: str | os.PathLike[str],
     *,
@@ -250,11 +285,13 @@ def cluster_images(
     min_samples: int | None = None,
     random_state: int = 0,
     write: bool = True,
+    sheet: bool = True,
 ) -> ClusterResult:
     """Cluster the images of a run; write ``downstream/clusters.parquet`` and ``clusters.json``.
 
     Parameters are those of :func:`cluster_embeddings`; the run's labels (when any) are used for
-    ARI and NMI.
+    ARI and NMI. With ``sheet``, ``clusters.png`` shows the most typical images of the largest
+    clusters (one row each: the members closest to the cluster's mean direction).
 
     Examples
     --------
@@ -298,6 +335,8 @@ def cluster_images(
     if emb.random_init:
         info["warning"] = "random-init weights: clusters of these embeddings are not meaningful"
     atomic_write_json(base / CLUSTERS_INFO_FILE, info)
+    if sheet:
+        _cluster_sheet(emb, result.labels, base / CLUSTERS_SHEET)
     return ClusterResult(
         labels=result.labels,
         method=result.method,

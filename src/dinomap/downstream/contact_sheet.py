@@ -136,7 +136,7 @@ def contact_sheet(
     Parameters
     ----------
     paths : sequence of str
-        Image paths, in display order.
+        Image paths, in display order; an empty string leaves its cell blank.
     out : path
         The PNG to write (atomically).
     captions : sequence of str or None
@@ -187,6 +187,8 @@ def contact_sheet(
         r, c = divmod(i, ncols)
         x0 = pad + c * (size + pad)
         y0 = header_h + pad + r * (size + caption_h + pad)
+        if not path:  # an empty path leaves its cell blank (e.g. padding a row)
+            continue
         thumb = read(str(path), size)
         if thumb is None:
             missing += 1
