@@ -163,17 +163,14 @@ def test_pipeline_at_sizes_with_rounding_ties(
     in another order, so ``Preprocess``'s round-half-to-even flips some ties by one grey level
     (about 1% of the values at 28x28, Fashion-MNIST's size) unless the rounding is made robust
     to float error (``(x + 1e-3).round()``, which is also what OpenCV's fixed-point resize does:
-    round half up). Until ``dinomap.embed.preprocess`` does that, the ONNX half is expected to
-    fail here; the export's own verification runs the same sizes.
+    round half up), as ``dinomap.embed.preprocess`` does; the export's own verification runs the
+    same sizes.
     """
     batch = real_like_images(n=2, size=size, seed=size)
     with torch.no_grad():
         expected = PoolExtractor()(pool_preprocess(torch.from_numpy(batch))).numpy()
     outs = _pipeline_outputs(pool_repo, batch)
     np.testing.assert_allclose(outs["torchscript"], expected, atol=1e-4)
-    ties_fixed = bool(np.abs(outs["onnx"] - expected).max() <= 1e-4)
-    if not ties_fixed:
-        pytest.xfail("Preprocess rounds exact .5 ties differently in onnxruntime (see docstring)")
     np.testing.assert_allclose(outs["onnx"], expected, atol=1e-4)
 
 

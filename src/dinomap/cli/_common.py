@@ -58,6 +58,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=2048,
         help="images per Parquet shard; a crash loses at most one (default: 2048)",
     )
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model for a fixed batch shape (default: on CUDA only)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     p.add_argument(
         "--precision",
@@ -100,6 +102,7 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
         batch_size=args.batch_size,
         num_workers=args.workers,
         shard_size=args.shard_size,
+        compile=args.compile,
         device=args.device,
         precision=args.precision,
     ).validate()

@@ -15,8 +15,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +93,7 @@ class EmbedConfig:
     precision: str = "auto"
     shard_size: int = 2048
     flush_seconds: float = 60.0
+    compile: bool | None = None  # None: on CUDA only (see benchmarks/NOTES_gpu.md)
 
     def validate(self) -> EmbedConfig:
         check_positive_int("batch_size", self.batch_size)
@@ -209,7 +210,49 @@ def _worker_init(_: int) -> None:
 
 def _default_workers(device: torch.device) -> int:
     cpus = os.cpu_count() or 1
-    return min(8 if device.type == "cuda" else 2, cpus)
+    if device.type == "cuda":  # decoding must keep up with thousands of images/s
+        return max(1, min(cpus - 1, 16))
+    return min(2, cpus)
+
+
+def _make_encode(
+    loaded: LoadedModel,
+    cfg: EmbedConfig,
+    device: torch.device,
+    precision: str,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 pixels on the device -> float32 embeddings; compiled for one fixed batch shape when
+    ``cfg.compile`` (default: on CUDA), with the short last batch padded to that shape."""
+    pre = Preprocess(loaded.input_size, loaded.mean, loaded.std, source_size=None).to(device)
+    extractor = loaded.extractor.to(device)
+
+    def run(pixels: torch.Tensor) -> torch.Tensor:
+        x = pre(pixels)
+        with _autocast(device, precision):
+            return extractor(x).float()
+
+    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    if not use_compile:
+        return run
+    compiled = torch.compile(run, dynamic=False)
+    state = {"ok": True}
+    batch = cfg.batch_size
+
+    def fixed(pixels: torch.Tensor) -> torch.Tensor:
+        n = int(pixels.shape[0])
+        if not state["ok"]:
+            return run(pixels)
+        if n < batch:
+            pad = pixels.new_zeros((batch - n, *pixels.shape[1:]))
+            pixels = torch.cat([pixels, pad])
+        try:
+            return compiled(pixels)[:n]
+        except Exception as exc:  # a model torch.compile cannot handle still embeds
+            logger.warning("torch.compile failed (%s); continuing without it", exc)
+            state["ok"] = False
+            return run(pixels[:n])
+
+    return fixed
 
 
 def _iter_batches(
@@ -235,17 +278,14 @@ def _iter_batches(
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
-    pre = Preprocess(loaded.input_size, loaded.mean, loaded.std, source_size=None).to(device)
-    extractor = loaded.extractor.to(device)
+    encode = _make_encode(loaded, cfg, device, precision)
     with torch.inference_mode():
         for pixels, meta, errors in loader:
             if pixels is None:
                 yield np.zeros((0, loaded.embed_dim), np.float32), meta, errors
                 continue
-            x = pre(pixels.to(device, non_blocking=True))
-            with _autocast(device, precision):
-                feats = extractor(x)
-            yield feats.float().cpu().numpy(), meta, errors
+            feats = encode(pixels.to(device, non_blocking=True))
+            yield feats.cpu().numpy(), meta, errors
 
 
 def _versions() -> dict[str, str]:
@@ -438,11 +478,17 @@ def embed(
     pending: dict[str, list[Any]] = {k: [] for k in ("path", "sha", "label", "h", "w", "emb")}
     last_flush = time.perf_counter()
 
+    writer = ThreadPoolExecutor(max_workers=1)  # shard writes overlap the model
+    writes: list[Future[Path]] = []
+
     def flush() -> None:
         nonlocal last_flush
         if pending["path"]:
-            write_shard(run_dir, pending["path"], pending["sha"], pending["label"], pending["h"],
-                        pending["w"], np.concatenate(pending["emb"]))  # fmt: skip
+            rows = {k: list(v) for k, v in pending.items()}
+            writes.append(writer.submit(
+                write_shard, run_dir, rows["path"], rows["sha"], rows["label"], rows["h"],
+                rows["w"], np.concatenate(rows["emb"]),
+            ))  # fmt: skip
             for v in pending.values():
                 v.clear()
         last_flush = time.perf_counter()
@@ -476,6 +522,9 @@ def embed(
     finally:
         bar.close()
         flush()  # also on KeyboardInterrupt or an exception: nothing finished is lost
+        writer.shutdown(wait=True)
+        for fut in writes:
+            fut.result()  # a failed write (disk full...) is an error, not a silent loss
         t_embed = time.perf_counter() - t0
         n_stored = len(stored_keys(run_dir))
         write_errors(run_dir, errors)

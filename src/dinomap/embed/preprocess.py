@@ -5,8 +5,6 @@ the batch upsampled to 224x224 (bilinear) and normalised with the model's mean/s
 The module is TorchScript-able, so the exported raw-pixel model runs the very same code.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -36,6 +34,7 @@ class Preprocess(nn.Module):
     torch.Size([2, 3, 224, 224])
     """
 
+    # Real (not string) annotations: TorchScript reads them, so no `from __future__` here.
     mean: torch.Tensor
     inv_std: torch.Tensor
 
@@ -63,7 +62,10 @@ class Preprocess(nn.Module):
         s = self.source_size
         if s > 0 and (x.shape[-2] != s or x.shape[-1] != s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
-            x = x.round().clamp(0.0, 255.0)  # stored as uint8 by OpenCV in the original
+            # Stored as uint8 by OpenCV in the original. The tiny offset makes exact .5 ties
+            # (frequent at 28->32 and 56->32) round half up as OpenCV does, and the same way in
+            # every runtime (onnxruntime orders the resize arithmetic differently).
+            x = (x + 1e-3).round().clamp(0.0, 255.0)
         if x.shape[-2] != self.input_size or x.shape[-1] != self.input_size:
             x = F.interpolate(
                 x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
