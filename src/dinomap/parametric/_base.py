@@ -1,0 +1,243 @@
+"""What the neural mappers share: prediction, saving, loading and export."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from dinomap._validation import check_embeddings
+from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
+from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, fold_standardization
+from dinomap.parametric.train import resolve_device
+from dinomap.store import atomic_write_bytes, atomic_write_json
+
+__all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "NeuralMapper"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.pt"
+FORMAT_VERSION = 1
+
+M = TypeVar("M", bound="NeuralMapper")
+
+
+def check_hidden(hidden: Any) -> tuple[int, ...]:
+    """Return ``hidden`` as a tuple of positive ints (an int means one layer)."""
+    if isinstance(hidden, int | np.integer) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        sizes = tuple(hidden)
+    except TypeError:
+        sizes = None
+    if sizes is None or not all(
+        isinstance(h, int | np.integer) and not isinstance(h, bool) and h >= 1 for h in sizes
+    ):
+        raise InvalidParameterError(
+            f"hidden must be a sequence of positive layer widths such as (256, 256); got {hidden!r}."
+        )
+    return tuple(int(h) for h in sizes)
+
+
+def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float > 0 (>= 0 with ``allow_zero``)."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = bool(np.isfinite(v)) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidParameterError(f"{name} must be a finite number {bound}; got {value!r}.")
+    return float(value)
+
+
+class NeuralMapper(BaseEstimator):
+    """Base class of the PyTorch mappers: one MLP, wrapped in a :class:`MapperNet`.
+
+    Subclasses set ``net_``, ``n_features_in_``, ``device_`` in ``fit`` and list the JSON-able
+    fitted attributes to persist in ``_saved_attributes``.
+    """
+
+    _saved_attributes: ClassVar[tuple[str, ...]] = ()
+    net_: MapperNet
+    n_features_in_: int
+    device_: torch.device
+
+    # ----------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(...) before using it."
+            )
+
+    def _predict(self, X: Any, batch_size: int = 65536) -> np.ndarray:
+        self._check_fitted()
+        arr = check_embeddings(X, name="X", min_samples=1)
+        if arr.shape[1] != self.n_features_in_:
+            raise InvalidParameterError(
+                f"X has {arr.shape[1]} features but this {type(self).__name__} was fitted on "
+                f"{self.n_features_in_}."
+            )
+        net = self.net_.eval()
+        out = np.empty((arr.shape[0], self._n_outputs()), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, arr.shape[0], batch_size):
+                chunk = torch.from_numpy(arr[start : start + batch_size]).to(self.device_)
+                out[start : start + batch_size] = net(chunk).float().cpu().numpy()
+        return out
+
+    def _n_outputs(self) -> int:
+        return int(self.net_.output_mean.shape[0])
+
+    def to_torch_module(self) -> nn.Module:
+        """Return a plain CPU ``nn.Sequential`` mapping raw inputs to the map's coordinates.
+
+        The input and output standardisation are folded into the first and last ``Linear``
+        layers, so the module is ``Linear``/``ReLU`` only: ``torch.jit.script`` and
+        ``torch.onnx.export`` take it as is, and its output equals :meth:`transform` up to
+        float32 rounding.
+        """
+        self._check_fitted()
+        return fold_standardization(self.net_)
+
+    # ----------------------------------------------------------------- persistence
+    def _extra_config(self) -> dict[str, Any]:
+        """Fitted state to write besides the listed attributes (override when needed)."""
+        return {}
+
+    def _restore_extra(self, fitted: dict[str, Any]) -> None:
+        """Restore what :meth:`_extra_config` wrote (override when needed)."""
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the fitted mapper to ``directory`` (``config.json`` and ``model.pt``).
+
+        ``model.pt`` is a PyTorch ``state_dict`` (MLP weights plus the standardisation
+        buffers); ``config.json`` holds the class, its parameters and the fitted attributes.
+        Both are written atomically. Returns the directory.
+        """
+        self._check_fitted()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+        torch.save(state, buf)
+        atomic_write_bytes(out / WEIGHTS_FILE, buf.getvalue())
+        fitted: dict[str, Any] = {
+            "n_features_in_": int(self.n_features_in_),
+            "n_outputs": self._n_outputs(),
+        }
+        for name in self._saved_attributes:
+            fitted[name] = _jsonable(getattr(self, name))
+        fitted.update(self._extra_config())
+        config = {
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "backend": "torch",
+            "params": _jsonable(self.get_params(deep=False)),
+            "fitted": fitted,
+            "torch_version": torch.__version__,
+        }
+        atomic_write_json(out / CONFIG_FILE, config)
+        logger.info("saved %s to %s", type(self).__name__, out)
+        return out
+
+    @classmethod
+    def load(cls: type[M], directory: str | os.PathLike[str], device: str = "auto") -> M:
+        """Restore a mapper written by :meth:`save`, ready to ``transform``.
+
+        Parameters
+        ----------
+        directory : path
+            The directory given to :meth:`save`.
+        device : str, default="auto"
+            Where to run the restored network (CUDA when available with ``"auto"``).
+        """
+        config = read_config(directory)
+        if config.get("class") != cls.__name__:
+            raise DinomapError(
+                f"{directory} holds a {config.get('class')!r}, not a {cls.__name__!r}; "
+                f"load it with dinomap.{config.get('class')}.load."
+            )
+        params = dict(config["params"])
+        params["device"] = device
+        if "hidden" in params:
+            params["hidden"] = tuple(params["hidden"])
+        mapper = cls(**params)
+        mapper._restore(Path(directory), config)
+        return mapper
+
+    def _restore(self, directory: Path, config: dict[str, Any]) -> None:
+        fitted = config["fitted"]
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise DinomapError(f"{weights} is missing; the saved mapper is incomplete.")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        n_in, n_out = int(fitted["n_features_in_"]), int(fitted["n_outputs"])
+        hidden = check_hidden(self.get_params()["hidden"])
+        net = MapperNet(
+            build_mlp(n_in, hidden, n_out, generator=torch.Generator().manual_seed(0)),
+            Standardizer.identity(n_in),
+            Standardizer.identity(n_out),
+        )
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DinomapError(f"{weights} does not match its config.json: {exc}") from exc
+        self.device_ = resolve_device(self.get_params()["device"])
+        self.net_ = net.to(self.device_).eval()
+        self.n_features_in_ = n_in
+        for name in self._saved_attributes:
+            if name in fitted:
+                setattr(self, name, _from_json(fitted[name]))
+        self._restore_extra(fitted)
+
+
+def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``config.json`` of a saved mapper, with a clear error when it is not one."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise DinomapError(f"{path} not found; {directory} is not a saved dinomap mapper.")
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DinomapError(
+            f"{path} has format_version {version!r}; this dinomap reads version {FORMAT_VERSION}."
+        )
+    return config
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, np.random.Generator | np.random.RandomState):
+        return None
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value.get("dtype", "float64"))
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value

@@ -1,0 +1,282 @@
+"""The one training loop shared by the neural mappers, and device / seed helpers.
+
+Both :class:`~dinomap.parametric.ParametricUMAP` and
+:class:`~dinomap.parametric.TSNEApproximator` train an MLP with Adam on mini-batches; they differ
+only in how a batch is drawn and which loss it gets. :func:`train` takes those two things as
+callables and does the rest: optimiser, learning-rate schedule, early stopping on a validation
+score with the best weights restored, progress (a tqdm bar when ``verbose``, ``logging``
+otherwise) and timing.
+
+Randomness comes only from ``torch.Generator`` objects built from ``random_state``
+(:func:`make_generator`); the global torch seed is never set or read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dinomap.exceptions import InvalidParameterError
+
+__all__ = [
+    "TrainResult",
+    "make_generator",
+    "resolve_device",
+    "seed_from_random_state",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a usable ``torch.device``.
+
+    ``"auto"`` picks CUDA when a device is visible and the CPU otherwise. Asking for CUDA on a
+    machine without it is an error rather than a silent fallback.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
+    else:
+        raise InvalidParameterError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+        )
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        try:
+            dev = torch.device(name)
+        except RuntimeError as exc:
+            raise InvalidParameterError(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+            ) from exc
+        if not torch.cuda.is_available():
+            raise InvalidParameterError(
+                f"device={device!r} asks for CUDA but no CUDA device is available; "
+                "use device='cpu' or 'auto'."
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise InvalidParameterError(
+                f"device={device!r} does not exist; this machine has {count} CUDA device(s)."
+            )
+        return dev
+    raise InvalidParameterError(
+        f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+    )
+
+
+def seed_from_random_state(random_state: Any) -> int:
+    """Return a 63-bit seed from ``None``, an int, a ``numpy`` Generator or RandomState.
+
+    ``None`` draws fresh entropy, so two fits differ; an int always gives the same seed.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if isinstance(random_state, bool):
+        raise InvalidParameterError(
+            f"random_state must be None, an int or a numpy random generator; got {random_state!r}."
+        )
+    if isinstance(random_state, int | np.integer):
+        if random_state < 0:
+            raise InvalidParameterError(f"random_state must be >= 0; got {random_state!r}.")
+        seq = np.random.SeedSequence(int(random_state))
+        return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    raise InvalidParameterError(
+        f"random_state must be None, an int or a numpy random generator; got {random_state!r}."
+    )
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Return a ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes
+    ----------
+    history : list of dict
+        One entry per epoch: ``epoch``, ``loss`` (mean training loss), ``lr`` and, with a
+        validation function, ``val_loss``.
+    best_epoch : int
+        Epoch (0-based) whose weights the module holds at the end.
+    epochs_run : int
+        Epochs actually run (fewer than asked when stopped early).
+    stopped_early : bool
+        Whether patience ran out.
+    seconds : float
+        Wall time of the loop.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def train(
+    module: nn.Module,
+    batches: Callable[[int], Iterable[Batch]],
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+    *,
+    n_epochs: int,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    lr_schedule: str = "constant",
+    validate: Callable[[nn.Module], float] | None = None,
+    patience: int | None = None,
+    verbose: bool = False,
+    desc: str = "training",
+) -> TrainResult:
+    """Train ``module`` with Adam on the batches drawn for each epoch.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Already on the training device; trained in place.
+    batches : callable
+        ``batches(epoch)`` yields the epoch's batches (tuples of tensors on the device). All the
+        randomness of an epoch lives here, drawn from the caller's ``torch.Generator``.
+    loss_fn : callable
+        ``loss_fn(module, batch)`` returns the scalar loss of one batch.
+    n_epochs : int
+        Maximum number of epochs.
+    learning_rate : float
+        Adam's step size (the starting one with ``lr_schedule="linear"``).
+    weight_decay : float, default=0.0
+        AdamW-style decoupled weight decay.
+    lr_schedule : {"constant", "linear"}, default="constant"
+        ``"linear"`` decays the step size to 5% of ``learning_rate`` over ``n_epochs``, as UMAP's
+        own optimiser anneals its step.
+    validate : callable, optional
+        ``validate(module)`` returns a validation loss after each epoch (called under
+        ``torch.no_grad`` in eval mode). With it the best epoch's weights are restored at the
+        end, and training stops after ``patience`` epochs without improvement.
+    patience : int, optional
+        Epochs without a better validation loss before stopping; ``None`` never stops early.
+    verbose : bool, default=False
+        Show a tqdm progress bar; otherwise progress goes to ``logging`` at DEBUG level.
+    desc : str
+        Label of the progress bar and the log lines.
+
+    Returns
+    -------
+    TrainResult
+    """
+    if lr_schedule not in ("constant", "linear"):
+        raise InvalidParameterError(
+            f"lr_schedule must be one of 'constant', 'linear'; got {lr_schedule!r}."
+        )
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    result = TrainResult()
+    best_val = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs = 0
+    start = time.perf_counter()
+
+    epochs: Iterable[int] = range(n_epochs)
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(epochs, desc=desc, unit="epoch", leave=False)
+        epochs = bar
+
+    for epoch in epochs:
+        lr = learning_rate
+        if lr_schedule == "linear":
+            lr = learning_rate * max(0.05, 1.0 - epoch / max(n_epochs, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        module.train()
+        total = torch.zeros((), device=_device_of(module))
+        n_batches = 0
+        for batch in batches(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module, batch)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            n_batches += 1
+        entry: dict[str, float] = {
+            "epoch": float(epoch),
+            "loss": float(total) / max(n_batches, 1),
+            "lr": lr,
+        }
+        if validate is not None:
+            module.eval()
+            with torch.no_grad():
+                val = float(validate(module))
+            entry["val_loss"] = val
+            if val < best_val:
+                best_val = val
+                result.best_epoch = epoch
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+        else:
+            result.best_epoch = epoch
+        result.history.append(entry)
+        result.epochs_run = epoch + 1
+        if not math.isfinite(entry["loss"]):
+            logger.warning("%s: loss became %s at epoch %d; stopping.", desc, entry["loss"], epoch)
+            result.stopped_early = True
+            break
+        if bar is not None:
+            bar.set_postfix({k: round(v, 5) for k, v in entry.items() if k.endswith("loss")})
+        logger.debug("%s epoch %d: %s", desc, epoch, entry)
+        if patience is not None and validate is not None and bad_epochs >= patience:
+            result.stopped_early = True
+            break
+    if bar is not None:
+        bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    result.seconds = time.perf_counter() - start
+    logger.info(
+        "%s: %d epoch(s) in %.1f s (best epoch %d%s)",
+        desc,
+        result.epochs_run,
+        result.seconds,
+        result.best_epoch,
+        ", stopped early" if result.stopped_early else "",
+    )
+    return result
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -1,0 +1,300 @@
+"""The t-SNE approximator: an MLP that regresses given t-SNE coordinates from the embeddings.
+
+t-SNE has no cheap way to place new points; this mapper learns one. It is trained on a random
+part of the points and keeps the rest aside (``heldout_indices_``): those serve for early
+stopping and for an honest measure of how closely it imitates the t-SNE map
+(``heldout_metrics_``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.neighbors import NearestNeighbors
+from torch import nn
+
+from dinomap._validation import check_embeddings, check_positive_int
+from dinomap.exceptions import InvalidParameterError
+from dinomap.parametric._base import NeuralMapper, check_hidden, check_positive_float
+from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
+from dinomap.parametric.train import (
+    make_generator,
+    resolve_device,
+    seed_from_random_state,
+    train,
+)
+
+__all__ = ["TSNEApproximator", "knn_agreement"]
+
+logger = logging.getLogger(__name__)
+
+
+def knn_agreement(reference: np.ndarray, predicted: np.ndarray, k: int = 10) -> float:
+    """Share of each point's ``k`` nearest neighbours in ``reference`` kept in ``predicted``.
+
+    Both arrays hold the same points in the same order (typically 2-D maps); 1.0 means every
+    neighbourhood is the same. ``k`` is clipped to ``n - 1``.
+
+    Examples
+    --------
+    >>> a = np.arange(20, dtype=float).reshape(10, 2)
+    >>> knn_agreement(a, 2 * a, k=3)
+    1.0
+    """
+    n = reference.shape[0]
+    k = min(int(k), n - 1)
+    if k < 1:
+        return float("nan")
+
+    def neighbours(Z: np.ndarray) -> np.ndarray:
+        nn_ = NearestNeighbors(n_neighbors=k + 1).fit(Z)
+        idx: np.ndarray = nn_.kneighbors(Z, return_distance=False)
+        return idx[:, 1:]
+
+    a, b = neighbours(np.asarray(reference)), neighbours(np.asarray(predicted))
+    kept = sum(len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b, strict=True))
+    return float(kept / (n * k))
+
+
+class TSNEApproximator(NeuralMapper):
+    """An MLP (384 -> 256 -> 2 by default) trained to reproduce a t-SNE map.
+
+    Inputs and targets are standardised on the training part; a random
+    ``validation_fraction`` of the points is held out, and training stops once the held-out
+    loss has not improved for ``patience`` epochs (the best epoch's weights are kept).
+
+    Parameters
+    ----------
+    hidden : sequence of int, default=(256,)
+        Widths of the hidden layers (ReLU).
+    n_components : int, default=2
+        Dimension of the map imitated; must match the second dimension of ``Y``.
+    max_epochs : int, default=500
+        Upper bound on the epochs (passes over the training part).
+    patience : int, default=20
+        Epochs without a better held-out loss before stopping.
+    validation_fraction : float, default=0.2
+        Share of the points held out, in (0, 1).
+    batch_size : int, default=256
+        Points per gradient step.
+    learning_rate : float, default=3e-3
+        Adam's step size.
+    weight_decay : float, default=1.0
+        Decoupled (AdamW) weight decay: each step shrinks the weights by
+        ``learning_rate * weight_decay``. It keeps the network from memorising the
+        training points, whose exact t-SNE positions are partly noise; without it held-out
+        points can land in the wrong cluster.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the standardised inputs of each batch
+        (another regulariser, akin to ridge regression).
+    random_state : int, numpy Generator or None, default=None
+        Seeds the split, the initial weights and the batch order. With an int, fits on the CPU
+        are identical run after run.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Attributes
+    ----------
+    net_ : MapperNet
+        The trained network (with its standardisation).
+    heldout_indices_, train_indices_ : numpy.ndarray
+        Sorted row indices of the held-out and training points.
+    heldout_metrics_ : dict
+        Agreement with the imitated map on the held-out points: ``r2`` (share of the map's
+        variance reproduced), ``rmse`` (in map units), ``rmse_relative`` (rmse over the map's
+        RMS spread), ``knn_agreement`` (share of each held-out point's 10 nearest held-out
+        neighbours kept), ``n_heldout``.
+    embedding_ : numpy.ndarray
+        ``transform`` of the training data ``X`` (all rows).
+    history_ : list of dict
+        Per-epoch training and held-out loss.
+    best_epoch_, n_epochs_ : int
+        Epoch kept and epochs run.
+    fit_seconds_ : float
+        Wall time of ``fit``.
+    device_ : torch.device
+        Where the network lives.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 16)).astype("float32")
+    >>> Y = X[:, :2] * 10
+    >>> approx = TSNEApproximator(hidden=(32,), max_epochs=5, random_state=0).fit(X, Y)
+    >>> approx.transform(X[:3]).shape
+    (3, 2)
+    """
+
+    _saved_attributes: ClassVar[tuple[str, ...]] = (
+        "heldout_indices_",
+        "train_indices_",
+        "heldout_metrics_",
+        "best_epoch_",
+        "n_epochs_",
+        "fit_seconds_",
+    )
+
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (256,),
+        n_components: int = 2,
+        max_epochs: int = 500,
+        patience: int = 20,
+        validation_fraction: float = 0.2,
+        batch_size: int = 256,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1.0,
+        input_noise: float = 0.0,
+        random_state: Any = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ) -> None:
+        self.hidden = hidden
+        self.n_components = n_components
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.input_noise = input_noise
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, X: Any, Y: Any) -> TSNEApproximator:
+        """Learn to map ``X`` (n, d) to the map coordinates ``Y`` (n, n_components).
+
+        Returns
+        -------
+        self
+        """
+        start = time.perf_counter()
+        Xa = check_embeddings(X, name="X", min_samples=3)
+        Ya = check_embeddings(Y, name="Y", min_samples=3)
+        n_components = check_positive_int("n_components", self.n_components)
+        if Ya.shape[0] != Xa.shape[0]:
+            raise InvalidParameterError(
+                f"X and Y must have the same number of rows; got {Xa.shape[0]} and {Ya.shape[0]}."
+            )
+        if Ya.shape[1] != n_components:
+            raise InvalidParameterError(
+                f"Y must have n_components={n_components} columns; got {Ya.shape[1]}."
+            )
+        hidden = check_hidden(self.hidden)
+        max_epochs = check_positive_int("max_epochs", self.max_epochs)
+        patience = check_positive_int("patience", self.patience)
+        batch_size = check_positive_int("batch_size", self.batch_size)
+        lr = check_positive_float("learning_rate", self.learning_rate)
+        wd = check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        noise = check_positive_float("input_noise", self.input_noise, allow_zero=True)
+        frac = check_positive_float("validation_fraction", self.validation_fraction)
+        if not 0.0 < frac < 1.0:
+            raise InvalidParameterError(
+                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}."
+            )
+        n = Xa.shape[0]
+        n_val = min(max(1, round(n * frac)), n - 2)
+        device = resolve_device(self.device)
+        seed = seed_from_random_state(self.random_state)
+
+        perm = np.random.default_rng(seed).permutation(n)
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        x_std = Standardizer.fit(Xa[train_idx])
+        y_std = Standardizer.fit(Ya[train_idx])
+        mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
+        net = MapperNet(mlp, x_std, y_std).to(device)
+
+        def to_dev(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        Xt, Yt = to_dev(x_std.transform(Xa[train_idx])), to_dev(y_std.transform(Ya[train_idx]))
+        Xv, Yv = to_dev(x_std.transform(Xa[val_idx])), to_dev(y_std.transform(Ya[val_idx]))
+        gen = make_generator(seed + 1, device)
+        n_train = Xt.shape[0]
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            order = torch.randperm(n_train, generator=gen, device=device)
+            for s in range(0, n_train, batch_size):
+                idx = order[s : s + batch_size]
+                xb = Xt[idx]
+                if noise > 0:
+                    xb = xb + noise * torch.randn(
+                        xb.shape, generator=gen, device=device, dtype=xb.dtype
+                    )
+                yield xb, Yt[idx]
+
+        def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return F.mse_loss(module(batch[0]), batch[1])
+
+        def validate(module: nn.Module) -> float:
+            total = torch.zeros((), device=device)
+            for s in range(0, Xv.shape[0], 65536):
+                pred = module(Xv[s : s + 65536])
+                total += ((pred - Yv[s : s + 65536]) ** 2).sum()
+            return float(total) / Yv.numel()
+
+        result = train(
+            net.mlp,
+            batches,
+            loss_fn,
+            n_epochs=max_epochs,
+            learning_rate=lr,
+            weight_decay=wd,
+            validate=validate,
+            patience=patience,
+            verbose=bool(self.verbose),
+            desc="t-SNE approximator",
+        )
+        self.net_ = net.eval()
+        self.device_ = device
+        self.n_features_in_ = int(Xa.shape[1])
+        self.heldout_indices_ = val_idx
+        self.train_indices_ = train_idx
+        self.history_ = result.history
+        self.best_epoch_ = int(result.best_epoch)
+        self.n_epochs_ = int(result.epochs_run)
+        self.embedding_ = self._predict(Xa)
+        self.heldout_metrics_ = _agreement(Ya[val_idx], self.embedding_[val_idx])
+        self.fit_seconds_ = time.perf_counter() - start
+        logger.info(
+            "t-SNE approximator: held-out r2 %.3f, kNN agreement %.3f (%d points)",
+            self.heldout_metrics_["r2"],
+            self.heldout_metrics_["knn_agreement"],
+            n_val,
+        )
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Place points ``X`` (n, d) on the imitated map, in its own units (float32)."""
+        return self._predict(X)
+
+    def fit_transform(self, X: Any, Y: Any) -> np.ndarray:
+        """Fit on ``(X, Y)`` and return the approximator's map of ``X``."""
+        self.fit(X, Y)
+        out: np.ndarray = self.embedding_
+        return out
+
+
+def _agreement(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    ref = reference.astype(np.float64)
+    pred = predicted.astype(np.float64)
+    sse = float(((ref - pred) ** 2).sum())
+    sst = float(((ref - ref.mean(axis=0)) ** 2).sum())
+    rmse = float(np.sqrt(sse / ref.shape[0]))
+    spread = float(np.sqrt(sst / ref.shape[0]))
+    return {
+        "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+        "rmse": rmse,
+        "rmse_relative": rmse / spread if spread > 0 else float("nan"),
+        "knn_agreement": knn_agreement(ref, pred, k=10),
+        "n_heldout": int(ref.shape[0]),
+    }

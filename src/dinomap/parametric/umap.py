@@ -1,0 +1,513 @@
+"""Parametric UMAP in PyTorch: an MLP encoder trained with the UMAP loss.
+
+The graph is umap-learn's fuzzy simplicial set (exact neighbours up to 4,096 points,
+pynndescent above); the low-dimensional similarity is UMAP's curve ``1 / (1 + a d^(2b))`` with
+``a, b`` fitted from ``min_dist``. Each epoch draws as many edges as classic UMAP processes per
+epoch, with probability proportional to their weight; every edge comes with
+``negative_sample_rate`` negatives paired inside its batch, so a batch of ``B`` edges costs one
+forward pass over ``2B`` points. Before that, the encoder is fitted for a few epochs to the
+first principal components of the data (scaled like UMAP's spectral initialisation), which gives
+a stable global layout.
+
+``backend="keras"`` delegates to umap-learn's TensorFlow ``ParametricUMAP`` instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dinomap._validation import check_choice, check_embeddings, check_positive_int
+from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.parametric._base import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    NeuralMapper,
+    check_hidden,
+    check_positive_float,
+    read_config,
+)
+from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
+from dinomap.parametric.train import (
+    make_generator,
+    resolve_device,
+    seed_from_random_state,
+    train,
+)
+from dinomap.store import atomic_write_json
+
+__all__ = ["BACKENDS", "KERAS_HINT", "ParametricUMAP", "fuzzy_graph"]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "keras")
+INITS = ("pca", "random")
+KERAS_HINT = 'pip install "dinomap[keras]"'
+EXACT_KNN_MAX = 4096
+INIT_STEPS = 100
+
+
+class MissingDependencyError(DinomapError, ImportError):
+    """An optional dependency needed for the requested feature is not installed."""
+
+
+def fuzzy_graph(X: np.ndarray, n_neighbors: int, seed: int, *, verbose: bool = False) -> Any:
+    """Return umap-learn's fuzzy simplicial set of ``X`` as a ``scipy.sparse`` COO matrix.
+
+    Neighbours are exact (scikit-learn, chunked, no N x N matrix) up to 4,096 points and come
+    from pynndescent above, as in ``umap.UMAP``.
+    """
+    from umap.umap_ import fuzzy_simplicial_set, nearest_neighbors
+
+    n = X.shape[0]
+    t0 = time.perf_counter()
+    if n <= EXACT_KNN_MAX:
+        from sklearn.neighbors import NearestNeighbors
+
+        dists, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(X).kneighbors(X)
+        # Duplicates can push a point out of its own list; UMAP expects itself first.
+        idx[:, 0] = np.arange(n)
+        dists[:, 0] = 0.0
+    else:
+        idx, dists, _ = nearest_neighbors(
+            X,
+            n_neighbors,
+            "euclidean",
+            {},
+            False,
+            np.random.RandomState(seed % (2**32)),
+            verbose=verbose,
+        )
+    t1 = time.perf_counter()
+    graph, _, _ = fuzzy_simplicial_set(
+        X,
+        n_neighbors,
+        np.random.RandomState(seed % (2**32)),
+        "euclidean",
+        knn_indices=idx,
+        knn_dists=dists.astype(np.float32),
+    )
+    logger.info(
+        "fuzzy graph: %d points, %d edges (neighbours %.1f s, graph %.1f s)",
+        n,
+        graph.nnz,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
+    return graph.tocoo()
+
+
+class ParametricUMAP(NeuralMapper):
+    """UMAP with an MLP encoder, trained in PyTorch (CUDA when available).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the map.
+    n_neighbors : int, default=15
+        Size of the neighbourhoods of the fuzzy graph.
+    min_dist : float, default=0.1
+        UMAP's minimum distance between points in the map (sets the ``a, b`` curve).
+    hidden : sequence of int, default=(256, 256)
+        Widths of the encoder's hidden layers (ReLU).
+    n_epochs : int or None, default=None
+        Epochs of the UMAP loss; each draws as many weighted edges as the graph's total weight
+        over its largest weight. ``None`` picks 100 below 10,000 points, then fewer down to 20
+        at 100,000 and more (a parametric encoder needs fewer passes than UMAP's free
+        coordinates).
+    batch_size : int, default=4096
+        Edges per gradient step.
+    learning_rate : float, default=3e-3
+        Adam's starting step size (decayed linearly, as UMAP anneals its own).
+    negative_sample_rate : int, default=5
+        Negative pairs per edge.
+    init : {"pca", "random"}, default="pca"
+        ``"pca"`` first fits the encoder to the data's principal components for a few epochs.
+    random_state : int, numpy Generator or None, default=None
+        Seeds neighbours, initial weights and sampling. With an int, fits on the CPU are
+        identical run after run.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    backend : {"torch", "keras"}, default="torch"
+        ``"keras"`` wraps ``umap.parametric_umap.ParametricUMAP`` (needs TensorFlow:
+        ``pip install "dinomap[keras]"``); it ignores ``hidden``, ``learning_rate``, ``init``
+        and ``device``, and has no ``to_torch_module``.
+    verbose : bool, default=False
+        Show progress bars.
+
+    Attributes
+    ----------
+    net_ : MapperNet
+        The trained encoder (torch backend).
+    embedding_ : numpy.ndarray
+        The map of the training data.
+    a_, b_ : float
+        Parameters of the similarity curve.
+    n_epochs_ : int
+        Epochs run.
+    n_edges_ : int
+        Edges of the fuzzy graph.
+    history_ : list of dict
+        Per-epoch loss.
+    fit_seconds_, graph_seconds_ : float
+        Wall time of the whole fit and of the graph construction.
+    device_ : torch.device
+        Where the encoder lives.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(300, 16)).astype("float32")
+    >>> pumap = ParametricUMAP(n_epochs=2, hidden=(32,), random_state=0, device="cpu")
+    >>> pumap.fit_transform(X).shape  # doctest: +SKIP
+    (300, 2)
+    """
+
+    _saved_attributes: ClassVar[tuple[str, ...]] = (
+        "a_",
+        "b_",
+        "n_epochs_",
+        "n_edges_",
+        "fit_seconds_",
+        "graph_seconds_",
+    )
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        hidden: tuple[int, ...] = (256, 256),
+        n_epochs: int | None = None,
+        batch_size: int = 4096,
+        learning_rate: float = 3e-3,
+        negative_sample_rate: int = 5,
+        init: str = "pca",
+        random_state: Any = None,
+        device: str = "auto",
+        backend: str = "torch",
+        verbose: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.hidden = hidden
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.negative_sample_rate = negative_sample_rate
+        self.init = init
+        self.random_state = random_state
+        self.device = device
+        self.backend = backend
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any = None, *, graph: Any = None) -> ParametricUMAP:
+        """Fit the encoder to ``X`` (n, d).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        graph : scipy.sparse matrix, optional
+            A fuzzy graph of ``X`` already computed (for instance ``umap.UMAP().graph_`` with
+            the same ``n_neighbors``), to skip building it again (torch backend).
+
+        Returns
+        -------
+        self
+        """
+        start = time.perf_counter()
+        backend = check_choice("backend", self.backend, BACKENDS)
+        n_components = check_positive_int("n_components", self.n_components)
+        n_neighbors = check_positive_int("n_neighbors", self.n_neighbors, minimum=2)
+        min_dist = check_positive_float("min_dist", self.min_dist, allow_zero=True)
+        if min_dist > 1.0:
+            raise InvalidParameterError(f"min_dist must be in [0, 1]; got {self.min_dist!r}.")
+        batch_size = check_positive_int("batch_size", self.batch_size)
+        lr = check_positive_float("learning_rate", self.learning_rate)
+        neg_rate = check_positive_int("negative_sample_rate", self.negative_sample_rate)
+        init = check_choice("init", self.init, INITS)
+        hidden = check_hidden(self.hidden)
+        if self.n_epochs is not None:
+            check_positive_int("n_epochs", self.n_epochs)
+        Xa = check_embeddings(X, name="X", min_samples=3)
+        n = Xa.shape[0]
+        if n_neighbors >= n:
+            raise InvalidParameterError(
+                f"n_neighbors must be smaller than the number of samples ({n}); got {n_neighbors}."
+            )
+        if backend == "keras":
+            return self._fit_keras(Xa, start)
+
+        device = resolve_device(self.device)
+        seed = seed_from_random_state(self.random_state)
+        x_std = Standardizer.fit(Xa)
+        Xs = x_std.transform(Xa)
+
+        t0 = time.perf_counter()
+        if graph is None:
+            coo = fuzzy_graph(Xs, n_neighbors, seed, verbose=bool(self.verbose))
+        else:
+            coo = _check_graph(graph, n)
+        self.graph_seconds_ = time.perf_counter() - t0
+        from umap.umap_ import find_ab_params
+
+        a, b = (float(v) for v in find_ab_params(1.0, min_dist))
+        weights = coo.data.astype(np.float64)
+        keep = weights > 0
+        heads_np = coo.row[keep].astype(np.int64)
+        tails_np = coo.col[keep].astype(np.int64)
+        weights = weights[keep]
+        if weights.size == 0:
+            raise InvalidParameterError("the fuzzy graph has no edges; are all points identical?")
+        per_epoch = max(1, math.ceil(weights.sum() / weights.max()))
+        n_epochs = self.n_epochs if self.n_epochs is not None else _auto_epochs(n)
+
+        mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
+        net = MapperNet(mlp, x_std, Standardizer.identity(n_components)).to(device)
+        X_dev = torch.from_numpy(Xs).to(device)
+        gen = make_generator(seed + 1, device)
+        history: list[dict[str, float]] = []
+
+        if init == "pca":
+            target = torch.from_numpy(_pca_target(Xs, n_components, seed)).to(device)
+            history += self._pretrain(net.mlp, X_dev, target, gen, device, lr)
+
+        heads = torch.from_numpy(heads_np).to(device)
+        tails = torch.from_numpy(tails_np).to(device)
+        cdf = torch.from_numpy(np.cumsum(weights / weights.sum())).to(device)
+        log_a = math.log(a)
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
+            edges = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[0] - 1)
+            for s in range(0, per_epoch, batch_size):
+                e = edges[s : s + batch_size]
+                m = e.shape[0]
+                neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
+                # Forward each distinct point once: with few points, batches repeat them a lot.
+                uniq, inv = torch.unique(torch.cat([heads[e], tails[e]]), return_inverse=True)
+                yield X_dev[uniq], inv, neg
+
+        def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            points, inv, neg = batch
+            m = inv.shape[0] // 2
+            z = module(points)
+            zh, zt = z[inv[:m]], z[inv[m:]]
+            d_pos = ((zh - zt) ** 2).sum(dim=1)
+            d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
+            # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
+            logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
+            logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
+            total = F.softplus(-logit_pos).sum() + F.softplus(logit_neg).sum()
+            return total / (m * (1 + neg_rate))
+
+        result = train(
+            net.mlp,
+            batches,
+            loss_fn,
+            n_epochs=n_epochs,
+            learning_rate=lr,
+            lr_schedule="linear",
+            verbose=bool(self.verbose),
+            desc="parametric UMAP",
+        )
+        history += [{**h, "phase": "umap"} for h in result.history]  # type: ignore[dict-item]
+        self.net_ = net.eval()
+        self.device_ = device
+        self.n_features_in_ = int(Xa.shape[1])
+        self.a_, self.b_ = a, b
+        self.n_edges_ = int(heads_np.shape[0])
+        self.n_epochs_ = int(result.epochs_run)
+        self.history_ = history
+        self.graph_ = coo
+        self.embedding_ = self._predict(Xa)
+        self.fit_seconds_ = time.perf_counter() - start
+        logger.info(
+            "parametric UMAP: %d points, %d epochs x %d edges in %.1f s on %s",
+            n,
+            n_epochs,
+            per_epoch,
+            self.fit_seconds_,
+            device,
+        )
+        return self
+
+    def _pretrain(
+        self,
+        mlp: nn.Module,
+        X_dev: torch.Tensor,
+        target: torch.Tensor,
+        gen: torch.Generator,
+        device: torch.device,
+        lr: float,
+    ) -> list[dict[str, Any]]:
+        n = X_dev.shape[0]
+        bs = min(1024, n)
+
+        # A fixed number of steps whatever n: the layout only has to be roughly right.
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            for _ in range(10):
+                idx = torch.randint(0, n, (bs,), generator=gen, device=device)
+                yield X_dev[idx], target[idx]
+
+        def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return F.mse_loss(module(batch[0]), batch[1])
+
+        result = train(
+            mlp,
+            batches,
+            loss_fn,
+            n_epochs=INIT_STEPS // 10,
+            learning_rate=lr,
+            verbose=bool(self.verbose),
+            desc="parametric UMAP (PCA init)",
+        )
+        return [{**h, "phase": "init"} for h in result.history]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Map points ``X`` (n, d) with one forward pass of the encoder (float32)."""
+        if getattr(self, "keras_model_", None) is not None:
+            arr = check_embeddings(X, name="X")
+            return np.asarray(self.keras_model_.transform(arr), dtype=np.float32)
+        return self._predict(X)
+
+    def fit_transform(self, X: Any, y: Any = None, *, graph: Any = None) -> np.ndarray:
+        """Fit on ``X`` and return its map."""
+        self.fit(X, y, graph=graph)
+        out: np.ndarray = self.embedding_
+        return out
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "keras_model_", None) is not None:
+            return
+        super()._check_fitted()
+
+    def to_torch_module(self) -> nn.Module:
+        if getattr(self, "keras_model_", None) is not None:
+            raise DinomapError(
+                "to_torch_module needs the PyTorch encoder; this ParametricUMAP was fitted with "
+                "backend='keras'. Refit with backend='torch' to export it."
+            )
+        return super().to_torch_module()
+
+    to_torch_module.__doc__ = NeuralMapper.to_torch_module.__doc__
+
+    # ----------------------------------------------------------------- keras backend
+    def _fit_keras(self, Xa: np.ndarray, start: float) -> ParametricUMAP:
+        pumap_cls = _keras_class()
+        kwargs: dict[str, Any] = {
+            "n_components": self.n_components,
+            "n_neighbors": self.n_neighbors,
+            "min_dist": self.min_dist,
+            "negative_sample_rate": self.negative_sample_rate,
+            "batch_size": self.batch_size,
+            "verbose": bool(self.verbose),
+        }
+        if self.n_epochs is not None:
+            kwargs["n_epochs"] = self.n_epochs
+        if isinstance(self.random_state, int | np.integer):
+            kwargs["random_state"] = int(self.random_state)
+        model = pumap_cls(**kwargs)
+        self.embedding_ = np.asarray(model.fit_transform(Xa), dtype=np.float32)
+        self.keras_model_ = model
+        self.n_features_in_ = int(Xa.shape[1])
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        if getattr(self, "keras_model_", None) is None:
+            return super().save(directory)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.keras_model_.save(str(out / "keras"), verbose=False)
+        params = self.get_params(deep=False)
+        if not isinstance(params.get("random_state"), int | None):
+            params["random_state"] = None
+        atomic_write_json(
+            out / CONFIG_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "class": type(self).__name__,
+                "backend": "keras",
+                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+                "fitted": {"n_features_in_": self.n_features_in_},
+            },
+        )
+        return out
+
+    save.__doc__ = NeuralMapper.save.__doc__
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], device: str = "auto") -> ParametricUMAP:
+        config = read_config(directory)
+        if config.get("backend") != "keras":
+            return super().load(directory, device=device)
+        _keras_class()
+        from umap.parametric_umap import load_ParametricUMAP
+
+        params = dict(config["params"])
+        params["hidden"] = tuple(params["hidden"])
+        mapper = cls(**params)
+        mapper.keras_model_ = load_ParametricUMAP(str(Path(directory) / "keras"), verbose=False)
+        mapper.n_features_in_ = int(config["fitted"]["n_features_in_"])
+        return mapper
+
+    load.__func__.__doc__ = NeuralMapper.load.__doc__  # type: ignore[attr-defined]
+
+
+def _keras_class() -> Any:
+    if importlib.util.find_spec("tensorflow") is None:
+        raise MissingDependencyError(
+            "backend='keras' needs TensorFlow, which is not installed. "
+            f'Install it with {KERAS_HINT}, or use backend="torch" (the default).'
+        )
+    from umap.parametric_umap import ParametricUMAP as KerasParametricUMAP
+
+    return KerasParametricUMAP
+
+
+def _auto_epochs(n: int) -> int:
+    if n <= 10_000:
+        return 100
+    return int(max(20, round(100 * (10_000 / n) ** 0.7)))
+
+
+def _pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """First principal components of ``Xs`` scaled into [-10, 10], with fixed signs."""
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, Xs.shape[1], Xs.shape[0])
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed % (2**32))
+    Z = pca.fit_transform(Xs)
+    if k < n_components:
+        Z = np.hstack([Z, np.zeros((Z.shape[0], n_components - k))])
+    top = np.abs(Z).max()
+    if top > 0:
+        Z = Z * (10.0 / top)
+    return Z.astype(np.float32)
+
+
+def _check_graph(graph: Any, n: int) -> Any:
+    import scipy.sparse
+
+    if not scipy.sparse.issparse(graph) or graph.shape != (n, n):
+        shape = getattr(graph, "shape", None)
+        raise InvalidParameterError(
+            f"graph must be a scipy.sparse matrix of shape ({n}, {n}); got {type(graph).__name__}"
+            f" of shape {shape}."
+        )
+    return graph.tocoo()

@@ -1,0 +1,187 @@
+"""TSNEApproximator: contract, determinism, persistence and imitation quality."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from dinomap import NotFittedError, TSNEApproximator
+from dinomap.exceptions import InvalidParameterError
+from dinomap.parametric import knn_agreement
+
+
+def _targets(X: np.ndarray) -> np.ndarray:
+    """A smooth nonlinear 2-D map of X, standing in for t-SNE in the cheap tests."""
+    w = np.random.default_rng(42).normal(size=(X.shape[1], 2)) / np.sqrt(X.shape[1])
+    P = X @ w
+    return np.stack([P[:, 0] * 20, np.tanh(P[:, 1]) * 10], axis=1).astype(np.float32)
+
+
+def fast(**kw: object) -> TSNEApproximator:
+    params: dict[str, object] = dict(
+        hidden=(32,), max_epochs=15, patience=5, batch_size=64, random_state=0, device="cpu"
+    )
+    params.update(kw)
+    return TSNEApproximator(**params)  # type: ignore[arg-type]
+
+
+def test_init_only_stores_params() -> None:
+    approx = TSNEApproximator(hidden=(8, 4), max_epochs=-3, device="nope")
+    assert approx.get_params()["hidden"] == (8, 4) and approx.max_epochs == -3
+    assert not hasattr(approx, "net_")
+
+
+def test_not_fitted_errors() -> None:
+    approx = TSNEApproximator()
+    for call in (lambda: approx.transform(np.zeros((2, 3))), approx.to_torch_module):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+    with pytest.raises(NotFittedError):
+        approx.save("unused")
+
+
+def test_fit_learns_and_reports_heldout(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    Y = _targets(X)
+    approx = fast(max_epochs=80, patience=10).fit(X, Y)
+    assert approx.fit(X, Y) is approx
+    n_val = round(0.2 * len(X))
+    assert approx.heldout_indices_.shape == (n_val,)
+    assert np.intersect1d(approx.heldout_indices_, approx.train_indices_).size == 0
+    assert approx.heldout_indices_.size + approx.train_indices_.size == len(X)
+    m = approx.heldout_metrics_
+    assert m["n_heldout"] == n_val and m["r2"] > 0.8, m
+    assert 0.0 <= m["knn_agreement"] <= 1.0
+    Z = approx.transform(X)
+    assert Z.dtype == np.float32 and Z.shape == (len(X), 2)
+    np.testing.assert_array_equal(Z, approx.embedding_)
+    # output in the target's units, not standardised ones
+    assert abs(Z[:, 0].std() - Y[:, 0].std()) < 0.5 * Y[:, 0].std()
+    assert len(approx.history_) == approx.n_epochs_ and "val_loss" in approx.history_[0]
+
+
+def test_same_seed_identical_other_seed_different(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    Y = _targets(X)
+    a = fast(random_state=3).fit_transform(X, Y)
+    b = fast(random_state=3).fit_transform(X, Y)
+    c = fast(random_state=4).fit_transform(X, Y)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"hidden": (0,)}, "hidden"),
+        ({"hidden": "wide"}, "hidden"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"n_components": 3}, "n_components=3"),
+        ({"device": "gpu"}, "device"),
+    ],
+)
+def test_bad_params(kwargs: dict[str, object], match: str) -> None:
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(InvalidParameterError, match=match):
+        fast(**kwargs).fit(X, X[:, :2])
+
+
+def test_bad_inputs() -> None:
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InvalidParameterError, match="NaN"):
+        fast().fit(bad, X[:, :2])
+    with pytest.raises(InvalidParameterError, match="same number of rows"):
+        fast().fit(X, X[:10, :2])
+    with pytest.raises(InvalidParameterError, match="at least 3"):
+        fast().fit(X[:2], X[:2, :2])
+    approx = fast(max_epochs=1).fit(X, X[:, :2])
+    with pytest.raises(InvalidParameterError, match="4"):
+        approx.transform(np.zeros((2, 5)))
+
+
+def test_save_load_in_fresh_process(small: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    X, _ = small
+    approx = fast().fit(X, _targets(X))
+    out = approx.save(tmp_path / "tsne_nn")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt"]
+    assert set(torch.load(out / "model.pt", weights_only=True)) >= {"input_mean", "mlp.0.weight"}
+    np.save(tmp_path / "x.npy", X[:7])
+    code = (
+        "import sys, json, numpy as np\n"
+        "from dinomap import TSNEApproximator\n"
+        "m = TSNEApproximator.load(sys.argv[1], device='cpu')\n"
+        "print(json.dumps({'z': m.transform(np.load(sys.argv[2])).tolist(),"
+        " 'held': m.heldout_indices_.tolist(), 'r2': m.heldout_metrics_['r2']}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(got["z"]), approx.transform(X[:7]), rtol=1e-6, atol=1e-5)
+    assert got["held"] == approx.heldout_indices_.tolist()
+    assert got["r2"] == pytest.approx(approx.heldout_metrics_["r2"])
+    loaded = TSNEApproximator.load(out)
+    assert loaded.get_params()["hidden"] == (32,)
+    assert loaded.heldout_indices_.dtype == np.int64
+
+
+def test_load_refuses_other_class_and_missing_dir(
+    small: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from dinomap import DinomapError, ParametricUMAP
+
+    X, _ = small
+    out = fast(max_epochs=1).fit(X, _targets(X)).save(tmp_path / "m")
+    with pytest.raises(DinomapError, match="TSNEApproximator"):
+        ParametricUMAP.load(out)
+    with pytest.raises(DinomapError, match="not a saved dinomap mapper"):
+        TSNEApproximator.load(tmp_path / "missing")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_to_torch_module_matches_transform(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    approx = fast().fit(X, _targets(X))
+    module = torch.jit.script(approx.to_torch_module())
+    with torch.no_grad():
+        out = module(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(out, approx.transform(X), rtol=1e-4, atol=1e-3)
+
+
+def test_knn_agreement_detects_scrambling() -> None:
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(200, 2))
+    assert knn_agreement(A, A * 3 + 1) == 1.0
+    assert knn_agreement(A, rng.permutation(A)) < 0.2
+
+
+@pytest.mark.slow
+def test_imitates_tsne_on_heldout_points(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    from openTSNE import TSNE
+    from sklearn.decomposition import PCA
+
+    X, labels = blobs
+    P = PCA(50, random_state=0).fit_transform(X)
+    Y = np.asarray(TSNE(random_state=0, n_jobs=1).fit(P), dtype=np.float32)
+    approx = TSNEApproximator(random_state=0, device="cpu").fit(X, Y)
+    held, tr = approx.heldout_indices_, approx.train_indices_
+    knn = KNeighborsClassifier(n_neighbors=10).fit(Y[tr], labels[tr])
+    acc_tsne = knn.score(Y[held], labels[held])
+    acc_approx = knn.score(approx.transform(X[held]), labels[held])
+    assert acc_approx >= acc_tsne - 0.03, (acc_approx, acc_tsne)
+    assert approx.heldout_metrics_["r2"] > 0.8, approx.heldout_metrics_

@@ -1,0 +1,214 @@
+"""ParametricUMAP: contract, quality, determinism, persistence, backends and devices."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.manifold import trustworthiness
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from dinomap import NotFittedError, ParametricUMAP
+from dinomap.exceptions import InvalidParameterError
+from dinomap.parametric.umap import KERAS_HINT, MissingDependencyError, fuzzy_graph
+
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+HAS_CUDA = torch.cuda.is_available()
+
+
+def fast(**kw: object) -> ParametricUMAP:
+    params: dict[str, object] = dict(
+        n_epochs=3, hidden=(32,), batch_size=1024, random_state=0, device="cpu"
+    )
+    params.update(kw)
+    return ParametricUMAP(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def fitted_small(small: tuple[np.ndarray, np.ndarray]) -> ParametricUMAP:
+    return fast().fit(small[0])
+
+
+def test_init_only_stores_params() -> None:
+    p = ParametricUMAP(n_neighbors=-1, backend="nope", hidden=[3])
+    assert p.get_params()["backend"] == "nope" and p.n_neighbors == -1
+    assert not hasattr(p, "net_")
+
+
+def test_not_fitted_errors(tmp_path: Path) -> None:
+    p = ParametricUMAP()
+    with pytest.raises(NotFittedError, match="not fitted"):
+        p.transform(np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):
+        p.to_torch_module()
+    with pytest.raises(NotFittedError):
+        p.save(tmp_path)
+
+
+def test_fit_transform_contract(
+    fitted_small: ParametricUMAP, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = small
+    p = fitted_small
+    Z = p.transform(X)
+    assert Z.shape == (len(X), 2) and Z.dtype == np.float32 and np.isfinite(Z).all()
+    np.testing.assert_array_equal(Z, p.embedding_)
+    assert p.n_features_in_ == X.shape[1] and p.n_edges_ > len(X)
+    assert p.a_ == pytest.approx(1.577, abs=0.01) and p.b_ == pytest.approx(0.895, abs=0.01)
+    assert [h["phase"] for h in p.history_].count("umap") == 3
+    assert p.device_ == torch.device("cpu")
+    assert Z.std() > 0.1  # not collapsed
+
+
+def test_same_seed_identical(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    a = fast(n_epochs=2).fit_transform(X)
+    b = fast(n_epochs=2).fit_transform(X)
+    c = fast(n_epochs=2, random_state=1).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_precomputed_graph_gives_same_map(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    ref = fast(n_epochs=2, init="random")
+    Z = ref.fit_transform(X)
+    Z2 = fast(n_epochs=2, init="random").fit_transform(X, graph=ref.graph_)
+    np.testing.assert_array_equal(Z, Z2)
+    with pytest.raises(InvalidParameterError, match=r"graph must be a scipy\.sparse"):
+        fast().fit(X, graph=np.eye(3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"backend": "kersa"}, "Did you mean 'keras'"),
+        ({"init": "spectral"}, "init must be one of"),
+        ({"n_neighbors": 1}, "n_neighbors"),
+        ({"n_neighbors": 50}, "smaller than the number of samples"),
+        ({"min_dist": 2.0}, "min_dist"),
+        ({"n_epochs": 0}, "n_epochs"),
+        ({"negative_sample_rate": 0}, "negative_sample_rate"),
+        ({"hidden": (16, -1)}, "hidden"),
+        ({"random_state": -5}, "random_state"),
+    ],
+)
+def test_bad_params(kwargs: dict[str, object], match: str) -> None:
+    X = np.random.default_rng(0).normal(size=(40, 5))
+    with pytest.raises(InvalidParameterError, match=match):
+        fast(**kwargs).fit(X)
+
+
+def test_bad_inputs(fitted_small: ParametricUMAP) -> None:
+    X = np.random.default_rng(0).normal(size=(40, 5))
+    X[2, 2] = np.inf
+    with pytest.raises(InvalidParameterError, match="NaN or infinite"):
+        fast().fit(X)
+    with pytest.raises(InvalidParameterError, match="at least 3"):
+        fast(n_neighbors=2).fit(X[:2])
+    with pytest.raises(InvalidParameterError, match="features"):
+        fitted_small.transform(np.zeros((3, 4)))
+    with pytest.raises(InvalidParameterError, match="2-D"):
+        fitted_small.transform(np.zeros(32))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_to_torch_module_is_plain_and_matches(
+    fitted_small: ParametricUMAP, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = small
+    module = fitted_small.to_torch_module()
+    assert isinstance(module, torch.nn.Sequential)
+    assert module[0].in_features == X.shape[1] and module[-1].out_features == 2
+    with torch.no_grad():
+        out = torch.jit.script(module)(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(out, fitted_small.transform(X), rtol=1e-4, atol=1e-3)
+
+
+def test_save_load_in_fresh_process(
+    fitted_small: ParametricUMAP, small: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    X, _ = small
+    out = fitted_small.save(tmp_path / "pumap")
+    config = json.loads((out / "config.json").read_text())
+    assert config["class"] == "ParametricUMAP" and config["params"]["hidden"] == [32]
+    np.save(tmp_path / "x.npy", X[:5])
+    code = (
+        "import sys, json, numpy as np\n"
+        "from dinomap import ParametricUMAP\n"
+        "m = ParametricUMAP.load(sys.argv[1])\n"
+        "print(json.dumps({'z': m.transform(np.load(sys.argv[2])).tolist(), 'a': m.a_}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(got["z"]), fitted_small.transform(X[:5]), atol=1e-5)
+    assert got["a"] == pytest.approx(fitted_small.a_)
+
+
+def test_quality_on_gaussian_clusters(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = blobs
+    Z = ParametricUMAP(n_epochs=20, random_state=0, device="cpu").fit_transform(X)
+    tw = trustworthiness(X, Z, n_neighbors=10)
+    acc = cross_val_score(KNeighborsClassifier(n_neighbors=10), Z, labels, cv=5).mean()
+    assert tw >= 0.9, tw
+    assert acc >= 0.95, acc
+
+
+def test_fuzzy_graph_is_symmetric_and_local(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = small
+    g = fuzzy_graph(X, 10, seed=0).tocsr()
+    assert g.shape == (len(X), len(X))
+    assert abs(g - g.T).max() < 1e-6
+    assert g.diagonal().sum() == 0 and g.data.max() <= 1.0 + 1e-6
+    assert 10 * len(X) * 0.5 < g.nnz < 2 * 10 * len(X)
+
+
+@pytest.mark.skipif(HAS_TF, reason="checks the error shown when TensorFlow is missing")
+def test_keras_backend_without_tensorflow_names_the_extra(
+    small: tuple[np.ndarray, np.ndarray],
+) -> None:
+    with pytest.raises(MissingDependencyError, match=r"pip install \"dinomap\[keras\]\""):
+        fast(backend="keras").fit(small[0])
+    assert KERAS_HINT == 'pip install "dinomap[keras]"'
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed (extra [keras])")
+def test_keras_backend_fits_saves_and_loads(
+    small: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    X, _ = small
+    p = ParametricUMAP(backend="keras", n_epochs=2, random_state=0).fit(X)
+    Z = p.transform(X)
+    assert Z.shape == (len(X), 2) and np.isfinite(Z).all()
+    loaded = ParametricUMAP.load(p.save(tmp_path / "k"))
+    np.testing.assert_allclose(loaded.transform(X[:5]), Z[:5], atol=1e-4)
+    with pytest.raises(Exception, match="backend='torch'"):
+        p.to_torch_module()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_trains_on_cuda_and_matches_cpu_quality(small: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = small
+    gpu = fast(n_epochs=10, device="auto").fit(X)
+    assert gpu.device_.type == "cuda" and gpu.net_.input_mean.is_cuda
+    Z = gpu.transform(X)
+    acc = cross_val_score(KNeighborsClassifier(n_neighbors=10), Z, labels, cv=5).mean()
+    assert acc >= 0.95
+    np.testing.assert_array_equal(gpu.transform(X), Z)
+    module = gpu.to_torch_module()
+    assert next(module.parameters()).device.type == "cpu"
