@@ -122,3 +122,27 @@ def test_range_pairs_from_given_neighbours_match_a_fresh_search(planted):
     given = index.range_pairs(X, 0.6, neighbors=index.search(X, 4, exclude_self=True))
     np.testing.assert_array_equal(fresh[0], given[0])
     np.testing.assert_array_equal(fresh[1], given[1])
+
+
+def test_rows_lost_by_an_approximate_search_are_redone_exactly(planted):
+    X = planted.X
+    index = NeighborIndex(kind="hnsw").fit(X)
+    real = index.index_
+
+    class LosesFirstRows:
+        """Wraps the FAISS index and sends rows 0-4 to wrong neighbours, like a lost search."""
+
+        hnsw = real.hnsw
+
+        def search(self, Q, k):
+            sims, ids = real.search(Q, k)
+            ids[:5] = np.arange(100, 100 + k)
+            sims[:5] = 0.0
+            return sims, ids
+
+    index.index_ = LosesFirstRows()
+    sims, ids = index.search(X, 5, exclude_self=True)
+    assert index.repaired_rows_ == 5
+    exact_sims, exact_ids = NeighborIndex(kind="flat").fit(X).search(X, 5, exclude_self=True)
+    np.testing.assert_allclose(sims[:5], exact_sims[:5], atol=1e-5)
+    assert (ids[:5] == exact_ids[:5]).mean() > 0.95

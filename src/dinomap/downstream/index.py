@@ -257,12 +257,43 @@ class NeighborIndex:
             self.index_.hnsw.efSearch = max(int(self.ef_search), k_eff)
         sims, ids = self.index_.search(Qn, k_eff)
         if exclude_self:
+            if self.kind_ != "flat":
+                sims, ids = self._repair_lost_rows(Qn, sims, ids, k_eff)
             sims, ids = _drop_self(sims, ids)
         if ids.shape[1] < k:  # fewer rows than asked: pad like FAISS does
             pad = k - ids.shape[1]
             sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return sims.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def _repair_lost_rows(
+        self, Xn: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Redo exactly the rows whose approximate search did not even find the row itself.
+
+        An indexed row that is not among its own results shows the search got lost (an HNSW
+        graph between well-separated clusters, an IVF probe that missed its cell); its
+        neighbours would be wrong and, for outlier scores, look far away. Those few rows are
+        searched again by brute force (``faiss.knn``), which also covers a row with more than
+        ``k`` exact copies of itself.
+        """
+        lost = np.flatnonzero(~(ids == np.arange(ids.shape[0])[:, None]).any(axis=1))
+        self.repaired_rows_ = int(lost.size)
+        if not lost.size:
+            return sims, ids
+        faiss = import_faiss()
+        sims, ids = sims.copy(), ids.copy()
+        for start in range(0, lost.size, 256):
+            rows = lost[start : start + 256]
+            d, i = faiss.knn(Xn[rows], Xn, k, metric=faiss.METRIC_INNER_PRODUCT)
+            sims[rows], ids[rows] = d, i
+        logger.info(
+            "%d of %d rows were lost by the %s search; searched again exactly",
+            lost.size,
+            ids.shape[0],
+            self.kind_,
+        )
+        return sims, ids
 
     def range_pairs(
         self,
