@@ -26,9 +26,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--method", choices=sorted(CLUSTER_METHODS), default="hdbscan")
     parser.add_argument("--n-clusters", type=int, default=None, help="k-means clusters")
     parser.add_argument(
-        "--min-cluster-size", type=int, default=None, help="HDBSCAN (default max(5, n/100))"
+        "--min-cluster-size",
+        type=int,
+        default=None,
+        help="HDBSCAN (default max(5, min(n/200, 100)))",
     )
-    parser.add_argument("--min-samples", type=int, default=None, help="HDBSCAN density")
+    parser.add_argument(
+        "--min-samples", type=int, default=None, help="HDBSCAN density (default min(10, size))"
+    )
     parser.add_argument(
         "--pca", type=int, default=32, help="PCA dimensions before clustering; 0 = none (32)"
     )
