@@ -430,8 +430,11 @@ def make_maps(
     for name in names:
         mapper = mappers[name]
         spec = reducer_spec(name)
+        waited = None
         if name in ("umap", "parametric_umap") and warm_thread is not None:
+            t_wait = time.perf_counter()
             warm_thread.join()
+            waited = time.perf_counter() - t_wait
         t0 = time.perf_counter()
         if spec.needs_target:
             Y = mapper.fit(X, coords[spec.needs_target]).transform(X)
@@ -445,6 +448,9 @@ def make_maps(
             raise DinomapError(f"{name} returned a map of shape {Y.shape}; expected ({n}, 2).")
         coords[name] = Y
         entry: dict[str, Any] = {"params": _jsonable_params(mapper), "fit_seconds": fit_seconds}
+        if waited is not None:
+            # time spent waiting for umap-learn's numba compilation (started in the background)
+            entry["numba_warm_up_wait_seconds"] = waited
         if hasattr(mapper, "key_params"):
             entry["key_params"] = _jsonable_key(mapper.key_params())
         if evaluator is not None:
