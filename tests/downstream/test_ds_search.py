@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -55,6 +56,15 @@ def test_new_image_query_is_embedded_like_the_run(tmp_path, monkeypatch, image_f
     assert calls == [([query], run)]
     assert not result.in_run
     assert all(h.label == "class4" for h in result.hits)
+
+    def normalising_embed(paths, run_dir):  # the embed stage returns str(Path(p))
+        return np.repeat(target[None, :], len(paths), axis=0), [str(Path(p)) for p in paths], []
+
+    monkeypatch.setattr(search_mod, "embed_new_images", normalising_embed)
+    odd = query.replace("/pic_000", "//pic_000")
+    results = search_similar(run, [odd, query], k=3, write=False)
+    assert [r.query for r in results] == [odd, query]
+    assert all(h.label == "class4" for r in results for h in r.hits)
 
 
 def test_contact_sheet_reads_files_and_stamps_random_init(tmp_path, image_files):

@@ -210,9 +210,13 @@ def search_similar(
         X_new, ok, errors = embed_new_images([p for _, p in new_files], run_dir)
         for path, reason in errors:
             logger.warning("could not embed query %s: %s", path, reason)
-        position = {p: qi for qi, p in new_files}
+        position: dict[str, list[int]] = {}
+        for qi, path in new_files:  # embed_files may return the path normalised
+            for key in {path, str(Path(path))}:
+                position.setdefault(key, []).append(qi)
         for vec, path in zip(X_new, ok, strict=True):
-            vectors[position[path]] = vec
+            for qi in position.get(path, position.get(str(Path(path)), [])):
+                vectors[qi] = vec
         if not vectors:
             raise NoImagesError("none of the query images could be embedded.")
     order = sorted(vectors)
