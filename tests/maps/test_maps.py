@@ -53,6 +53,9 @@ def test_make_maps_from_arrays_writes_the_contract(tmp_path: Path, make_clusters
     for name in ("pca", "tsne"):
         mapper = load_reducer(out / "mappers" / name)
         np.testing.assert_allclose(mapper.embedding_, res.coords[name])
+        np.testing.assert_allclose(
+            mapper.transform(X[:4]), res.mappers[name].transform(X[:4]), atol=1e-4
+        )
     assert "trustworthiness" in res.table and "tsne" in res.table
 
 
