@@ -241,8 +241,8 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     --------
     >>> print(format_metrics_table({"methods": {"pca": {"fit_seconds": 0.1,
     ...     "trustworthiness": 0.8, "knn_preservation": 0.2, "knn_accuracy": None}}}))
-    method    fit s  trustworthiness  kNN preservation  kNN accuracy  agreement
-    pca         0.1            0.800             0.200             -          -
+    method  fit s  trustworthiness  kNN preservation  kNN accuracy  agreement
+    pca       0.1            0.800             0.200             -          -
     """
     cols = ("fit s", "trustworthiness", "kNN preservation", "kNN accuracy", "agreement")
     keys = ("fit_seconds", "trustworthiness", "knn_preservation", "knn_accuracy", "agreement")
