@@ -105,7 +105,7 @@ class NeighborIndex:
     n_lists : int or None, default=None
         IVF cells; ``None`` uses ``sqrt(n)`` (at most ``n / 39``).
     n_probe : int or None, default=None
-        IVF cells visited per query; ``None`` uses ``max(8, n_lists // 4)``. IVF recall depends
+        IVF cells visited per query; ``None`` uses ``max(16, n_lists // 8)``. IVF recall depends
         more on the data than HNSW's: check it with ``benchmarks/bench_downstream.py``.
     random_state : int, default=0
         Seed of the IVF training sample. HNSW is built with several threads, so its graph (and
@@ -215,7 +215,7 @@ class NeighborIndex:
     def _n_probe(self, n_lists: int) -> int:
         if self.n_probe is not None:
             return min(check_positive_int("n_probe", self.n_probe), n_lists)
-        return int(min(n_lists, max(8, n_lists // 4)))
+        return int(min(n_lists, max(16, n_lists // 8)))
 
     # -- querying ---------------------------------------------------------------------------
     def search(
