@@ -146,3 +146,13 @@ def test_rows_lost_by_an_approximate_search_are_redone_exactly(planted):
     exact_sims, exact_ids = NeighborIndex(kind="flat").fit(X).search(X, 5, exclude_self=True)
     np.testing.assert_allclose(sims[:5], exact_sims[:5], atol=1e-5)
     assert (ids[:5] == exact_ids[:5]).mean() > 0.95
+
+
+def test_missing_faiss_gives_an_install_hint(monkeypatch, planted):
+    import sys
+
+    from dinomap.downstream.index import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
+    with pytest.raises(MissingDependencyError, match=r'pip install "dinomap\[search\]"'):
+        NeighborIndex().fit(planted.X)

@@ -60,7 +60,7 @@ def import_faiss() -> Any:
     """Import FAISS lazily, failing with an install hint when it is missing."""
     try:
         import faiss
-    except ImportError as exc:  # pragma: no cover - faiss-cpu is installed in the dev env
+    except ImportError as exc:
         raise MissingDependencyError(
             'Similarity search needs FAISS: pip install "dinomap[search]" (faiss-cpu).'
         ) from exc
