@@ -46,3 +46,24 @@ def test_find_outliers_writes_parquet_json_and_sheet(planted_run):
     assert info["top"][0]["label"] == "odd"
     sheet = cv2.imread(str(report.sheet))
     assert sheet is not None and sheet.shape[0] > 100
+
+
+def test_top_scores_are_made_exact_after_an_approximate_search(planted):
+    """Inliers whose approximate neighbours were poor look like outliers; the refinement
+    rescores the top rows exactly until the top N is exact."""
+    from dinomap.downstream.index import NeighborIndex
+    from dinomap.downstream.outliers import refine_top_outliers
+
+    X = planted.X
+    sims, ids = NeighborIndex(kind="flat").fit(X).search(X, 16, exclude_self=True)
+    inliers = [i for i in range(len(X)) if i not in planted.outliers][:10]
+    sims[inliers, 1:] = 0.0  # a lost search: itself found, the other neighbours far away
+    ids[inliers, 1:] = planted.outliers[0]
+    fooled = outlier_scores(X, k=10, neighbors=(sims, ids))
+    assert set(np.argsort(-fooled)[:6].tolist()) != set(planted.outliers)
+    scores, refined = refine_top_outliers(X, sims, ids, "knn", 10, top=6)
+    assert set(np.argsort(-scores)[:6].tolist()) == set(planted.outliers)
+    assert 0 < refined < len(X)
+    exact = outlier_scores(X, k=10)
+    top = np.argsort(-scores)[:6]
+    np.testing.assert_allclose(scores[top], exact[top], atol=1e-5)

@@ -34,6 +34,7 @@ __all__ = [
     "MissingDependencyError",
     "NeighborIndex",
     "embeddings_fingerprint",
+    "exact_row_neighbors",
     "import_faiss",
     "l2_normalize",
     "run_index",
@@ -401,15 +402,41 @@ class NeighborIndex:
         return self
 
 
-def _drop_self(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own id from its neighbour list (or the last entry if it is absent)."""
+def _drop_self(
+    sims: np.ndarray, ids: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id from its neighbour list (or the last entry if it is absent).
+
+    ``rows`` are the ids of the query rows (default ``0 .. n-1``, all indexed rows in order).
+    """
     n, k = ids.shape
-    mask = ids == np.arange(n)[:, None]
+    own = np.arange(n) if rows is None else np.asarray(rows)
+    mask = ids == own[:, None]
     missing = ~mask.any(axis=1)
     mask[missing, k - 1] = True
     # A row can hold its own id once at most, so exactly one entry per row is dropped.
     keep = ~mask
     return sims[keep].reshape(n, k - 1), ids[keep].reshape(n, k - 1)
+
+
+def exact_row_neighbors(
+    Xn: np.ndarray, rows: np.ndarray, k: int, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest neighbours of rows ``rows`` of ``Xn`` among all its rows (each row
+    itself excluded), by brute force in chunks of queries (``faiss.knn``, no ``N x N`` matrix).
+
+    ``Xn`` must already be L2-normalised (see :func:`l2_normalize`).
+    """
+    faiss = import_faiss()
+    rows = np.asarray(rows, dtype=np.int64)
+    k_eff = min(k + 1, Xn.shape[0])
+    sims = np.empty((rows.size, k_eff - 1), dtype=np.float32)
+    ids = np.empty((rows.size, k_eff - 1), dtype=np.int64)
+    for start in range(0, rows.size, chunk):
+        part = rows[start : start + chunk]
+        d, i = faiss.knn(Xn[part], Xn, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
+        sims[start : start + part.size], ids[start : start + part.size] = _drop_self(d, i, part)
+    return sims, ids
 
 
 def _index_paths(run_dir: Path) -> tuple[Path, Path]:

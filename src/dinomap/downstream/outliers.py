@@ -26,7 +26,13 @@ import pyarrow.parquet as pq
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
-from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, run_neighbors
+from dinomap.downstream.index import (
+    DOWNSTREAM_DIR,
+    NeighborIndex,
+    exact_row_neighbors,
+    l2_normalize,
+    run_neighbors,
+)
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
@@ -36,6 +42,7 @@ __all__ = [
     "OutlierReport",
     "find_outliers",
     "outlier_scores",
+    "refine_top_outliers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,6 +145,41 @@ def outlier_scores(
     return OUTLIER_METHODS[name](sims, ids, k)
 
 
+def refine_top_outliers(
+    X: np.ndarray, sims: np.ndarray, ids: np.ndarray, method: str, k: int, top: int
+) -> tuple[np.ndarray, int]:
+    """Scores from an approximate neighbour graph, with the strangest rows made exact.
+
+    An approximate search only ever misses neighbours, so it can only overestimate a ``knn``
+    score: each row's approximate score bounds its exact one from above. The highest-scoring
+    rows are rescored with exact neighbours, doubling their number until the exact top ``top``
+    all beat the highest approximate score left, which makes the top ``top`` exact. (For
+    ``lof`` the bound does not hold; the same rows are refined, three rounds at most.)
+    """
+    n = X.shape[0]
+    Xn = l2_normalize(X)
+    sims, ids = sims.copy(), ids.copy()
+    exact = np.zeros(n, dtype=bool)
+    m = min(n, max(2 * top, 100))
+    for round_ in range(32):
+        scores = OUTLIER_METHODS[method](sims, ids, k)
+        order = np.argsort(-scores, kind="stable")
+        todo = order[:m][~exact[order[:m]]]
+        if todo.size:
+            sims[todo], ids[todo] = exact_row_neighbors(Xn, todo, ids.shape[1])
+            exact[todo] = True
+            scores = OUTLIER_METHODS[method](sims, ids, k)
+        best = np.argsort(-scores, kind="stable")[:top]
+        rest = ~exact
+        done = bool(exact[best].all()) and (
+            not rest.any() or float(scores[rest].max()) <= float(scores[best].min())
+        )
+        if done or m >= n or (method != "knn" and round_ >= 2):
+            break
+        m = min(n, 2 * m)
+    return scores, int(exact.sum())
+
+
 @dataclass(frozen=True)
 class OutlierReport:
     """Outlier scores of a run.
@@ -203,7 +245,11 @@ def find_outliers(
         run_dir, max(k + 1, 16), kind=index, rebuild=rebuild, **index_params
     )
     k_eff = min(k, max(1, len(emb) - 1))
-    scores = outlier_scores(emb.X, method=name, k=k_eff, neighbors=(sims, ids))
+    refined = 0
+    if nn.kind_ == "flat":
+        scores = outlier_scores(emb.X, method=name, k=k_eff, neighbors=(sims, ids))
+    else:
+        scores, refined = refine_top_outliers(emb.X, sims, ids, name, k_eff, top)
     seconds = time.perf_counter() - start
     order = np.argsort(-scores, kind="stable")[:top]
     top_list = [(emb.paths[i], float(scores[i])) for i in order]
@@ -211,6 +257,7 @@ def find_outliers(
         "method": name,
         "k": k_eff,
         "index": nn.kind_,
+        "rows_rescored_exactly": refined,
         "n_samples": len(emb),
         "seconds": round(seconds, 4),
         "random_init": emb.random_init,
