@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dinomap import load_embeddings
-from dinomap.embed import EmbedConfig, Preprocess, embed, embed_files
+from dinomap.embed import EmbedConfig, Preprocess, create_encoder, embed, embed_files
 from dinomap.exceptions import ConfigMismatchError, InvalidParameterError, NoImagesError
 
 from ..conftest import TINY_CLI_ARGS, TINY_MODEL_KWARGS, write_images
@@ -208,3 +208,21 @@ def test_store_files_get_the_usual_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_compiled_path_pads_the_last_batch_and_matches_eager(image_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch._inductor")
+    eager = embed(image_folder, tmp_path / "eager", CFG, batch_size=3, compile=False)
+    compiled = embed(image_folder, tmp_path / "compiled", CFG, batch_size=3, compile=True)
+    assert compiled.n_embedded == 8  # 3 + 3 + a padded batch of 2
+    a, b = load_embeddings(eager.run_dir), load_embeddings(compiled.run_dir)
+    np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-4)
+    assert "steady_images_per_s" in compiled.info["timings"]
+
+
+def test_compile_defaults_off_on_cpu() -> None:
+    from dinomap.embed.extract import _make_encode
+
+    loaded = create_encoder("dinov2-s14", random_init=True, model_kwargs=TINY_MODEL_KWARGS)
+    encode = _make_encode(loaded, CFG, torch.device("cpu"), "fp32", n_images=10**6)
+    assert encode.__name__ == "run"  # the eager function, not the compiled wrapper
