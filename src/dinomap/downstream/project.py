@@ -244,7 +244,13 @@ def _plot(
             ax.annotate(
                 Path(name).name, (x, y), fontsize=6, xytext=(4, 4), textcoords="offset points"
             )
-    ax.set_title(f"{method}: {len(new)} new images over {len(old)} of the run")
+    try:
+        from dinomap.reduce import reducer_spec
+
+        name = reducer_spec(method).label
+    except Exception:  # a mapper saved under a name the registry does not know
+        name = method
+    ax.set_title(f"{name}: {len(new)} new images over {len(old)} of the run")
     ax.set_xticks([])
     ax.set_yticks([])
     legend = ax.legend(loc="best", fontsize=7, framealpha=0.8)
