@@ -1,7 +1,8 @@
 """Parametric UMAP in PyTorch: an MLP encoder trained with the UMAP loss.
 
-The graph is umap-learn's fuzzy simplicial set (exact neighbours up to 4,096 points,
-pynndescent above); the low-dimensional similarity is UMAP's curve ``1 / (1 + a d^(2b))`` with
+The graph is umap-learn's fuzzy simplicial set of the raw inputs, as ``umap.UMAP`` builds it
+(exact neighbours up to 4,096 points, pynndescent above; the encoder itself sees standardised
+inputs); the low-dimensional similarity is UMAP's curve ``1 / (1 + a d^(2b))`` with
 ``a, b`` fitted from ``min_dist``. Each epoch draws as many edges as classic UMAP processes per
 epoch, with probability proportional to their weight; every edge comes with
 ``negative_sample_rate`` negatives paired inside its batch, so a batch of ``B`` edges costs one
@@ -56,6 +57,7 @@ INITS = ("pca", "random")
 KERAS_HINT = 'pip install "dinomap[keras]"'
 EXACT_KNN_MAX = 4096
 INIT_STEPS = 100
+AUTO_STEPS = 500
 
 
 class MissingDependencyError(DinomapError, ImportError):
@@ -123,9 +125,10 @@ class ParametricUMAP(NeuralMapper):
         Widths of the encoder's hidden layers (ReLU).
     n_epochs : int or None, default=None
         Epochs of the UMAP loss; each draws as many weighted edges as the graph's total weight
-        over its largest weight. ``None`` picks 100 below 10,000 points, then fewer down to 20
-        at 100,000 and more (a parametric encoder needs fewer passes than UMAP's free
-        coordinates).
+        over its largest weight (the edges classic UMAP visits per epoch). ``None`` picks the
+        number giving about 500 gradient steps, between 5 and 200 epochs: about 160 epochs at
+        2,000 points, 30 at 10,000, 5 from 50,000 up. The encoder shares its weights across
+        points, so it needs far fewer passes than UMAP's free coordinates.
     batch_size : int, default=4096
         Edges per gradient step.
     learning_rate : float, default=3e-3
@@ -259,7 +262,7 @@ class ParametricUMAP(NeuralMapper):
 
         t0 = time.perf_counter()
         if graph is None:
-            coo = fuzzy_graph(Xs, n_neighbors, seed, verbose=bool(self.verbose))
+            coo = fuzzy_graph(Xa, n_neighbors, seed, verbose=bool(self.verbose))
         else:
             coo = _check_graph(graph, n)
         self.graph_seconds_ = time.perf_counter() - t0
@@ -274,7 +277,9 @@ class ParametricUMAP(NeuralMapper):
         if weights.size == 0:
             raise InvalidParameterError("the fuzzy graph has no edges; are all points identical?")
         per_epoch = max(1, math.ceil(weights.sum() / weights.max()))
-        n_epochs = self.n_epochs if self.n_epochs is not None else _auto_epochs(n)
+        n_epochs = self.n_epochs
+        if n_epochs is None:
+            n_epochs = _auto_epochs(per_epoch, batch_size)
 
         mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
         net = MapperNet(mlp, x_std, Standardizer.identity(n_components)).to(device)
@@ -283,13 +288,15 @@ class ParametricUMAP(NeuralMapper):
         history: list[dict[str, float]] = []
 
         if init == "pca":
-            target = torch.from_numpy(_pca_target(Xs, n_components, seed)).to(device)
+            target = torch.from_numpy(_pca_target(Xa, n_components, seed)).to(device)
             history += self._pretrain(net.mlp, X_dev, target, gen, device, lr)
 
         heads = torch.from_numpy(heads_np).to(device)
         tails = torch.from_numpy(tails_np).to(device)
         cdf = torch.from_numpy(np.cumsum(weights / weights.sum())).to(device)
         log_a = math.log(a)
+        dedup = _dedup_batches(device)
+        arange2m = torch.arange(2 * batch_size, device=device)
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
             u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
@@ -298,9 +305,14 @@ class ParametricUMAP(NeuralMapper):
                 e = edges[s : s + batch_size]
                 m = e.shape[0]
                 neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
-                # Forward each distinct point once: with few points, batches repeat them a lot.
-                uniq, inv = torch.unique(torch.cat([heads[e], tails[e]]), return_inverse=True)
-                yield X_dev[uniq], inv, neg
+                ends = torch.cat([heads[e], tails[e]])
+                if dedup:
+                    # Forward each distinct point once: with few points, batches repeat them
+                    # a lot. (Skipped on CUDA, where unique() would sync every step.)
+                    uniq, inv = torch.unique(ends, return_inverse=True)
+                    yield X_dev[uniq], inv, neg
+                else:
+                    yield X_dev[ends], arange2m[: 2 * m], neg
 
         def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             points, inv, neg = batch
@@ -480,10 +492,14 @@ def _keras_class() -> Any:
     return KerasParametricUMAP
 
 
-def _auto_epochs(n: int) -> int:
-    if n <= 10_000:
-        return 100
-    return int(max(20, round(100 * (10_000 / n) ** 0.7)))
+def _dedup_batches(device: torch.device) -> bool:
+    """Whether batches forward distinct points only (on the CPU, not on CUDA)."""
+    return device.type == "cpu"
+
+
+def _auto_epochs(per_epoch: int, batch_size: int) -> int:
+    """Epochs giving about ``AUTO_STEPS`` gradient steps, within [5, 200]."""
+    return int(min(200, max(5, math.ceil(AUTO_STEPS * batch_size / per_epoch))))
 
 
 def _pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
