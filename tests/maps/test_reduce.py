@@ -60,6 +60,7 @@ def test_documented_defaults() -> None:
     t = TSNEReducer()
     assert (t.perplexity, t.pca_components) == (30.0, 50)
     assert t.early_exaggeration_iter + t.n_iter == 1000
+    assert (t.negative_gradient_method, t.n_jobs) == ("fft", 1)
     u = UMAPReducer()
     assert (u.n_neighbors, u.min_dist, u.low_memory) == (15, 0.1, True)
 
@@ -148,7 +149,7 @@ def test_tsne_same_seed_same_map_and_transform_places_new_points(make_clusters, 
     assert Ya.dtype == np.float32 and Ya.shape == (250, 2)
     np.testing.assert_array_equal(Ya, Yb)
     assert a.pca_ is not None and a.pca_.components_.shape == (50, 64)
-    assert a.gradient_method_ == "bh"  # "auto" below 10,000 points
+    assert a.gradient_method_ == "fft"
     # new points land in their own cluster: nearest training point has the same label
     new = a.transform(X[250:])
     d = ((new[:, None, :] - Ya[None, :, :]) ** 2).sum(-1)
