@@ -119,6 +119,7 @@ def test_perplexity_too_large_for_n() -> None:
         ({"perplexity": -1}, "perplexity must be a number > 0"),
         ({"negative_gradient_method": "fast"}, "Did you mean 'fft'"),
         ({"n_iter": 2.5}, "n_iter must be an integer"),
+        ({"ints_in_interval": 0}, "ints_in_interval must be a number > 0"),
     ],
 )
 def test_bad_tsne_parameters(params, match) -> None:
