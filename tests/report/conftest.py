@@ -53,6 +53,48 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+#: The downstream run: 60 points, k-means clusters, outliers and duplicates written by the real
+#: downstream functions; rows EXACT_GROUPS share content hashes (planted exact duplicates).
+DS_POINTS = 60
+DS_CLUSTERS = 8
+DS_TOP = 25
+DS_THRESHOLD = 0.97
+EXACT_GROUPS = ((0, 1), (2, 3, 4))
+
+
+def add_downstream(run: Path) -> Path:
+    """Plant exact duplicates in the run's store, then run clusters, outliers and duplicates."""
+    pytest.importorskip("faiss", reason="the downstream stage needs faiss-cpu")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dinomap.downstream import cluster_images, find_duplicates, find_outliers
+
+    shard = sorted((run / "embeddings").glob("part-*.parquet"))[0]
+    table = pq.read_table(shard)
+    sha = table.column("sha256").to_pylist()
+    for group in EXACT_GROUPS:
+        for row in group[1:]:
+            sha[row] = sha[group[0]]
+    table = table.set_column(table.column_names.index("sha256"), "sha256", pa.array(sha))
+    pq.write_table(table, shard)
+    cluster_images(run, method="kmeans", n_clusters=DS_CLUSTERS)
+    find_outliers(run, top=DS_TOP, index="flat")
+    find_duplicates(run, threshold=DS_THRESHOLD, index="flat")
+    return run
+
+
+@pytest.fixture(scope="session")
+def downstream_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic random-init run with every downstream output and report.html written."""
+    run = make_synthetic_run(
+        tmp_path_factory.mktemp("report-ds") / "ds-run", DS_POINTS, methods=("pca", "umap")
+    )
+    add_downstream(run)
+    write_report(run)
+    return run
+
+
 def _missing(reason: str) -> None:
     """Skip on a developer's machine; fail in CI (CI=true), where a skip would hide a missing
     install step of the Makefile."""

@@ -25,6 +25,7 @@ __all__ = [
     "METHOD_ORDER",
     "METHOD_PLOTS",
     "METHOD_TITLES",
+    "DownstreamData",
     "RunData",
     "find_key",
     "read_run_data",
@@ -53,6 +54,14 @@ ALL_MAPS_PLOT = "all_maps.png"
 MAPS_FILE = "maps.parquet"
 METRICS_FILE = "metrics.json"
 CLUSTERS_FILE = "downstream/clusters.parquet"
+#: What the downstream stage writes into ``RUN/downstream`` (dinomap.downstream).
+CLUSTERS_INFO = "downstream/clusters.json"
+CLUSTERS_SHEET = "downstream/clusters.png"
+OUTLIERS_FILE = "downstream/outliers.parquet"
+OUTLIERS_INFO = "downstream/outliers.json"
+OUTLIERS_SHEET = "downstream/outliers.png"
+DUPLICATES_FILE = "downstream/duplicates.csv"
+DUPLICATES_INFO = "downstream/duplicates.json"
 #: The export stage's default repository and its metadata file (dinomap.export.repository).
 EXPORT_DIR = "model_repository"
 EXPORT_METADATA = "dinomap_export.json"
@@ -76,6 +85,38 @@ def find_key(obj: Any, key: str) -> Any:
 
 
 @dataclass
+class DownstreamData:
+    """What the downstream stage left in ``RUN/downstream`` (every piece optional).
+
+    Attributes
+    ----------
+    clusters : ``clusters.json`` (None without it)
+    outliers : ``outliers.json``; when only ``outliers.parquet`` exists, a summary rebuilt from it
+        (``{"top": [...], "n_samples"}``)
+    outlier_scores : outlier score of each map point (NaN where the point has none), or None
+    duplicates : ``duplicates.json``; when only ``duplicates.csv`` exists, counts rebuilt from it
+    files : ``{name: relative path}`` of the files found (``clusters_sheet``, ``outliers_sheet``,
+        ``duplicates_csv``...)
+    """
+
+    clusters: dict[str, Any] | None = None
+    outliers: dict[str, Any] | None = None
+    outlier_scores: np.ndarray | None = None
+    duplicates: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True when the run has no downstream results at all."""
+        return (
+            self.clusters is None
+            and self.outliers is None
+            and self.duplicates is None
+            and not self.files
+        )
+
+
+@dataclass
 class RunData:
     """Everything a report or a deck shows about one run.
 
@@ -93,6 +134,7 @@ class RunData:
     plots : ``{name: relative path}`` of the static PNG maps found under ``plots/``
     export : what the export stage saved: ``run.json["export"]`` completed from the model
         repository's ``dinomap_export.json`` (empty when the run was not exported)
+    downstream : clusters, outliers and duplicates found by the downstream stage
     """
 
     run_dir: Path
@@ -105,6 +147,7 @@ class RunData:
     n_failed: int | None = None
     plots: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    downstream: DownstreamData = field(default_factory=DownstreamData)
 
     @property
     def n_points(self) -> int:
@@ -236,6 +279,96 @@ def _read_clusters(run_dir: Path, paths: list[str]) -> np.ndarray | None:
     )
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing or unreadable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8") as fh:
+            loaded = json.load(fh)
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", path, exc)
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _read_outlier_scores(path: Path) -> tuple[list[str], np.ndarray] | None:
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    if not {"path", "score"} <= set(table.column_names):
+        logger.warning("%s lacks the columns path, score; outliers are not shown", path)
+        return None
+    paths = [str(p) for p in table.column("path").to_pylist()]
+    scores = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+    return paths, scores
+
+
+def _count_duplicate_groups(path: Path) -> dict[str, Any]:
+    """Group counts from ``duplicates.csv`` alone (columns group, kind, path, ...)."""
+    groups: dict[str, dict[str, str]] = {"exact": {}, "near": {}}
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            kind = row.get("kind") or ""
+            if kind in groups:
+                groups[kind][row.get("path") or ""] = row.get("group") or ""
+    return {
+        "n_exact_groups": len(set(groups["exact"].values())),
+        "n_exact_images": len(groups["exact"]),
+        "n_near_groups": len(set(groups["near"].values())),
+        "n_near_images": len(groups["near"]),
+    }
+
+
+def _read_downstream(
+    run_dir: Path, paths: list[str], labels: list[str | None] | None
+) -> DownstreamData:
+    files = {
+        name: rel
+        for name, rel in (
+            ("clusters_sheet", CLUSTERS_SHEET),
+            ("outliers_sheet", OUTLIERS_SHEET),
+            ("outliers_table", OUTLIERS_FILE),
+            ("duplicates_csv", DUPLICATES_FILE),
+        )
+        if (run_dir / rel).is_file()
+    }
+    clusters = _read_json(run_dir / CLUSTERS_INFO)
+    outliers = _read_json(run_dir / OUTLIERS_INFO)
+    duplicates = _read_json(run_dir / DUPLICATES_INFO)
+    if duplicates is None and "duplicates_csv" in files:
+        duplicates = _count_duplicate_groups(run_dir / DUPLICATES_FILE)
+    scored = _read_outlier_scores(run_dir / OUTLIERS_FILE)
+    point_scores: np.ndarray | None = None
+    if scored is not None:
+        by_path = dict(zip(scored[0], scored[1], strict=True))
+        if paths:
+            point_scores = np.asarray([by_path.get(p, np.nan) for p in paths], dtype=np.float64)
+            if not np.isfinite(point_scores).any():
+                point_scores = None
+        if outliers is None:  # rebuild the top list from the scores
+            label_of = dict(zip(paths, labels, strict=True)) if labels is not None else {}
+            order = np.argsort(-np.nan_to_num(scored[1], nan=-np.inf), kind="stable")[:50]
+            outliers = {
+                "n_samples": len(scored[0]),
+                "top": [
+                    {
+                        "path": scored[0][i],
+                        "score": float(scored[1][i]),
+                        "label": label_of.get(scored[0][i]),
+                    }
+                    for i in order
+                ],
+            }
+    return DownstreamData(
+        clusters=clusters,
+        outliers=outliers,
+        outlier_scores=point_scores,
+        duplicates=duplicates,
+        files=files,
+    )
+
+
 def _count_errors(run_dir: Path) -> int | None:
     path = run_dir / ERRORS_FILE
     if not path.is_file():
@@ -342,4 +475,5 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         n_failed=_count_errors(run),
         plots=_find_plots(run),
         export=_read_export(run, info),
+        downstream=_read_downstream(run, paths, labels),
     )

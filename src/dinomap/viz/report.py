@@ -1,9 +1,11 @@
 """The run report: one offline HTML page per run (``RUN/report.html``).
 
-The page holds the run summary, the metrics of every map, an interactive scatter of every map
-and the static PNG maps. It needs no network: the styles, the script and the point data are
-inline, thumbnails are JPEG sprite sheets in ``RUN/thumbs/`` and the static maps are the PNGs in
-``RUN/plots/`` (or all of it inline as ``data:`` URIs with ``self_contained=True``).
+The page holds the run summary, the metrics of every map, an interactive scatter of every map,
+the static PNG maps and, when the downstream stage has run, its clusters, outliers and duplicates.
+It needs no network: the styles, the script and the point data are inline, thumbnails are JPEG
+sprite sheets in ``RUN/thumbs/`` and the static maps and contact sheets are the PNGs in
+``RUN/plots/`` and ``RUN/downstream/`` (or all of it inline as ``data:`` URIs with
+``self_contained=True``).
 
 Why a small self-written WebGL page rather than Bokeh or Plotly: the whole viewer is ~20 KB of
 inline script instead of a 1-4 MB library bundle per page, it draws 70,000 points in one
@@ -40,7 +42,13 @@ from dinomap.viz._format import (
     fmt_value,
     params_text,
 )
-from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
+from dinomap.viz._run_data import (
+    DownstreamData,
+    RunData,
+    find_key,
+    method_title,
+    read_run_data,
+)
 from dinomap.viz._thumbs import ThumbSheets, make_thumbnail_loader, write_thumb_sheets
 
 __all__ = ["REPORT_FILE", "THUMBS_DIR", "render_report_html", "write_report"]
@@ -52,6 +60,14 @@ THUMBS_DIR = "thumbs"
 NO_LABEL = "(unlabelled)"  # as in the static maps' legends
 UNLABELLED_COLOUR = "#BBBBBB"
 _QMAX = 65534  # quantised coordinates live in [0, 65534]; 65535 marks a point not placed
+
+#: Rows of the outlier table (the full list is in ``downstream/outliers.json``).
+OUTLIER_ROWS = 20
+#: Outlier-score colouring of the map: quantile bins, lowest first, and their colours.
+_OUTLIER_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
+_OUTLIER_BINS = ("lowest 50%", "50–75%", "75–90%", "90–95%", "95–99%", "top 1%")
+_OUTLIER_COLOURS = ("#c6dbef", "#9ecae1", "#fdd49e", "#fc8d59", "#e34a33", "#990000")
+NO_SCORE = "(no score)"
 
 _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("trustworthiness", "Trustworthiness"),
@@ -161,6 +177,40 @@ def _default_point_size(n: int) -> float:
     return 7.0 if n <= 1_000 else 5.0 if n <= 5_000 else 4.0 if n <= 20_000 else 3.0
 
 
+def _outlier_coloring(scores: np.ndarray) -> dict[str, Any] | None:
+    """Quantile bins of the outlier scores as a categorical colouring (empty bins left out),
+    plus the scores themselves (float32) for the tooltip."""
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return None
+    edges = np.quantile(scores[finite], _OUTLIER_QUANTILES)
+    bins = np.searchsorted(edges, scores, side="right")
+    bins[~finite] = len(_OUTLIER_BINS)
+    names: list[str] = []
+    colors: list[str] = []
+    lookup = np.full(len(_OUTLIER_BINS) + 1, -1, dtype=np.int64)
+    for b in range(len(_OUTLIER_BINS) + 1):
+        members = bins == b
+        if not members.any():
+            continue
+        lookup[b] = len(names)
+        if b == len(_OUTLIER_BINS):
+            names.append(NO_SCORE)
+            colors.append(UNLABELLED_COLOUR)
+            continue
+        lo, hi = float(scores[members].min()), float(scores[members].max())
+        names.append(f"{_OUTLIER_BINS[b]} ({fmt_number(lo, 3)}–{fmt_number(hi, 3)})")
+        colors.append(_OUTLIER_COLOURS[b])
+    codes = lookup[bins].astype(_code_dtype(len(names)))
+    return {
+        "names": names,
+        "codes": _b64(codes),
+        "bytes": codes.itemsize,
+        "colors": colors,
+        "scores": _b64(scores.astype(np.float32)),
+    }
+
+
 def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
     n = data.n_points
     methods = []
@@ -197,11 +247,14 @@ def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
             "bytes": codes.itemsize,
             "grey": lookup.get(-1, -1),
         }
+    scores = data.downstream.outlier_scores
+    outliers = _outlier_coloring(scores) if scores is not None and n else None
     return {
         "n": n,
         "methods": methods,
         "labels": labels,
         "clusters": clusters,
+        "outliers": outliers,
         "default_color": "cluster" if clusters and not labels else "label" if labels else "none",
         "paths": _path_table(data.paths),
         "thumbs": thumbs,
@@ -419,6 +472,8 @@ def _map_section(data: RunData) -> str:
         options.append('<option value="label">label</option>')
     if data.clusters is not None:
         options.append('<option value="cluster">cluster</option>')
+    if data.downstream.outlier_scores is not None:
+        options.append('<option value="outlier">outlier score</option>')
     options.append('<option value="none">none</option>')
     watermark = (
         '<div class="dm-watermark" id="dm-watermark">RANDOM-INIT WEIGHTS<br>not a trained map</div>'
@@ -461,6 +516,165 @@ def _plots_section(data: RunData, href: dict[str, str]) -> str:
         else '<p class="dm-empty">No static maps in plots/ yet.</p>'
     )
     return f'<section id="plots"><h2>Static maps</h2>{body}</section>'
+
+
+def _pct(value: Any) -> str:
+    try:
+        return f"{100 * float(value):.1f}%"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _ds_figure(key: str, caption: str, ds: DownstreamData, href: dict[str, str]) -> str:
+    rel = ds.files.get(key)
+    if rel is None:
+        return ""
+    return (
+        f'<figure class="dm-ds-fig" id="fig-{_esc(key.replace("_", "-"))}">'
+        f'<img src="{_esc(href.get(rel, rel))}" alt="{_esc(caption)}" loading="lazy">'
+        f"<figcaption>{_esc(caption)} — <code>{_esc(rel)}</code></figcaption></figure>"
+    )
+
+
+def _ds_block(block_id: str, title: str, card: str, extra: str = "") -> str:
+    return (
+        f'<div class="dm-ds" id="{block_id}"><h3>{_esc(title)}</h3>'
+        f'<div class="dm-ds-body"><div class="dm-card">{card}</div>{extra}</div></div>'
+    )
+
+
+def _clusters_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.clusters
+    if info is None and data.clusters is None and "clusters_sheet" not in ds.files:
+        return ""
+    rows: list[tuple[str, str]] = []
+    if info is not None:
+        n_clusters, noise = info.get("n_clusters"), info.get("noise_fraction")
+        if info.get("method") is not None:
+            rows.append(("method", _esc(info["method"])))
+    elif data.clusters is not None:  # only clusters.parquet: count on the map points
+        n_clusters = int(np.unique(data.clusters[data.clusters >= 0]).size)
+        noise = float(np.mean(data.clusters < 0)) if data.clusters.size else 0.0
+    else:
+        n_clusters = noise = None
+    rows.append(
+        (
+            "clusters",
+            f'<span class="dm-big" id="ds-n-clusters">{_esc(fmt_number(n_clusters))}</span>',
+        )
+    )
+    rows.append(("noise share", f'<span id="ds-noise">{_esc(_pct(noise))}</span>'))
+    if info is not None:
+        for key, title in (("ari", "ARI vs labels"), ("nmi", "NMI vs labels")):
+            if info.get(key) is not None:
+                rows.append((title, f'<span id="ds-{key}">{_esc(fmt_number(info[key], 3))}</span>'))
+        if info.get("ari") is None and info.get("nmi") is None:
+            rows.append(("ARI / NMI", "no labels"))
+        elif info.get("n_labelled") is not None:
+            rows.append(("labelled images", _esc(fmt_number(info["n_labelled"]))))
+        if isinstance(info.get("params"), Mapping):
+            rows.append(("parameters", _esc(params_text(info["params"]))))
+        if info.get("seconds") is not None:
+            rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    else:
+        rows.append(("source", "<code>downstream/clusters.parquet</code> (no clusters.json)"))
+    sheet = _ds_figure("clusters_sheet", "Most typical images of the largest clusters", ds, href)
+    return _ds_block("ds-clusters", "Clusters", _dl(rows), sheet)
+
+
+def _outliers_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.outliers
+    if info is None and "outliers_sheet" not in ds.files:
+        return ""
+    info = info or {}
+    top = [t for t in info.get("top") or [] if isinstance(t, Mapping)]
+    rows: list[tuple[str, str]] = []
+    for key in ("method", "k", "index"):
+        if info.get(key) is not None:
+            rows.append((key, _esc(fmt_value(info[key]))))
+    if info.get("n_samples") is not None:
+        rows.append(("images scored", _esc(fmt_number(info["n_samples"]))))
+    rows.append(("top listed", f'<span id="ds-outliers-top">{len(top)}</span>'))
+    if info.get("seconds") is not None:
+        rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    if "outliers_table" in ds.files:
+        link = _esc(href.get(ds.files["outliers_table"], ds.files["outliers_table"]))
+        rows.append(("all scores", f'<a href="{link}">outliers.parquet</a>'))
+    table = ""
+    if top:
+        body = "".join(
+            f"<tr><td class='num'>{r}</td><td><code>{_esc(t.get('path'))}</code></td>"
+            f"<td>{_esc(t.get('label') if t.get('label') is not None else '—')}</td>"
+            f"<td class='num'>{_esc(fmt_number(t.get('score'), 3))}</td></tr>"
+            for r, t in enumerate(top[:OUTLIER_ROWS], start=1)
+        )
+        more = (
+            f"<p class='dm-methodinfo'>{OUTLIER_ROWS} of the {len(top)} listed in "
+            "<code>downstream/outliers.json</code>.</p>"
+            if len(top) > OUTLIER_ROWS
+            else ""
+        )
+        table = (
+            "<div class='dm-ds-table'><table class='dm-table' id='outliers-table'><thead><tr>"
+            "<th>#</th><th>Path</th><th>Label</th><th>Score</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>{more}</div>"
+        )
+    sheet = _ds_figure("outliers_sheet", "The strangest images, strangest first", ds, href)
+    return _ds_block("ds-outliers", "Outliers", _dl(rows), table + sheet)
+
+
+def _duplicates_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.duplicates
+    if info is None:
+        return ""
+    rows: list[tuple[str, str]] = []
+    for kind, title in (("exact", "exact groups"), ("near", "near-duplicate groups")):
+        groups, images = info.get(f"n_{kind}_groups"), info.get(f"n_{kind}_images")
+        text = f'<span id="ds-{kind}-groups">{_esc(fmt_number(groups))}</span>'
+        if images is not None:
+            text += f' <span class="dm-muted">({_esc(fmt_number(images))} images)</span>'
+        rows.append((title, text))
+    if info.get("threshold") is not None:
+        rows.append(
+            (
+                "cosine threshold",
+                f'<span id="ds-threshold">{_esc(fmt_number(info["threshold"], 3))}</span>',
+            )
+        )
+    for key in ("index", "n_samples"):
+        if info.get(key) is not None:
+            rows.append((key.replace("n_samples", "images searched"), _esc(fmt_value(info[key]))))
+    if info.get("seconds") is not None:
+        rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    if "duplicates_csv" in ds.files:
+        link = _esc(href.get(ds.files["duplicates_csv"], ds.files["duplicates_csv"]))
+        rows.append(("groups", f'<a href="{link}" id="ds-duplicates-csv">duplicates.csv</a>'))
+    return _ds_block("ds-duplicates", "Duplicates", _dl(rows))
+
+
+def _downstream_section(data: RunData, href: dict[str, str]) -> str:
+    """Clusters, outliers and duplicates; empty when the downstream stage has not run."""
+    blocks = [
+        _clusters_block(data, href),
+        _outliers_block(data, href),
+        _duplicates_block(data, href),
+    ]
+    if not any(blocks):
+        return ""
+    ds = data.downstream
+    stamped = data.random_init or any(
+        bool((d or {}).get("random_init")) for d in (ds.clusters, ds.outliers, ds.duplicates)
+    )
+    note = (
+        '<p><span class="dm-badge danger" id="ds-random-init">random-init weights: clusters, '
+        "outliers and duplicates of these embeddings carry no learned meaning</span></p>"
+        if stamped
+        else ""
+    )
+    return f'<section id="downstream"><h2>Downstream</h2>{note}{"".join(blocks)}</section>'
 
 
 def _asset(name: str) -> str:
@@ -508,6 +722,10 @@ def render_report_html(
     for _, rel in data.iter_plots():
         target = data.run_dir / rel
         href[rel] = _data_uri(target, "image/png") if self_contained else _rel(target, base)
+    for key, rel in data.downstream.files.items():
+        target = data.run_dir / rel
+        inline = self_contained and key.endswith("_sheet")  # data files stay links
+        href[rel] = _data_uri(target, "image/png") if inline else _rel(target, base)
     thumbs = None
     if sheets is not None and sheets.files:
         urls = [
@@ -539,8 +757,15 @@ def render_report_html(
         subtitle_parts.append(f"device {data.device_text}")
     if data.random_init:
         subtitle_parts.append("RANDOM-INIT WEIGHTS")
+    downstream = _downstream_section(data, href)
     body = "\n".join(
-        [_summary(data, href), _map_section(data), _metrics_table(data), _plots_section(data, href)]
+        [
+            _summary(data, href),
+            _map_section(data),
+            _metrics_table(data),
+            _plots_section(data, href),
+            downstream,
+        ]
     )
     try:
         from dinomap import __version__
@@ -558,6 +783,7 @@ def render_report_html(
         "<!--@SUBTITLE-->": _esc(" · ".join(str(p) for p in subtitle_parts)),
         "<!--@RANDOM_INIT-->": "true" if data.random_init else "false",
         "<!--@BANNER-->": _banner(data),
+        "<!--@NAV-->": '<a href="#downstream">Downstream</a>' if downstream else "",
         "<!--@BODY-->": body,
         "<!--@FOOTER-->": footer,
         "/*@CSS*/": _asset("report.css"),
@@ -601,7 +827,7 @@ def write_report(
     ----------
     run_dir : path
         The run directory (``run.json``; ``maps.parquet``, ``metrics.json``, ``plots/``,
-        ``errors.csv`` and ``downstream/clusters.parquet`` when present).
+        ``errors.csv`` and the downstream stage's ``downstream/`` files when present).
     out : path, optional
         Where to write the page; ``RUN/report.html`` by default.
     thumbnails : bool

@@ -64,6 +64,8 @@
   }
   if (D.labels) addColoring("label", "Label", D.labels);
   if (D.clusters) addColoring("cluster", "Cluster", D.clusters);
+  if (D.outliers) addColoring("outlier", "Outlier score", D.outliers);
+  var outlierScores = D.outliers && D.outliers.scores ? new Float32Array(bytes(D.outliers.scores).buffer) : null;
   var NONE_COLOR = [31, 119, 180];
 
   /* ---------- methods: compact valid points, spatial grid for hover ---------- */
@@ -265,6 +267,7 @@
     tipLabel.textContent = lab != null ? lab : "";
     var extra = [];
     if (colorings.cluster) extra.push("cluster: " + colorings.cluster.names[colorings.cluster.codes[i]]);
+    if (outlierScores && isFinite(outlierScores[i])) extra.push("outlier score: " + outlierScores[i].toPrecision(3));
     extra.push("point #" + i);
     tipExtra.textContent = extra.join(" \u00b7 ");
     if (TS) {
