@@ -5,6 +5,7 @@ For the same data (built-in Gaussian clusters, or a features file with labels) t
 * dinomap's ``ParametricUMAP`` on every available device (CPU, and CUDA when present), trained on
   the same fuzzy graph, so the times compare training only; plus one full fit (graph included);
 * the ``TSNEApproximator`` on every device, regressing openTSNE coordinates of the same data;
+* umap-learn's (non-parametric) ``UMAP`` as the quality reference;
 * umap-learn's Keras ``ParametricUMAP`` (the original project's call,
   ``ParametricUMAP().fit_transform(X)``) when TensorFlow is installed;
 
@@ -14,6 +15,7 @@ printed last and everything is written as JSON::
 
     nice -n 10 .venv/bin/python benchmarks/bench_parametric.py --n 10000 --out bench_parametric.json
     .venv/bin/python benchmarks/bench_parametric.py --features X.npy --labels y.npy --out r.json
+    .venv/bin/python benchmarks/bench_parametric.py --fashion --out fashion.json
 """
 
 from __future__ import annotations
@@ -78,7 +80,18 @@ def cuda_sync(device: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.features:
+    if args.fashion:
+        import gzip
+
+        import dinomap
+
+        base = Path(dinomap.__file__).parent / "data" / "builtin"
+        with gzip.open(base / "fashion-mnist-demo-images-idx3-ubyte.gz") as fh:
+            X = np.frombuffer(fh.read()[16:], np.uint8).reshape(-1, 784).astype(np.float32) / 255
+        with gzip.open(base / "fashion-mnist-demo-labels-idx1-ubyte.gz") as fh:
+            labels = np.frombuffer(fh.read()[8:], np.uint8).astype(np.int64)
+        source = "built-in Fashion-MNIST demo pixels (2,000 x 784)"
+    elif args.features:
         X = np.load(args.features).astype(np.float32)
         labels = np.load(args.labels) if args.labels else None
         if args.n and args.n < len(X):
@@ -157,6 +170,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "peak_rss_mib": peak_rss_mib(),
         }
     )
+
+    if not args.no_umap:
+        import umap
+
+        t0 = time.perf_counter()
+        Zu = umap.UMAP(random_state=args.seed).fit_transform(X)
+        rows.append(
+            {
+                "method": "umap",
+                "impl": "umap-learn UMAP",
+                "device": "cpu",
+                "graph": "built",
+                "fit_seconds": time.perf_counter() - t0,
+                **quality(X, np.asarray(Zu), labels),
+                "peak_rss_mib": peak_rss_mib(),
+            }
+        )
 
     if importlib.util.find_spec("tensorflow") is not None and not args.no_keras:
         from umap.parametric_umap import ParametricUMAP as KerasParametricUMAP
@@ -264,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-epochs", type=int, default=None, help="parametric UMAP epochs")
     parser.add_argument("--devices", default="", help="comma list; default cpu (+cuda)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fashion", action="store_true", help="built-in Fashion-MNIST pixels")
+    parser.add_argument("--no-umap", action="store_true", help="skip the umap.UMAP reference")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-tsne-nn", action="store_true")
     parser.add_argument("--out", type=Path, help="JSON output file")

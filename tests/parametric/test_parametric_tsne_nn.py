@@ -65,6 +65,7 @@ def test_fit_learns_and_reports_heldout(small: tuple[np.ndarray, np.ndarray]) ->
     # output in the target's units, not standardised ones
     assert abs(Z[:, 0].std() - Y[:, 0].std()) < 0.5 * Y[:, 0].std()
     assert len(approx.history_) == approx.n_epochs_ and "val_loss" in approx.history_[0]
+    assert approx.key_params() == {"hidden": "32", "epochs": approx.n_epochs_}
 
 
 def test_same_seed_identical_other_seed_different(small: tuple[np.ndarray, np.ndarray]) -> None:

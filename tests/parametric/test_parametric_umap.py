@@ -65,6 +65,7 @@ def test_fit_transform_contract(
     assert [h["phase"] for h in p.history_].count("umap") == 3
     assert p.device_ == torch.device("cpu")
     assert Z.std() > 0.1  # not collapsed
+    assert p.key_params() == {"n_neighbors": 15, "min_dist": 0.1, "hidden": "32", "epochs": 3}
 
 
 def test_same_seed_identical(small: tuple[np.ndarray, np.ndarray]) -> None:
@@ -87,6 +88,18 @@ def test_cuda_batch_path_matches_cpu_path(
     monkeypatch.setattr(pumap_module, "_dedup_batches", lambda device: False)
     Z2 = fast(n_epochs=2, init="random").fit_transform(X)
     np.testing.assert_allclose(Z2, Z, rtol=0, atol=1e-3 * np.abs(Z).max())
+
+
+@pytest.mark.slow
+def test_same_seed_identical_with_approximate_neighbours() -> None:
+    """Above 4,096 points the graph comes from pynndescent; a seed still fixes the map."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(8, 16))[np.arange(4500) % 8] + rng.normal(size=(4500, 16))).astype(
+        np.float32
+    )
+    a = fast(n_epochs=1, init="random").fit_transform(X)
+    b = fast(n_epochs=1, init="random").fit_transform(X)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_precomputed_graph_gives_same_map(small: tuple[np.ndarray, np.ndarray]) -> None:

@@ -109,6 +109,18 @@ class NeuralMapper(BaseEstimator):
         self._check_fitted()
         return fold_standardization(self.net_)
 
+    def key_params(self) -> dict[str, Any]:
+        """The parameters worth showing in a plot title or a metrics table."""
+        params = self.get_params(deep=False)
+        out: dict[str, Any] = {}
+        hidden = params.get("hidden")
+        if hidden is not None:
+            out["hidden"] = "-".join(str(h) for h in check_hidden(hidden))
+        epochs = getattr(self, "n_epochs_", None)
+        if epochs is not None:
+            out["epochs"] = int(epochs)
+        return out
+
     # ----------------------------------------------------------------- persistence
     def _extra_config(self) -> dict[str, Any]:
         """Fitted state to write besides the listed attributes (override when needed)."""

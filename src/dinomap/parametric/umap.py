@@ -64,11 +64,19 @@ class MissingDependencyError(DinomapError, ImportError):
     """An optional dependency needed for the requested feature is not installed."""
 
 
-def fuzzy_graph(X: np.ndarray, n_neighbors: int, seed: int, *, verbose: bool = False) -> Any:
+def fuzzy_graph(
+    X: np.ndarray,
+    n_neighbors: int,
+    seed: int,
+    *,
+    deterministic: bool = True,
+    verbose: bool = False,
+) -> Any:
     """Return umap-learn's fuzzy simplicial set of ``X`` as a ``scipy.sparse`` COO matrix.
 
     Neighbours are exact (scikit-learn, chunked, no N x N matrix) up to 4,096 points and come
-    from pynndescent above, as in ``umap.UMAP``.
+    from pynndescent above, as in ``umap.UMAP``. With ``deterministic`` pynndescent runs on one
+    thread (its parallel updates race), as ``umap.UMAP`` does when given a ``random_state``.
     """
     from umap.umap_ import fuzzy_simplicial_set, nearest_neighbors
 
@@ -89,8 +97,11 @@ def fuzzy_graph(X: np.ndarray, n_neighbors: int, seed: int, *, verbose: bool = F
             {},
             False,
             np.random.RandomState(seed % (2**32)),
+            n_jobs=1 if deterministic else -1,
             verbose=verbose,
         )
+        if deterministic:
+            logger.info("nearest neighbours on one thread so that random_state fixes them")
     t1 = time.perf_counter()
     graph, _, _ = fuzzy_simplicial_set(
         X,
@@ -139,7 +150,8 @@ class ParametricUMAP(NeuralMapper):
         ``"pca"`` first fits the encoder to the data's principal components for a few epochs.
     random_state : int, numpy Generator or None, default=None
         Seeds neighbours, initial weights and sampling. With an int, fits on the CPU are
-        identical run after run.
+        identical run after run; above 4,096 points that runs the neighbour search on one
+        thread (as ``umap.UMAP`` does with a seed); ``None`` lets it use every core.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     backend : {"torch", "keras"}, default="torch"
@@ -262,7 +274,13 @@ class ParametricUMAP(NeuralMapper):
 
         t0 = time.perf_counter()
         if graph is None:
-            coo = fuzzy_graph(Xa, n_neighbors, seed, verbose=bool(self.verbose))
+            coo = fuzzy_graph(
+                Xa,
+                n_neighbors,
+                seed,
+                deterministic=self.random_state is not None,
+                verbose=bool(self.verbose),
+            )
         else:
             coo = _check_graph(graph, n)
         self.graph_seconds_ = time.perf_counter() - t0
@@ -357,6 +375,13 @@ class ParametricUMAP(NeuralMapper):
             device,
         )
         return self
+
+    def key_params(self) -> dict[str, Any]:
+        """The parameters worth showing in a plot title or a metrics table."""
+        out = {"n_neighbors": self.n_neighbors, "min_dist": self.min_dist}
+        if self.backend != "torch":
+            return {**out, "backend": self.backend}
+        return {**out, **super().key_params()}
 
     def _pretrain(
         self,
