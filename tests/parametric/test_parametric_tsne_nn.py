@@ -171,7 +171,6 @@ def test_knn_agreement_detects_scrambling() -> None:
     assert knn_agreement(A, rng.permutation(A)) < 0.2
 
 
-@pytest.mark.slow
 def test_imitates_tsne_on_heldout_points(blobs: tuple[np.ndarray, np.ndarray]) -> None:
     from openTSNE import TSNE
     from sklearn.decomposition import PCA

@@ -264,6 +264,9 @@ class ParametricUMAP(NeuralMapper):
             raise InvalidParameterError(
                 f"n_neighbors must be smaller than the number of samples ({n}); got {n_neighbors}."
             )
+        # A refit with the other backend must not leave the previous model answering.
+        for stale in ("keras_model_", "net_"):
+            self.__dict__.pop(stale, None)
         if backend == "keras":
             return self._fit_keras(Xa, start)
 
