@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from dinomap.embed.extract import PRECISIONS, EmbedConfig
@@ -108,8 +109,9 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
     ).validate()
 
 
-def banner(lines: list[str]) -> None:
-    """Print a loud, framed warning to stderr."""
+def banner(lines: list[str], max_width: int = 96) -> None:
+    """Print a loud, framed warning to stderr (long lines wrapped to ``max_width``)."""
+    lines = [part for line in lines for part in textwrap.wrap(line, max_width - 4) or [""]]
     width = max(len(line) for line in lines) + 4
     print("!" * width, file=sys.stderr)
     for line in lines:

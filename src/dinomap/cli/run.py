@@ -143,7 +143,7 @@ def _demo(args: argparse.Namespace) -> int:
             banner([
                 "PRETRAINED WEIGHTS UNAVAILABLE - THE DEMO FALLS BACK TO RANDOM-INIT WEIGHTS.",
                 *RANDOM_INIT_BANNER,
-                "Reason: " + str(exc).split(". ")[0][:150],
+                "Reason: " + str(exc).split(". Download")[0],
             ])  # fmt: skip
             cfg = replace(cfg, random_init=True)
     elif cfg.random_init:
