@@ -104,11 +104,14 @@ class VerificationReport:
         }
 
     def summary(self) -> str:
-        """One line per model: name, format, PASS/FAIL (WARN for a diagnostic), max abs diff."""
+        """One line per model: name, format, PASS/FAIL (WARN for a diagnostic, WAIVED for a
+        random-init mapper), max abs diff."""
         lines = []
         for m in self.models + self.diagnostics:
             diagnostic = m in self.diagnostics
             status = "PASS" if m.get("passed") else ("WARN" if diagnostic else "FAIL")
+            if not m.get("passed") and m.get("waived"):
+                status = "WAIVED"
             diff = m.get("max_abs_diff")
             text = f"{diff:.2e}" if isinstance(diff, float) else "n/a"
             extra = f"  ({m['error']})" if m.get("error") else ""
