@@ -18,6 +18,24 @@ mappers, as ``dinomap map`` does (``total_seconds`` includes the imports and UMA
 Input: a built-in generator of clustered embeddings (``--n``, ``--dim``, ``--clusters``) or any
 features file with labels (``--features X.npy --labels y.npy``). Writes one JSON document.
 
+Results on the shared 2-core, 24 GiB machine (load average 3-9 from other jobs, so timings swing
+by 2x; synthetic 10 clusters x 384-d, ``--intrinsic 8``), 2026-11-26:
+
+=====================  =========  =========  ===============  ===========================
+70,000 x 384           fit (s)    peak MiB   trustworthiness  note
+=====================  =========  =========  ===============  ===========================
+dinomap t-SNE          157        +702       0.9846           FFT, 1 thread, 250+750 it.
+sklearn TSNE (PCA-50)  873        +494       0.9842           5.6x slower
+dinomap UMAP           34         +539       0.9603           + 46 s numba compile
+umap.UMAP()            52         +700       0.9603           + 50 s numba compile
+pipeline pca,tsne,umap 304 total  2,195 RSS  -                metrics, plots, mappers;
+                                                              UMAP compile hidden (0 s wait)
+=====================  =========  =========  ===============  ===========================
+
+("+" = peak resident memory above the data and imported libraries.) Keras ParametricUMAP was
+skipped (no TensorFlow installed); the neural mappers are benchmarked by their own run of this
+script (``--methods parametric_umap,tsne_nn``).
+
 Usage::
 
     nice -n 10 python benchmarks/bench_maps.py --n 10000 --out benchmarks/results/bench_maps_10k.json
