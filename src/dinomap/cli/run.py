@@ -44,6 +44,13 @@ def run_pipeline(
     """Embed, map, export and report; return what each stage wrote and how long it took."""
     out = Path(out)
     stages: dict[str, Any] = {}
+    if "umap" in methods and config.device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():  # idle CPU cores while the GPU embeds: compile UMAP now
+            from dinomap.reduce.umap import start_warm_up
+
+            start_warm_up()
     t0 = time.perf_counter()
     res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,
                 progress=False if quiet else None)  # fmt: skip
