@@ -214,6 +214,55 @@ def _build(name: str, params: Mapping[str, Any], random_state: Any, n_jobs: int 
     return get_reducer(name, **kwargs)
 
 
+#: Share of the points held out of parametric UMAP's training to measure its agreement with UMAP.
+PARAMETRIC_HELDOUT_FRACTION = 0.1
+
+
+def _knn_agreement(
+    ref: np.ndarray, Y: np.ndarray, train: np.ndarray, held: np.ndarray, k: int = 10
+) -> float:
+    """Share of each held-out point's ``k`` nearest training points in map ``ref`` that are also
+    among its ``k`` nearest training points in map ``Y`` (neighbour searches, no N x N)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(train))
+    a = NearestNeighbors(n_neighbors=k).fit(ref[train]).kneighbors(ref[held], return_distance=False)
+    b = NearestNeighbors(n_neighbors=k).fit(Y[train]).kneighbors(Y[held], return_distance=False)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
+
+
+def _fit_parametric_umap_with_holdout(
+    mapper: Any,
+    X: np.ndarray,
+    umap_mapper: Any,
+    umap_coords: np.ndarray,
+    same_graph: bool,
+    random_state: Any,
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Fit parametric UMAP on 90% of the points, place the other 10% with its encoder (as new
+    points), and measure how well they agree with the UMAP map it imitates. Below 100 points
+    everything is used for training and no agreement is reported."""
+    n = len(X)
+    graph = umap_mapper.graph_ if same_graph else None
+    if n < 100:
+        mapper.fit(X, graph=graph)
+        return mapper.transform(X), None
+    seed = random_state if isinstance(random_state, int) else 0
+    perm = np.random.default_rng(seed).permutation(n)
+    n_held = max(10, round(n * PARAMETRIC_HELDOUT_FRACTION))
+    held, train = np.sort(perm[:n_held]), np.sort(perm[n_held:])
+    sub_graph = graph.tocsr()[train][:, train] if graph is not None else None
+    mapper.fit(X[train], graph=sub_graph)
+    Y = mapper.transform(X)
+    info = {
+        "reference": "umap",
+        "n_heldout": int(n_held),
+        "knn_agreement": _knn_agreement(umap_coords, Y, train, held),
+        "k": 10,
+    }
+    return Y, info
+
+
 def _agreement(mapper: Any) -> tuple[float | None, dict[str, Any] | None]:
     """Held-out agreement of a neural mapper with the map it imitates, when it reports one."""
     held = getattr(mapper, "heldout_metrics_", None)
@@ -436,10 +485,14 @@ def make_maps(
             warm_thread.join()
             waited = time.perf_counter() - t_wait
         t0 = time.perf_counter()
+        held_info: dict[str, Any] | None = None
         if spec.needs_target:
             Y = mapper.fit(X, coords[spec.needs_target]).transform(X)
-        elif name == "parametric_umap" and "umap" in mappers and _same_graph(mappers, "umap", name):
-            Y = mapper.fit(X, graph=mappers["umap"].graph_).transform(X)
+        elif name == "parametric_umap" and "umap" in coords:
+            Y, held_info = _fit_parametric_umap_with_holdout(
+                mapper, X, mappers["umap"], coords["umap"], _same_graph(mappers, "umap", name),
+                random_state,
+            )  # fmt: skip
         else:
             Y = mapper.fit_transform(X)
         fit_seconds = time.perf_counter() - t0
@@ -459,7 +512,10 @@ def make_maps(
             entry["metrics_seconds"] = time.perf_counter() - t1
         else:
             entry.update(trustworthiness=None, knn_preservation=None, knn_accuracy=None)
-        if name in _NEURAL:
+        if held_info is not None:
+            entry["agreement"] = held_info["knn_agreement"]
+            entry["heldout"] = held_info
+        elif name in _NEURAL:
             agreement, held = _agreement(mapper)
             entry["agreement"] = agreement
             if held is not None:
