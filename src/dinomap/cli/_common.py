@@ -11,7 +11,13 @@ from dinomap.embed.extract import PRECISIONS, EmbedConfig
 from dinomap.embed.models import DEFAULT_MODEL, MODEL_ALIASES
 from dinomap.exceptions import InvalidParameterError
 
-__all__ = ["add_model_arguments", "banner", "embed_config_from_args", "parse_model_args"]
+__all__ = [
+    "add_model_arguments",
+    "add_model_choice_arguments",
+    "banner",
+    "embed_config_from_args",
+    "parse_model_args",
+]
 
 
 def _size_or_none(text: str) -> int | None:
@@ -26,24 +32,31 @@ def _size_or_none(text: str) -> int | None:
     return value
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --weights, --random-init, --seed, --model-arg, sizes, device and precision."""
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--model", default=DEFAULT_MODEL,
-        help=f"alias ({', '.join(MODEL_ALIASES)}) or any timm model name (default: %(default)s)",
+def add_model_choice_arguments(
+    group: argparse._ArgumentGroup, model_default: str | None = DEFAULT_MODEL
+) -> None:
+    """--model, --weights | --random-init, --seed and --model-arg, into ``group``."""
+    default = model_default or DEFAULT_MODEL
+    group.add_argument(
+        "--model", default=model_default,
+        help=f"alias ({', '.join(MODEL_ALIASES)}) or any timm model name (default: {default})",
     )  # fmt: skip
-    w = g.add_mutually_exclusive_group()
+    w = group.add_mutually_exclusive_group()
     w.add_argument("--weights", metavar="FILE", help="local .safetensors/.pth state dict (strict)")
     w.add_argument(
         "--random-init", action="store_true",
         help="untrained, seeded weights (explicit; every output is stamped as random-init)",
     )  # fmt: skip
-    g.add_argument("--seed", type=int, default=0, help="seed of --random-init (default: 0)")
-    g.add_argument(
+    group.add_argument("--seed", type=int, default=0, help="seed of --random-init (default: 0)")
+    group.add_argument(
         "--model-arg", action="append", default=[], metavar="KEY=VALUE",
         help="extra timm.create_model argument, repeatable (e.g. depth=2 for a tiny test model)",
     )  # fmt: skip
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --random-init, --seed, --model-arg, sizes, device and precision."""
+    add_model_choice_arguments(parser.add_argument_group("model"))
     p = parser.add_argument_group("preprocessing and device")
     p.add_argument(
         "--source-size", type=_size_or_none, default=32, metavar="N|none",
@@ -59,8 +72,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=2048,
         help="images per Parquet shard; a crash loses at most one (default: 2048)",
     )
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model for a fixed batch shape (default: on CUDA only)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the model for a fixed batch shape (default: on CUDA only)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     p.add_argument(
         "--precision",

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dinomap.cli._common import RANDOM_INIT_BANNER, banner, parse_model_args
-from dinomap.embed.models import DEFAULT_MODEL, MODEL_ALIASES
+from dinomap.cli._common import (
+    RANDOM_INIT_BANNER,
+    add_model_choice_arguments,
+    banner,
+    parse_model_args,
+)
+from dinomap.embed.models import DEFAULT_MODEL
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = ["register"]
@@ -53,21 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size (64)")
     p.add_argument("--no-mappers", action="store_true", help="skip the run's 2-D mappers")
     g = p.add_argument_group("model (without RUN_DIR)")
-    g.add_argument(
-        "--model",
-        help=f"alias ({', '.join(MODEL_ALIASES)}) or timm name (default: {DEFAULT_MODEL})",
-    )
-    w = g.add_mutually_exclusive_group()
-    w.add_argument("--weights", metavar="FILE", help="local .safetensors/.pth state dict (strict)")
-    w.add_argument(
-        "--random-init", action="store_true",
-        help="untrained, seeded weights (the repository is stamped as random-init)",
-    )  # fmt: skip
-    g.add_argument("--seed", type=int, default=0, help="seed of --random-init (default: 0)")
-    g.add_argument(
-        "--model-arg", action="append", default=[], metavar="KEY=VALUE",
-        help="extra timm.create_model argument, repeatable (e.g. depth=2)",
-    )  # fmt: skip
+    add_model_choice_arguments(g, model_default=None)
     g.add_argument(
         "--source-size", type=_source_size, default=32, metavar="N|none",
         help="bottleneck size of the raw-pixel pipeline (default: 32)",
