@@ -97,7 +97,7 @@ def test_rerun_embeds_only_missing_and_changed(image_folder: Path, tmp_path: Pat
     third = embed(image_folder, out, CFG)
     assert third.n_embedded == 3  # two new files + one changed
     after = load_embeddings(out)
-    assert len(after) == 10
+    assert len(after) == 10 and third.info["counts"]["stored"] == 10
     i = after.paths.index(str(changed.resolve()))
     j = before.paths.index(str(changed.resolve()))
     assert after.sha256[i] != before.sha256[j]

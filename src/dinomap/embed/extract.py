@@ -538,7 +538,7 @@ def embed(
         for fut in writes:
             fut.result()  # a failed write (disk full...) is an error, not a silent loss
         t_embed = time.perf_counter() - t0
-        n_stored = len(stored_keys(run_dir))
+        n_stored = len({path for path, _ in stored_keys(run_dir)})  # a changed file counts once
         write_errors(run_dir, errors)
         info["status"] = status
         info["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
