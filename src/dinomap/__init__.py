@@ -1,4 +1,9 @@
-"""dinomap: DINOv2 embeddings of any image collection, 2-D maps and what embeddings are for."""
+"""dinomap: DINOv2 embeddings of any image collection, 2-D maps and what embeddings are for.
+
+>>> import dinomap
+>>> res = dinomap.embed_images("IMAGES/", "runs/x")  # doctest: +SKIP
+>>> maps = dinomap.make_maps("runs/x")  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from dinomap.downstream import (
     project_images,
     search_similar,
 )
+from dinomap.embed import EmbedConfig, EmbedResult
+from dinomap.embed import embed as embed_images
 from dinomap.exceptions import (
     ConfigMismatchError,
     DinomapError,
@@ -35,6 +42,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "ConfigMismatchError",
     "DinomapError",
+    "EmbedConfig",
+    "EmbedResult",
     "Embeddings",
     "ExportResult",
     "InvalidParameterError",
@@ -46,6 +55,7 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "cluster_images",
+    "embed_images",
     "export_encoder",
     "export_models",
     "export_run",

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dinomap import __version__
 from dinomap._validation import check_choice, check_positive_int
 from dinomap.data.decode import DecodeError, resize_rgb
 from dinomap.data.sources import ImageSource, Item, open_source
@@ -297,11 +296,17 @@ def _iter_batches(
             yield feats.cpu().numpy(), meta, errors
 
 
+def _dinomap_version() -> str:
+    from dinomap import __version__  # at call time: dinomap/__init__ imports this module
+
+    return __version__
+
+
 def _versions() -> dict[str, str]:
     import timm
 
     return {
-        "dinomap": __version__,
+        "dinomap": _dinomap_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -445,7 +450,7 @@ def embed(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
-        "dinomap_version": __version__,
+        "dinomap_version": _dinomap_version(),
         "created": (previous or {}).get("created", datetime.now(UTC).isoformat(timespec="seconds")),
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": "running",
