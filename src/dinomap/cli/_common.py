@@ -17,10 +17,12 @@ __all__ = [
     "banner",
     "embed_config_from_args",
     "parse_model_args",
+    "size_or_none",
 ]
 
 
-def _size_or_none(text: str) -> int | None:
+def size_or_none(text: str) -> int | None:
+    """argparse type: a positive size, or None for 'none'/'off'/'0'."""
     if text.lower() in {"none", "off", "0"}:
         return None
     try:
@@ -59,7 +61,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_choice_arguments(parser.add_argument_group("model"))
     p = parser.add_argument_group("preprocessing and device")
     p.add_argument(
-        "--source-size", type=_size_or_none, default=32, metavar="N|none",
+        "--source-size", type=size_or_none, default=32, metavar="N|none",
         help="resize every image to NxN first, as the original pipeline did (default: 32); "
         "'none' keeps the original resolution",
     )  # fmt: skip

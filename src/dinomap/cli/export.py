@@ -10,23 +10,12 @@ from dinomap.cli._common import (
     add_model_choice_arguments,
     banner,
     parse_model_args,
+    size_or_none,
 )
 from dinomap.embed.models import DEFAULT_MODEL
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = ["register"]
-
-
-def _source_size(text: str) -> int:
-    if text.lower() in {"none", "off", "0"}:
-        return 0
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
@@ -60,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     g = p.add_argument_group("model (without RUN_DIR)")
     add_model_choice_arguments(g, model_default=None)
     g.add_argument(
-        "--source-size", type=_source_size, default=32, metavar="N|none",
+        "--source-size", type=size_or_none, default=32, metavar="N|none",
         help="bottleneck size of the raw-pixel pipeline (default: 32)",
     )  # fmt: skip
     g.add_argument("--input-size", type=int, default=224, help="model input size (default: 224)")
@@ -101,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         if encoder.weights.random_init and not args.quiet:
             banner(RANDOM_INIT_BANNER)
-        result = export_encoder(args.out, encoder, source_size=args.source_size, **common)
+        result = export_encoder(args.out, encoder, source_size=args.source_size or 0, **common)
     if not args.quiet:
         print(f"exported {len(result.models)} model(s) to {result.repository}")
         for m in result.models:
