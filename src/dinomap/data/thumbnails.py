@@ -66,12 +66,34 @@ def image_loader(run_info: Mapping[str, Any]) -> Callable[[str], np.ndarray | No
     return load
 
 
-def load_thumbnail(
-    path: str, run_info: Mapping[str, Any], size: int = 64
-) -> np.ndarray | None:
+def load_thumbnail(path: str, run_info: Mapping[str, Any], size: int = 64) -> np.ndarray | None:
     """The image at ``path`` of a run as an RGB uint8 ``size`` x ``size`` thumbnail, or None."""
     img = image_loader(run_info)(path)
     if img is None:
         return None
     interp = cv2.INTER_AREA if max(img.shape[:2]) > size else cv2.INTER_NEAREST
     return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def letterbox(
+    img: np.ndarray,
+    size: int,
+    background: int | tuple[int, int, int] = 255,
+    upscale: int = cv2.INTER_NEAREST,
+) -> np.ndarray:
+    """Fit a 3-channel (or grey, or 4-channel) uint8 image into a ``size`` x ``size`` tile,
+    keeping its aspect ratio and centring it on ``background``. Channel order is kept (RGB stays
+    RGB, BGR stays BGR); alpha is dropped. Shrinks with INTER_AREA, enlarges with ``upscale``."""
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    scale = size / max(h, w, 1)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else upscale)
+    tile = np.full((size, size, 3), background, dtype=np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    tile[top : top + nh, left : left + nw] = small
+    return tile

@@ -34,19 +34,9 @@ _HIGHLIGHT = (0, 140, 255)  # BGR orange
 
 def _letterbox(img: np.ndarray, size: int) -> np.ndarray:
     """Fit a BGR (or grey) image into a ``size x size`` white tile, keeping its aspect."""
-    import cv2
+    from dinomap.data.thumbnails import letterbox
 
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    h, w = img.shape[:2]
-    scale = size / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
-    small = cv2.resize(img, (new_w, new_h), interpolation=interp)
-    tile = np.full((size, size, 3), _BG, dtype=np.uint8)
-    y0, x0 = (size - new_h) // 2, (size - new_w) // 2
-    tile[y0 : y0 + new_h, x0 : x0 + new_w] = small
-    return tile
+    return letterbox(img, size, background=_BG)
 
 
 def read_thumbnail(path: str, size: int) -> np.ndarray | None:

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dinomap.data.thumbnails import letterbox
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["ThumbSheets", "make_thumbnail_loader", "write_thumb_sheets"]
@@ -67,20 +68,7 @@ class ThumbSheets:
 
 def _fit_square(img: np.ndarray, size: int) -> np.ndarray:
     """Letterbox an RGB (or gray) uint8 image into a ``size`` x ``size`` RGB tile."""
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    h, w = img.shape[:2]
-    scale = size / max(h, w, 1)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(img, (nw, nh), interpolation=interp)
-    tile = np.full((size, size, 3), _BACKGROUND, dtype=np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    tile[top : top + nh, left : left + nw] = small
-    return tile
+    return letterbox(img, size, background=_BACKGROUND, upscale=cv2.INTER_LINEAR)
 
 
 def _placeholder(size: int) -> np.ndarray:
