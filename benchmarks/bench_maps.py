@@ -114,11 +114,14 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     # Import what the measurement needs first, so peak_rss_over_base_mb is the work's own memory.
     import dinomap.maps
     import dinomap.metrics
+    from dinomap._umap import import_parametric_umap, import_umap
 
     if kind == "peer" and name == "sklearn_tsne":
         import sklearn.manifold  # noqa: F401
-    if (kind == "peer" and name.endswith("umap")) or name in ("umap", "parametric_umap"):
-        import umap
+    if kind == "peer" and name == "keras_parametric_umap":
+        import_parametric_umap()  # TensorFlow, with triton loaded first (see dinomap._umap)
+    elif (kind == "peer" and name.endswith("umap")) or name in ("umap", "parametric_umap"):
+        import_umap()  # without TensorFlow, as dinomap imports it
     if name in ("parametric_umap", "tsne_nn"):
         import dinomap.parametric  # noqa: F401
     base_rss = _rss_mb()
@@ -177,8 +180,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             result["fit_seconds"] = time.perf_counter() - t0
             result["call"] = "TSNE(n_components=2).fit_transform(PCA(50).fit_transform(X))"
         elif name == "umap_learn":
-            import umap
-
+            umap = import_umap()
             if X.shape[0] > 4096:
                 result["numba_compile_seconds"] = _umap_compile(seeded=seed is not None)
             t0 = time.perf_counter()
@@ -186,8 +188,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             result["fit_seconds"] = time.perf_counter() - t0
             result["call"] = "umap.UMAP(random_state=seed).fit_transform(X)"
         elif name == "keras_parametric_umap":
-            from umap.parametric_umap import ParametricUMAP
-
+            ParametricUMAP = import_parametric_umap().ParametricUMAP
             t0 = time.perf_counter()
             Y = ParametricUMAP(random_state=seed).fit_transform(X)
             result["fit_seconds"] = time.perf_counter() - t0

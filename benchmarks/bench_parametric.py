@@ -37,6 +37,7 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
+from dinomap._umap import import_parametric_umap, import_umap
 from dinomap.parametric import ParametricUMAP, TSNEApproximator
 from dinomap.parametric.train import seed_from_random_state
 from dinomap.parametric.umap import fuzzy_graph
@@ -172,8 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     if not args.no_umap:
-        import umap
-
+        umap = import_umap()
         t0 = time.perf_counter()
         Zu = umap.UMAP(random_state=args.seed).fit_transform(X)
         rows.append(
@@ -189,8 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     if importlib.util.find_spec("tensorflow") is not None and not args.no_keras:
-        from umap.parametric_umap import ParametricUMAP as KerasParametricUMAP
-
+        KerasParametricUMAP = import_parametric_umap().ParametricUMAP
         t0 = time.perf_counter()
         Zk = np.asarray(KerasParametricUMAP(random_state=args.seed).fit_transform(X))
         rows.append(

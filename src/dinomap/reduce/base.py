@@ -177,6 +177,10 @@ class Reducer(BaseEstimator):
         return out
 
     @classmethod
+    def _before_unpickle(cls) -> None:
+        """Import what the pickled state needs in a particular way (a hook; nothing here)."""
+
+    @classmethod
     def load(cls: type[R], directory: str | os.PathLike[str]) -> R:
         """Restore a reducer written by :meth:`save`, ready to ``transform``."""
         config = read_mapper_config(directory)
@@ -194,6 +198,7 @@ class Reducer(BaseEstimator):
         if not state_file.is_file():
             raise DinomapError(f"{state_file} is missing; the saved reducer is incomplete.")
         reducer = cls(**config["params"])
+        cls._before_unpickle()
         with state_file.open("rb") as fh:
             state = pickle.load(fh)
         reducer._set_state(state)

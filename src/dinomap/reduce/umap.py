@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dinomap._umap import import_umap
 from dinomap._validation import check_positive_int
 from dinomap.exceptions import InvalidParameterError
 from dinomap.reduce.base import Reducer
@@ -95,6 +96,10 @@ class UMAPReducer(Reducer):
         self.random_state = random_state
         self.verbose = verbose
 
+    @classmethod
+    def _before_unpickle(cls) -> None:
+        import_umap()  # the pickle names umap.umap_; keep TensorFlow out of that import
+
     def key_params(self) -> dict[str, Any]:
         return {"n_neighbors": self.n_neighbors, "min_dist": self.min_dist}
 
@@ -124,8 +129,7 @@ class UMAPReducer(Reducer):
         n_components = check_positive_int("n_components", self.n_components)
         if not build:
             return None
-        import umap
-
+        umap = import_umap()
         return umap.UMAP(
             n_components=n_components,
             n_neighbors=n_neighbors,
