@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinomap._umap import import_parametric_umap, import_umap
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import (
@@ -58,6 +59,7 @@ KERAS_HINT = 'pip install "dinomap[keras]"'
 EXACT_KNN_MAX = 4096
 INIT_STEPS = 100
 AUTO_STEPS = 500
+KERAS_ENCODER = "encoder.keras"
 
 
 class MissingDependencyError(DinomapError, ImportError):
@@ -78,6 +80,7 @@ def fuzzy_graph(
     from pynndescent above, as in ``umap.UMAP``. With ``deterministic`` pynndescent runs on one
     thread (its parallel updates race), as ``umap.UMAP`` does when given a ``random_state``.
     """
+    import_umap()
     from umap.umap_ import fuzzy_simplicial_set, nearest_neighbors
 
     n = X.shape[0]
@@ -157,7 +160,8 @@ class ParametricUMAP(NeuralMapper):
     backend : {"torch", "keras"}, default="torch"
         ``"keras"`` wraps ``umap.parametric_umap.ParametricUMAP`` (needs TensorFlow:
         ``pip install "dinomap[keras]"``); it ignores ``hidden``, ``learning_rate``, ``init``
-        and ``device``, and has no ``to_torch_module``.
+        and ``device``, caps ``batch_size`` at a tenth of the points (umap-learn's loop would
+        not end otherwise), and has no ``to_torch_module``.
     verbose : bool, default=False
         Show progress bars.
 
@@ -287,6 +291,7 @@ class ParametricUMAP(NeuralMapper):
         else:
             coo = _check_graph(graph, n)
         self.graph_seconds_ = time.perf_counter() - t0
+        import_umap()
         from umap.umap_ import find_ab_params
 
         a, b = (float(v) for v in find_ab_params(1.0, min_dist))
@@ -448,13 +453,17 @@ class ParametricUMAP(NeuralMapper):
 
     # ----------------------------------------------------------------- keras backend
     def _fit_keras(self, Xa: np.ndarray, start: float) -> ParametricUMAP:
-        pumap_cls = _keras_class()
+        pumap_cls = _keras_module().ParametricUMAP
+        n = int(Xa.shape[0])
         kwargs: dict[str, Any] = {
             "n_components": self.n_components,
             "n_neighbors": self.n_neighbors,
             "min_dist": self.min_dist,
             "negative_sample_rate": self.negative_sample_rate,
-            "batch_size": self.batch_size,
+            # umap-learn runs len(edges) / batch_size / 10 steps per Keras epoch on an endless
+            # edge stream: a batch above a tenth of the points can make that 0, which Keras
+            # takes as "no limit" and never stops. Each point has at least one edge.
+            "batch_size": min(check_positive_int("batch_size", self.batch_size), max(1, n // 10)),
             "verbose": bool(self.verbose),
         }
         if self.n_epochs is not None:
@@ -473,7 +482,12 @@ class ParametricUMAP(NeuralMapper):
             return super().save(directory)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.keras_model_.save(str(out / "keras"), verbose=False)
+        # Only the encoder: it is all that transform needs, and umap-learn's own save fails
+        # under Keras 3 (its training model cannot be serialised).
+        (out / "keras").mkdir(exist_ok=True)
+        partial = out / "keras" / "encoder.partial.keras"
+        self.keras_model_.encoder.save(str(partial))
+        os.replace(partial, out / "keras" / KERAS_ENCODER)
         params = self.get_params(deep=False)
         if not isinstance(params.get("random_state"), int | None):
             params["random_state"] = None
@@ -496,28 +510,38 @@ class ParametricUMAP(NeuralMapper):
         config = read_config(directory)
         if config.get("backend") != "keras":
             return super().load(directory, device=device)
-        _keras_class()
-        from umap.parametric_umap import load_ParametricUMAP
+        _keras_module()
+        import keras
 
         params = dict(config["params"])
         params["hidden"] = tuple(params["hidden"])
         mapper = cls(**params)
-        mapper.keras_model_ = load_ParametricUMAP(str(Path(directory) / "keras"), verbose=False)
+        encoder = keras.models.load_model(str(Path(directory) / "keras" / KERAS_ENCODER))
+        mapper.keras_model_ = _KerasEncoder(encoder, int(params["batch_size"]))
         mapper.n_features_in_ = int(config["fitted"]["n_features_in_"])
         return mapper
 
     load.__func__.__doc__ = NeuralMapper.load.__doc__  # type: ignore[attr-defined]
 
 
-def _keras_class() -> Any:
+class _KerasEncoder:
+    """A reloaded Keras encoder, with the ``encoder`` / ``transform`` of umap-learn's class."""
+
+    def __init__(self, encoder: Any, batch_size: int) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.encoder.predict(X, batch_size=self.batch_size, verbose=0))
+
+
+def _keras_module() -> Any:
     if importlib.util.find_spec("tensorflow") is None:
         raise MissingDependencyError(
             "backend='keras' needs TensorFlow, which is not installed. "
             f'Install it with {KERAS_HINT}, or use backend="torch" (the default).'
         )
-    from umap.parametric_umap import ParametricUMAP as KerasParametricUMAP
-
-    return KerasParametricUMAP
+    return import_parametric_umap()
 
 
 def _dedup_batches(device: torch.device) -> bool:
