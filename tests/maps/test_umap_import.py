@@ -17,11 +17,14 @@ import pytest
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 
 
-def _run(code: str) -> subprocess.CompletedProcess[str]:
+def _check(code: str, last_line: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must exit 0 and print ``last_line`` last."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith(last_line)
 
 
 def test_plain_umap_keeps_tensorflow_out_and_torch_dynamo_imports_after() -> None:
@@ -37,9 +40,7 @@ def test_plain_umap_keeps_tensorflow_out_and_torch_dynamo_imports_after() -> Non
         "assert 'umap.parametric_umap' not in sys.modules or sys.modules['umap.parametric_umap']\n"
         "print('ok')\n"
     )
-    proc = _run(code)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
+    _check(code, "ok")
 
 
 def test_saved_umap_reloads_without_tensorflow(tmp_path) -> None:
@@ -56,9 +57,7 @@ def test_saved_umap_reloads_without_tensorflow(tmp_path) -> None:
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
         "print(r.transform(np.zeros((2, 5), np.float32)).shape)\n"
     )
-    proc = _run(code)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("(2, 2)")
+    _check(code, "(2, 2)")
 
 
 @pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed (extra [keras])")
@@ -71,6 +70,4 @@ def test_keras_module_then_torch_dynamo_does_not_crash() -> None:
         "import torch._dynamo, torchvision\n"
         "print(m.ParametricUMAP.__name__)\n"
     )
-    proc = _run(code)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ParametricUMAP")
+    _check(code, "ParametricUMAP")
