@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ TINY_CLI_ARGS = ["--random-init", "--model-arg", "depth=1", "--model-arg", "embe
                  "--model-arg", "num_heads=2"]  # fmt: skip
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from the tests
+# converted models (OpenVINO) go to a throw-away cache, not the user's ~/.cache
+os.environ.setdefault("DINOMAP_CACHE_DIR", tempfile.mkdtemp(prefix="dinomap-test-cache-"))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from typing import Any
 
-from dinomap.embed.extract import PRECISIONS, EmbedConfig
+from dinomap.embed.extract import PRECISIONS, RUNTIMES, EmbedConfig
 from dinomap.embed.models import DEFAULT_MODEL, MODEL_ALIASES
 from dinomap.exceptions import InvalidParameterError
 
@@ -80,6 +80,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="torch.compile the model for a fixed batch shape (default: on CUDA only)",
     )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the model: auto = OpenVINO for CPU runs in fp32 of >= 256 images when "
+        "installed (same output, ~1.35x faster here), PyTorch otherwise",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     p.add_argument(
         "--precision",
@@ -125,6 +132,7 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
         compile=args.compile,
         device=args.device,
         precision=args.precision,
+        runtime=args.runtime,
     ).validate()
 
 

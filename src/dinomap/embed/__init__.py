@@ -2,6 +2,7 @@
 
 from dinomap.embed.extract import (
     PRECISIONS,
+    RUNTIMES,
     EmbedConfig,
     EmbedResult,
     embed,
@@ -9,6 +10,7 @@ from dinomap.embed.extract import (
     encoder_from_run,
     resolve_device,
     resolve_precision,
+    resolve_runtime,
 )
 from dinomap.embed.models import (
     DEFAULT_MODEL,
@@ -25,6 +27,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODEL_ALIASES",
     "PRECISIONS",
+    "RUNTIMES",
     "EmbedConfig",
     "EmbedResult",
     "FeatureExtractor",
@@ -38,4 +41,5 @@ __all__ = [
     "resolve_device",
     "resolve_model_name",
     "resolve_precision",
+    "resolve_runtime",
 ]

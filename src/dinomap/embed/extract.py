@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from dinomap._validation import check_choice, check_positive_int
 from dinomap.data.decode import DecodeError, resize_rgb
 from dinomap.data.sources import ImageSource, Item, open_source
+from dinomap.embed import ov_runtime
 from dinomap.embed.models import (
     DEFAULT_MODEL,
     LoadedModel,
@@ -63,11 +64,16 @@ __all__ = [
     "encoder_from_run",
     "resolve_device",
     "resolve_precision",
+    "resolve_runtime",
 ]
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUNTIMES = ("auto", "torch", "openvino")
+#: ``runtime="auto"`` runs the model with OpenVINO (when installed) for CPU runs in fp32 of at
+#: least this many images: converting takes ~3 s, and OpenVINO saves ~25 ms per image here.
+OPENVINO_MIN_IMAGES = 256
 #: ``compile=None`` compiles on CUDA from this many images on: below it, the one-off compile
 #: (tens of seconds) costs more than it saves. On the CPU it is off (measured here: 90 s to
 #: compile ViT-S/14 for a 1.12x speed-up).
@@ -97,6 +103,7 @@ class EmbedConfig:
     shard_size: int = 2048
     flush_seconds: float = 60.0
     compile: bool | None = None  # None: on CUDA for runs of >= COMPILE_MIN_IMAGES images
+    runtime: str = "auto"  # see resolve_runtime
 
     def validate(self) -> EmbedConfig:
         check_positive_int("batch_size", self.batch_size)
@@ -107,6 +114,7 @@ class EmbedConfig:
         if self.num_workers is not None:
             check_positive_int("num_workers", self.num_workers, minimum=0)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("runtime", self.runtime, RUNTIMES)
         if self.weights is not None and self.random_init:
             raise InvalidParameterError("weights and random_init are exclusive; choose one.")
         return self
@@ -158,6 +166,43 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
+
+
+def resolve_runtime(
+    runtime: str, device: torch.device, precision: str, n_images: int, compile: bool | None
+) -> str:
+    """Which runtime runs the model: ``"torch"`` or ``"openvino"``.
+
+    ``"auto"`` picks OpenVINO for CPU runs in fp32 of at least :data:`OPENVINO_MIN_IMAGES`
+    images when it is installed and ``compile`` is not asked for (same output to ~1e-6,
+    ~1.35x faster on the CPU measured here), and PyTorch otherwise. ``"openvino"`` insists:
+    it is an error on another device or precision, or without the package.
+    """
+    check_choice("runtime", runtime, RUNTIMES)
+    if runtime == "openvino":
+        if device.type != "cpu" or precision != "fp32":
+            raise InvalidParameterError(
+                f"runtime='openvino' runs on the CPU in fp32; this run is on {device.type} in "
+                f"{precision}. Use runtime 'auto' or 'torch' there."
+            )
+        if compile:
+            raise InvalidParameterError("compile and runtime='openvino' exclude each other.")
+        if not ov_runtime.available():
+            raise InvalidParameterError(
+                'runtime=\'openvino\' needs OpenVINO: pip install "dinomap[openvino]"; '
+                "or use runtime 'torch'."
+            )
+        return "openvino"
+    if (
+        runtime == "auto"
+        and device.type == "cpu"
+        and precision == "fp32"
+        and not compile
+        and n_images >= OPENVINO_MIN_IMAGES
+        and ov_runtime.available()
+    ):
+        return "openvino"
+    return "torch"
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -224,16 +269,33 @@ def _make_encode(
     device: torch.device,
     precision: str,
     n_images: int,
+    runtime: str = "torch",
+    report: dict[str, Any] | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 pixels on the device -> float32 embeddings; compiled for one fixed batch shape when
-    ``cfg.compile`` (default: on CUDA), with the short last batch padded to that shape."""
+    ``cfg.compile`` (default: on CUDA), with the short last batch padded to that shape; run by
+    OpenVINO when ``runtime="openvino"``. ``report["runtime"]`` says what runs the model."""
     pre = Preprocess(loaded.input_size, loaded.mean, loaded.std, source_size=None).to(device)
     extractor = loaded.extractor.to(device)
+    report = report if report is not None else {}
+    report["runtime"] = "torch"
 
     def run(pixels: torch.Tensor) -> torch.Tensor:
         x = pre(pixels)
         with _autocast(device, precision):
             return extractor(x).float()
+
+    if runtime == "openvino":
+        try:
+            ov_run, details = ov_runtime.convert(extractor, loaded.input_size)
+        except ov_runtime.OpenVINOUnavailable as exc:
+            if cfg.runtime == "openvino":
+                raise InvalidParameterError(f"runtime='openvino': {exc}") from exc
+            logger.warning("%s; the model runs in PyTorch instead", exc)
+            report["openvino_error"] = str(exc)
+        else:
+            report.update(runtime="openvino", **details)
+            return lambda pixels: ov_run(pre(pixels))
 
     use_compile = (
         cfg.compile
@@ -270,6 +332,8 @@ def _iter_batches(
     cfg: EmbedConfig,
     device: torch.device,
     precision: str,
+    runtime: str = "torch",
+    report: dict[str, Any] | None = None,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, str, int, int]], list[tuple[int, str]]]]:
     """Yield ``(embeddings float32, [(index, sha, h, w)], [(index, reason)])`` per batch."""
     size = cfg.source_size or cfg.input_size
@@ -286,7 +350,7 @@ def _iter_batches(
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
-    encode = _make_encode(loaded, cfg, device, precision, len(indices))
+    encode = _make_encode(loaded, cfg, device, precision, len(indices), runtime, report)
     with torch.inference_mode():
         for pixels, meta, errors in loader:
             if pixels is None:
@@ -447,6 +511,8 @@ def embed(
         indices = [i for i in indices if (items[i].path, hashes.get(i, "")) not in done]
     t_plan = time.perf_counter() - t0
     n_already = len(items) - len(indices)
+    runtime = resolve_runtime(cfg.runtime, device, precision, len(indices), cfg.compile)
+    runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime}
 
     run_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
@@ -473,6 +539,7 @@ def embed(
             "batch_size": cfg.batch_size,
         },
         "precision": precision,
+        "runtime": runtime_report,
         "device": {"type": device.type, "name": _device_name(device)},
         "fingerprint": fingerprint,
         "versions": _versions(),
@@ -516,7 +583,10 @@ def embed(
         total=len(indices), unit="img", disable=not show, desc="embedding", dynamic_ncols=True
     )
     try:
-        for feats, meta, bad in _iter_batches(src, indices, loaded, cfg, device, precision):
+        batches = _iter_batches(
+            src, indices, loaded, cfg, device, precision, runtime, runtime_report
+        )
+        for feats, meta, bad in batches:
             for index, sha, h, w in meta:
                 pending["path"].append(items[index].path)
                 pending["sha"].append(sha)
@@ -637,11 +707,13 @@ def embed_files(
     )
     cfg = EmbedConfig(source_size=prep.get("source_size"), input_size=loaded.input_size,
                       batch_size=batch_size, num_workers=0, device=device)  # fmt: skip
+    runtime = resolve_runtime(cfg.runtime, dev, precision, len(paths), cfg.compile)
     feats_all: list[np.ndarray] = []
     ok: list[str] = []
     errors: list[tuple[str, str]] = []
     items = src.items
-    for feats, meta, bad in _iter_batches(src, range(len(items)), loaded, cfg, dev, precision):
+    batches = _iter_batches(src, range(len(items)), loaded, cfg, dev, precision, runtime)
+    for feats, meta, bad in batches:
         feats_all.append(feats)
         ok += [items[m[0]].path for m in meta]
         errors += [(items[i].path, reason) for i, reason in bad]
