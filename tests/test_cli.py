@@ -65,6 +65,7 @@ def test_embed_cli_end_to_end(
     assert code == 0
     captured = capsys.readouterr()
     assert "embedded 8 image(s)" in captured.out and "RANDOM-INIT" in captured.out
+    assert "cpu, fp32, torch" in captured.out  # 8 images: too few to convert for OpenVINO
     assert "RANDOM-INIT WEIGHTS" in captured.err  # the banner
     info = json.loads((out / "run.json").read_text())
     assert info["preprocessing"]["source_size"] is None

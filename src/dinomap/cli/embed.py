@@ -56,9 +56,13 @@ def print_embed_summary(res: EmbedResult) -> None:
     )
     if c["failed"]:
         print(f"  failed images and reasons: {res.run_dir / 'errors.csv'}")
+    runtime = res.info.get("runtime", {})
+    ran = runtime.get("runtime", "torch")
+    if ran == "openvino":
+        ran = f"OpenVINO {runtime.get('openvino_version', '')}".rstrip()
     print(
         f"  model {res.info['model']['timm_name']} ({w['source']}), "
-        f"{res.info['device']['type']}, {res.info['precision']}"
+        f"{res.info['device']['type']}, {res.info['precision']}, {ran}"
     )
     if w.get("random_init"):
         print("  RANDOM-INIT weights: embeddings carry no learned meaning")
