@@ -98,6 +98,10 @@ def test_converted_model_is_cached_and_a_wrong_entry_is_replaced(
         np.testing.assert_allclose(run_b(x).numpy(), b.extractor(x).numpy(), atol=1e-5)
     (entry_a / "model.xml").write_text("not a model")
     assert ov_runtime.convert(a.extractor, 224)[1]["cache"] == "miss"
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DINOMAP_CACHE_DIR", str(tmp_path / "a-file"))  # cannot hold a cache
+    run, details = ov_runtime.convert(a.extractor, 224)
+    assert details["cache"] == "miss" and run(x).shape == (3, a.embed_dim)
     monkeypatch.setenv("DINOMAP_CACHE_DIR", "none")
     assert ov_runtime.cache_dir() is None
     assert ov_runtime.convert(a.extractor, 224)[1]["cache"] == "off"

@@ -122,16 +122,17 @@ def _load_or_convert(
         )
     if entry is None:
         return model, "off"
+    partial: Path | None = None
     try:  # write beside, then rename: a crash never leaves a half-written entry
         entry.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
         ov.save_model(model, str(partial / "model.xml"), compress_to_fp16=False)
-        try:
-            partial.rename(entry)
-        except OSError:  # another process cached it first
-            shutil.rmtree(partial, ignore_errors=True)
-    except OSError as exc:
+        partial.rename(entry)  # fails when another process cached it first: fine
+        partial = None
+    except Exception as exc:  # a cache that cannot be written only costs the next run time
         logger.info("OpenVINO model not cached (%s)", exc)
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
     return model, "miss"
 
 
