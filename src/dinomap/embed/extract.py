@@ -189,7 +189,7 @@ def resolve_runtime(
             raise InvalidParameterError("compile and runtime='openvino' exclude each other.")
         if not ov_runtime.available():
             raise InvalidParameterError(
-                'runtime=\'openvino\' needs OpenVINO: pip install "dinomap[openvino]"; '
+                "runtime='openvino' needs OpenVINO: pip install \"dinomap[openvino]\"; "
                 "or use runtime 'torch'."
             )
         return "openvino"
