@@ -44,6 +44,16 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_n_features(X: np.ndarray, expected: int, owner: object) -> np.ndarray:
+    """Return ``X`` when it has the ``expected`` columns ``owner`` was fitted on; else refuse."""
+    if X.shape[1] != expected:
+        raise InvalidParameterError(
+            f"X has {X.shape[1]} features but this {type(owner).__name__} was fitted on "
+            f"{expected}."
+        )
+    return X
+
+
 def check_embeddings(X: Any, name: str = "X", min_samples: int = 1) -> np.ndarray:
     """Return ``X`` as a C-contiguous float32 2-D array, refusing NaN/inf and too few rows."""
     arr = np.asarray(X)

@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from dinomap._validation import check_embeddings
+from dinomap._validation import check_embeddings, check_n_features
 from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, fold_standardization
 from dinomap.parametric.train import resolve_device
@@ -81,12 +81,7 @@ class NeuralMapper(BaseEstimator):
 
     def _predict(self, X: Any, batch_size: int = 65536) -> np.ndarray:
         self._check_fitted()
-        arr = check_embeddings(X, name="X", min_samples=1)
-        if arr.shape[1] != self.n_features_in_:
-            raise InvalidParameterError(
-                f"X has {arr.shape[1]} features but this {type(self).__name__} was fitted on "
-                f"{self.n_features_in_}."
-            )
+        arr = check_n_features(check_embeddings(X, name="X"), self.n_features_in_, self)
         net = self.net_.eval()
         out = np.empty((arr.shape[0], self._n_outputs()), dtype=np.float32)
         with torch.no_grad():

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from dinomap._validation import check_embeddings
+from dinomap._validation import check_embeddings, check_n_features
 from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
@@ -111,12 +111,7 @@ class Reducer(BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Place new points ``X`` on the fitted map; returns float32 (n_samples, n_components)."""
         self._check_fitted()
-        Xa = check_embeddings(X, name="X", min_samples=1)
-        if Xa.shape[1] != self.n_features_in_:
-            raise InvalidParameterError(
-                f"X has {Xa.shape[1]} features but this {type(self).__name__} was fitted on "
-                f"{self.n_features_in_}."
-            )
+        Xa = check_n_features(check_embeddings(X, name="X"), self.n_features_in_, self)
         return np.ascontiguousarray(self._transform(Xa), dtype=np.float32)
 
     def inverse_transform(self, Y: Any) -> np.ndarray:
