@@ -398,14 +398,8 @@ def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
     repo = Path(str(repo_hint)) if repo_hint else run_dir / EXPORT_DIR
     if not repo.is_absolute() and not repo.exists():
         repo = run_dir / repo
-    meta_path = repo / EXPORT_METADATA
-    if not meta_path.is_file():
-        return export
-    try:
-        with meta_path.open(encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s: %s", meta_path, exc)
+    meta = _read_json(repo / EXPORT_METADATA)
+    if meta is None:
         return export
     models = [m for m in meta.get("models") or [] if isinstance(m, Mapping)]
     export.setdefault("repository", str(repo.resolve()))
