@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from typing import Any
+
 import numpy as np
 import pytest
+
+
+def json_from_fresh_process(code: str, *args: str) -> Any:
+    """Run ``code`` in a new interpreter with ``args``; return the JSON it prints last."""
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, timeout=300
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def make_blobs(

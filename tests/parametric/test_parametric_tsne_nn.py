@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from dinomap import NotFittedError, TSNEApproximator
 from dinomap.exceptions import InvalidParameterError
 from dinomap.parametric import knn_agreement
+
+from .conftest import json_from_fresh_process
 
 
 def _targets(X: np.ndarray) -> np.ndarray:
@@ -125,14 +124,7 @@ def test_save_load_in_fresh_process(small: tuple[np.ndarray, np.ndarray], tmp_pa
         "print(json.dumps({'z': m.transform(np.load(sys.argv[2])).tolist(),"
         " 'held': m.heldout_indices_.tolist(), 'r2': m.heldout_metrics_['r2']}))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code, str(out), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    got = json.loads(res.stdout.strip().splitlines()[-1])
+    got = json_from_fresh_process(code, str(out), str(tmp_path / "x.npy"))
     np.testing.assert_allclose(np.array(got["z"]), approx.transform(X[:7]), rtol=1e-6, atol=1e-5)
     assert got["held"] == approx.heldout_indices_.tolist()
     assert got["r2"] == pytest.approx(approx.heldout_metrics_["r2"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from dinomap import NotFittedError, ParametricUMAP
 from dinomap.exceptions import InvalidParameterError
 from dinomap.parametric.umap import KERAS_HINT, MissingDependencyError, fuzzy_graph
+
+from .conftest import json_from_fresh_process
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -172,14 +172,7 @@ def test_save_load_in_fresh_process(
         "m = ParametricUMAP.load(sys.argv[1])\n"
         "print(json.dumps({'z': m.transform(np.load(sys.argv[2])).tolist(), 'a': m.a_}))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code, str(out), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    got = json.loads(res.stdout.strip().splitlines()[-1])
+    got = json_from_fresh_process(code, str(out), str(tmp_path / "x.npy"))
     np.testing.assert_allclose(np.array(got["z"]), fitted_small.transform(X[:5]), atol=1e-5)
     assert got["a"] == pytest.approx(fitted_small.a_)
 
