@@ -102,12 +102,12 @@ def _cache_entry(extractor: nn.Module, input_size: int) -> Path | None:
 
 
 def _load_or_convert(
-    extractor: nn.Module, example: torch.Tensor, input_size: int
+    extractor: nn.Module, example: torch.Tensor, input_size: int, entry: Path | None
 ) -> tuple[Any, str]:
-    """The OpenVINO model of ``extractor``, from the cache or converted (and then cached)."""
+    """The OpenVINO model of ``extractor``, from the cache ``entry`` or converted (and then
+    cached there; ``None``: no cache)."""
     import openvino as ov
 
-    entry = _cache_entry(extractor, input_size)
     if entry is not None and (entry / "model.xml").is_file():
         try:
             return ov.Core().read_model(str(entry / "model.xml")), "hit"
@@ -161,15 +161,16 @@ def convert(
     extractor = extractor.eval()
     with torch.inference_mode():
         reference = extractor(example).float().numpy()
+    entry = _cache_entry(extractor, input_size)
+    cached = entry is not None and (entry / "model.xml").is_file()
     try:
-        run, diff, cache = _checked(extractor, example, reference, input_size)
+        run, diff, cache = _checked(extractor, example, reference, input_size, entry)
     except OpenVINOUnavailable:
-        entry = _cache_entry(extractor, input_size)
-        if entry is None or not entry.exists():
+        if not cached or entry is None:  # a fresh conversion would only fail again
             raise
         logger.warning("OpenVINO cache entry %s does not match the model; converting again", entry)
         shutil.rmtree(entry, ignore_errors=True)
-        run, diff, cache = _checked(extractor, example, reference, input_size)
+        run, diff, cache = _checked(extractor, example, reference, input_size, entry)
     details: dict[str, float | str] = {
         "openvino_version": str(ov.__version__).split("-")[0],
         "convert_s": round(time.perf_counter() - start, 3),
@@ -190,12 +191,13 @@ def _checked(
     example: torch.Tensor,
     reference: np.ndarray,
     input_size: int,
+    entry: Path | None,
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, str]:
     """Compile the model for the CPU in fp32 and check it on ``example``; ``(run, diff, cache)``."""
     import openvino as ov
 
     try:
-        model, cache = _load_or_convert(extractor, example, input_size)
+        model, cache = _load_or_convert(extractor, example, input_size, entry)
         with keep_signal_stack():
             compiled = ov.Core().compile_model(
                 model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
