@@ -272,7 +272,7 @@ class ParametricUMAP(NeuralMapper):
         for stale in ("keras_model_", "net_"):
             self.__dict__.pop(stale, None)
         if backend == "keras":
-            return self._fit_keras(Xa, start)
+            return self._fit_keras(Xa, batch_size, start)
 
         device = resolve_device(self.device)
         seed = seed_from_random_state(self.random_state)
@@ -452,7 +452,7 @@ class ParametricUMAP(NeuralMapper):
     to_torch_module.__doc__ = NeuralMapper.to_torch_module.__doc__
 
     # ----------------------------------------------------------------- keras backend
-    def _fit_keras(self, Xa: np.ndarray, start: float) -> ParametricUMAP:
+    def _fit_keras(self, Xa: np.ndarray, batch_size: int, start: float) -> ParametricUMAP:
         pumap_cls = _keras_module().ParametricUMAP
         n = int(Xa.shape[0])
         kwargs: dict[str, Any] = {
@@ -463,7 +463,7 @@ class ParametricUMAP(NeuralMapper):
             # umap-learn runs len(edges) / batch_size / 10 steps per Keras epoch on an endless
             # edge stream: a batch above a tenth of the points can make that 0, which Keras
             # takes as "no limit" and never stops. Each point has at least one edge.
-            "batch_size": min(check_positive_int("batch_size", self.batch_size), max(1, n // 10)),
+            "batch_size": min(batch_size, max(1, n // 10)),
             "verbose": bool(self.verbose),
         }
         if self.n_epochs is not None:
