@@ -32,17 +32,16 @@ def import_umap() -> ModuleType:
     with _lock:
         if "umap" in sys.modules:
             return sys.modules["umap"]
-        blocked = _PARAMETRIC not in sys.modules
-        if blocked:
-            # A None entry makes umap's own ``from .parametric_umap import ...`` raise
-            # ImportError, which it handles (ParametricUMAP becomes a stub that says so).
-            sys.modules[_PARAMETRIC] = None  # type: ignore[assignment]
+        # Without "umap" there is no "umap.parametric_umap" either. A None entry makes umap's
+        # own ``from .parametric_umap import ...`` raise ImportError, which it handles
+        # (ParametricUMAP becomes a stub that says so); removed again once umap is in.
+        sys.modules[_PARAMETRIC] = None  # type: ignore[assignment]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ImportWarning)
                 return importlib.import_module("umap")
         finally:
-            if blocked and _PARAMETRIC in sys.modules and sys.modules[_PARAMETRIC] is None:
+            if sys.modules.get(_PARAMETRIC, 0) is None:
                 del sys.modules[_PARAMETRIC]
 
 
