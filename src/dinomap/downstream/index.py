@@ -282,12 +282,8 @@ class NeighborIndex:
         self.repaired_rows_ = int(lost.size)
         if not lost.size:
             return sims, ids
-        faiss = import_faiss()
         sims, ids = sims.copy(), ids.copy()
-        for start in range(0, lost.size, 256):
-            rows = lost[start : start + 256]
-            d, i = faiss.knn(Xn[rows], Xn, k, metric=faiss.METRIC_INNER_PRODUCT)
-            sims[rows], ids[rows] = d, i
+        sims[lost], ids[lost] = _exact_knn(Xn, lost, k)
         logger.info(
             "%d of %d rows were lost by the %s search; searched again exactly",
             lost.size,
@@ -427,15 +423,23 @@ def exact_row_neighbors(
 
     ``Xn`` must already be L2-normalised (see :func:`l2_normalize`).
     """
-    faiss = import_faiss()
     rows = np.asarray(rows, dtype=np.int64)
-    k_eff = min(k + 1, Xn.shape[0])
-    sims = np.empty((rows.size, k_eff - 1), dtype=np.float32)
-    ids = np.empty((rows.size, k_eff - 1), dtype=np.int64)
+    sims, ids = _exact_knn(Xn, rows, min(k + 1, Xn.shape[0]), chunk)
+    return _drop_self(sims, ids, rows)
+
+
+def _exact_knn(
+    Xn: np.ndarray, rows: np.ndarray, k: int, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest rows of ``Xn`` (inner product) for rows ``rows``, the row itself
+    included: brute force (``faiss.knn``) over ``chunk`` queries at a time."""
+    faiss = import_faiss()
+    sims = np.empty((rows.size, k), dtype=np.float32)
+    ids = np.empty((rows.size, k), dtype=np.int64)
     for start in range(0, rows.size, chunk):
         part = rows[start : start + chunk]
-        d, i = faiss.knn(Xn[part], Xn, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
-        sims[start : start + part.size], ids[start : start + part.size] = _drop_self(d, i, part)
+        d, i = faiss.knn(Xn[part], Xn, k, metric=faiss.METRIC_INNER_PRODUCT)
+        sims[start : start + part.size], ids[start : start + part.size] = d, i
     return sims, ids
 
 
