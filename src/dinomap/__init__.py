@@ -8,16 +8,9 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from dinomap.downstream import (
-    cluster_images,
-    find_duplicates,
-    find_outliers,
-    project_images,
-    search_similar,
-)
-from dinomap.embed import EmbedConfig, EmbedResult
-from dinomap.embed import embed as embed_images
+from dinomap._lazy import lazy_exports
 from dinomap.exceptions import (
     ConfigMismatchError,
     DinomapError,
@@ -27,17 +20,54 @@ from dinomap.exceptions import (
     SourceNotFoundError,
     WeightsUnavailableError,
 )
-from dinomap.export import ExportResult, export_encoder, export_models, export_run
-from dinomap.maps import make_maps
-from dinomap.parametric import ParametricUMAP, TSNEApproximator
-from dinomap.store import Embeddings, load_embeddings, read_run_info
-from dinomap.viz.report import write_report
-from dinomap.viz.slides import write_slides
 
 try:
     __version__ = version("dinomap")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+
+#: Public name -> (module, attribute). Imported on first access (PEP 562), so that
+#: ``import dinomap`` (and ``dinomap --help``) loads no torch, OpenCV, scikit-learn or FAISS.
+_LAZY: dict[str, tuple[str, str]] = {
+    "cluster_images": ("dinomap.downstream.cluster", "cluster_images"),
+    "find_duplicates": ("dinomap.downstream.duplicates", "find_duplicates"),
+    "find_outliers": ("dinomap.downstream.outliers", "find_outliers"),
+    "project_images": ("dinomap.downstream.project", "project_images"),
+    "search_similar": ("dinomap.downstream.search", "search_similar"),
+    "EmbedConfig": ("dinomap.embed.config", "EmbedConfig"),
+    "EmbedResult": ("dinomap.embed.config", "EmbedResult"),
+    "embed_images": ("dinomap.embed.extract", "embed"),
+    "ExportResult": ("dinomap.export", "ExportResult"),
+    "export_encoder": ("dinomap.export", "export_encoder"),
+    "export_models": ("dinomap.export", "export_models"),
+    "export_run": ("dinomap.export", "export_run"),
+    "make_maps": ("dinomap.maps", "make_maps"),
+    "ParametricUMAP": ("dinomap.parametric", "ParametricUMAP"),
+    "TSNEApproximator": ("dinomap.parametric", "TSNEApproximator"),
+    "Embeddings": ("dinomap.store", "Embeddings"),
+    "load_embeddings": ("dinomap.store", "load_embeddings"),
+    "read_run_info": ("dinomap.store", "read_run_info"),
+    "write_report": ("dinomap.viz.report", "write_report"),
+    "write_slides": ("dinomap.viz.slides", "write_slides"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from dinomap.downstream.cluster import cluster_images
+    from dinomap.downstream.duplicates import find_duplicates
+    from dinomap.downstream.outliers import find_outliers
+    from dinomap.downstream.project import project_images
+    from dinomap.downstream.search import search_similar
+    from dinomap.embed.config import EmbedConfig, EmbedResult
+    from dinomap.embed.extract import embed as embed_images
+    from dinomap.export import ExportResult, export_encoder, export_models, export_run
+    from dinomap.maps import make_maps
+    from dinomap.parametric import ParametricUMAP, TSNEApproximator
+    from dinomap.store import Embeddings, load_embeddings, read_run_info
+    from dinomap.viz.report import write_report
+    from dinomap.viz.slides import write_slides
+
+
+__getattr__, __dir__ = lazy_exports(__name__, {k: f"{m}:{a}" for k, (m, a) in _LAZY.items()})
 
 __all__ = [
     "ConfigMismatchError",

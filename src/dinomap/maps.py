@@ -54,7 +54,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The five maps, in the order they are made.
-ALL_METHODS: tuple[str, ...] = ("pca", "tsne", "umap", "parametric_umap", "tsne_nn")
+#: Every registered method, in the registry's order (the order of maps.parquet, plots, tabs).
+ALL_METHODS: tuple[str, ...] = tuple(list_reducers())
 MAPS_FILE = "maps.parquet"
 METRICS_FILE = "metrics.json"
 PLOTS_DIR = "plots"
@@ -196,7 +197,13 @@ def _load_source(
     return X, out_labels, pth, info, run_dir
 
 
-def _build(name: str, params: Mapping[str, Any], random_state: Any, n_jobs: int | None) -> Any:
+def _build(
+    name: str,
+    params: Mapping[str, Any],
+    random_state: Any,
+    n_jobs: int | None,
+    device: str | None = None,
+) -> Any:
     spec = reducer_spec(name)
     cls = spec.load_class()
     accepted = set(cls().get_params(deep=False)) if hasattr(cls, "get_params") else set()
@@ -205,6 +212,8 @@ def _build(name: str, params: Mapping[str, Any], random_state: Any, n_jobs: int 
         kwargs["random_state"] = random_state
     if n_jobs is not None and "n_jobs" in accepted and "n_jobs" not in kwargs:
         kwargs["n_jobs"] = n_jobs
+    if device is not None and "device" in accepted and "device" not in kwargs:
+        kwargs["device"] = device
     unknown = set(kwargs) - accepted if accepted else set()
     if unknown:
         raise InvalidParameterError(
@@ -276,10 +285,10 @@ def _agreement(mapper: Any) -> tuple[float | None, dict[str, Any] | None]:
 
 
 def _jsonable_params(mapper: Any) -> dict[str, Any]:
-    from dinomap.reduce.base import _jsonable
+    from dinomap.reduce._persist import jsonable
 
     params = mapper.get_params(deep=False) if hasattr(mapper, "get_params") else {}
-    out: dict[str, Any] = _jsonable(params)
+    out: dict[str, Any] = jsonable(params)
     return out
 
 
@@ -392,6 +401,7 @@ def make_maps(
     plots: bool = True,
     evaluate: bool = True,
     warm_up_umap: bool = True,
+    device: str | None = None,
     verbose: bool = False,
 ) -> MapsResult:
     """Make 2-D maps of embeddings, score them and (with an output directory) write them.
@@ -421,6 +431,9 @@ def make_maps(
         Write ``mappers/``, write ``plots/``, compute the metrics.
     warm_up_umap : bool, default=True
         Compile umap-learn's numba code in a background thread while PCA and t-SNE run.
+    device : str or None
+        Device of the methods that take one (the neural mappers): ``"auto"``, ``"cpu"``,
+        ``"cuda"``...; ``None`` leaves each method's own default (``"auto"``).
     verbose : bool, default=False
         Print one line per method and the metrics table.
 
@@ -453,7 +466,7 @@ def make_maps(
     # Build and validate every estimator before the first long fit.
     mappers: dict[str, Any] = {}
     for name in names:
-        mapper = _build(name, params.get(name, {}), random_state, n_jobs)
+        mapper = _build(name, params.get(name, {}), random_state, n_jobs, device)
         check = getattr(mapper, "validate", None)
         if callable(check):
             check(n)
@@ -555,9 +568,9 @@ def make_maps(
 
 
 def _jsonable_key(params: Mapping[str, Any]) -> dict[str, Any]:
-    from dinomap.reduce.base import _jsonable
+    from dinomap.reduce._persist import jsonable
 
-    out: dict[str, Any] = _jsonable(dict(params))
+    out: dict[str, Any] = jsonable(dict(params))
     return out
 
 

@@ -40,10 +40,10 @@ def test_full_vit_s14_at_224_gives_384d_cls() -> None:
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
     state = torch.random.get_rng_state()
-    a = create_encoder("dinov2-s14", random_init=True, seed=3, model_kwargs=TINY)
+    a = create_encoder("dinov2-s14", random_init=True, init_seed=3, model_kwargs=TINY)
     assert torch.equal(torch.random.get_rng_state(), state)
-    b = create_encoder("dinov2-s14", random_init=True, seed=3, model_kwargs=TINY)
-    c = create_encoder("dinov2-s14", random_init=True, seed=4, model_kwargs=TINY)
+    b = create_encoder("dinov2-s14", random_init=True, init_seed=3, model_kwargs=TINY)
+    c = create_encoder("dinov2-s14", random_init=True, init_seed=4, model_kwargs=TINY)
     pa, pb, pc = (dict(m.extractor.named_parameters()) for m in (a, b, c))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert not all(torch.equal(pa[k], pc[k]) for k in pa)
@@ -52,7 +52,7 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_local_weights_load_strictly(tmp_path: Path, suffix: str) -> None:
-    src = create_encoder("dinov2-s14", random_init=True, seed=7, model_kwargs=TINY)
+    src = create_encoder("dinov2-s14", random_init=True, init_seed=7, model_kwargs=TINY)
     state = {k: v.contiguous() for k, v in src.extractor.backbone.state_dict().items()}
     path = tmp_path / f"w{suffix}"
     if suffix == ".safetensors":

@@ -81,8 +81,8 @@ def test_converted_model_is_cached_and_a_wrong_entry_is_replaced(
     import shutil
 
     monkeypatch.setenv("DINOMAP_CACHE_DIR", str(tmp_path / "cache"))
-    a = create_encoder("dinov2-s14", random_init=True, seed=1, model_kwargs=TINY_MODEL_KWARGS)
-    b = create_encoder("dinov2-s14", random_init=True, seed=2, model_kwargs=TINY_MODEL_KWARGS)
+    a = create_encoder("dinov2-s14", random_init=True, init_seed=1, model_kwargs=TINY_MODEL_KWARGS)
+    b = create_encoder("dinov2-s14", random_init=True, init_seed=2, model_kwargs=TINY_MODEL_KWARGS)
     assert ov_runtime.convert(a.extractor, 224)[1]["cache"] == "miss"
     run_a, details = ov_runtime.convert(a.extractor, 224)
     assert details["cache"] == "hit"

@@ -11,28 +11,9 @@ from dinomap.exceptions import InvalidParameterError
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, fold_standardization
 from dinomap.parametric.train import (
     make_generator,
-    resolve_device,
     seed_from_random_state,
     train,
 )
-
-
-def test_resolve_device_auto_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == torch.device("cuda")
-    assert resolve_device("CPU") == torch.device("cpu")
-
-
-def test_resolve_device_refuses_cuda_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InvalidParameterError, match="no CUDA device"):
-        resolve_device("cuda")
-    with pytest.raises(InvalidParameterError, match="'auto', 'cpu', 'cuda'"):
-        resolve_device("tpu")
-    with pytest.raises(InvalidParameterError, match="device"):
-        resolve_device(3)  # type: ignore[arg-type]
 
 
 def test_seed_from_random_state() -> None:

@@ -7,8 +7,7 @@ import sys
 import textwrap
 from typing import Any
 
-from dinomap.embed.extract import PRECISIONS, RUNTIMES, EmbedConfig
-from dinomap.embed.models import DEFAULT_MODEL, MODEL_ALIASES
+from dinomap.embed.config import DEFAULT_MODEL, MODEL_ALIASES, PRECISIONS, RUNTIMES, EmbedConfig
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
@@ -37,7 +36,7 @@ def size_or_none(text: str) -> int | None:
 def add_model_choice_arguments(
     group: argparse._ArgumentGroup, model_default: str | None = DEFAULT_MODEL
 ) -> None:
-    """--model, --weights | --random-init, --seed and --model-arg, into ``group``."""
+    """--model, --weights | --random-init, --init-seed and --model-arg, into ``group``."""
     default = model_default or DEFAULT_MODEL
     group.add_argument(
         "--model", default=model_default,
@@ -49,7 +48,9 @@ def add_model_choice_arguments(
         "--random-init", action="store_true",
         help="untrained, seeded weights (explicit; every output is stamped as random-init)",
     )  # fmt: skip
-    group.add_argument("--seed", type=int, default=0, help="seed of --random-init (default: 0)")
+    group.add_argument(
+        "--init-seed", type=int, default=0, help="seed of the --random-init weights (default: 0)"
+    )
     group.add_argument(
         "--model-arg", action="append", default=[], metavar="KEY=VALUE",
         help="extra timm.create_model argument, repeatable (e.g. depth=2 for a tiny test model)",
@@ -57,7 +58,7 @@ def add_model_choice_arguments(
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --weights, --random-init, --seed, --model-arg, sizes, device and precision."""
+    """--model, --weights, --random-init, --init-seed, --model-arg, sizes, device and precision."""
     add_model_choice_arguments(parser.add_argument_group("model"))
     p = parser.add_argument_group("preprocessing and device")
     p.add_argument(
@@ -85,7 +86,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=RUNTIMES,
         help="what runs the model: auto = OpenVINO for CPU runs in fp32 of >= 256 images when "
-        "installed (same output, ~1.35x faster here), PyTorch otherwise",
+        "installed (same output, faster on the CPUs measured), PyTorch otherwise",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     p.add_argument(
@@ -122,7 +123,7 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
         model=args.model,
         weights=args.weights,
         random_init=args.random_init,
-        seed=args.seed,
+        init_seed=args.init_seed,
         model_kwargs=parse_model_args(args.model_arg),
         source_size=args.source_size,
         input_size=args.input_size,

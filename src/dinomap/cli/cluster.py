@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinomap.cli._commands import command_help
 from dinomap.downstream.cluster import CLUSTER_METHODS
 
 __all__ = ["register"]
@@ -14,7 +15,7 @@ def register(subparsers: Any) -> None:
     """Add the ``cluster`` sub-command."""
     parser = subparsers.add_parser(
         "cluster",
-        help="cluster the images of a run (HDBSCAN or k-means)",
+        help=command_help("cluster"),
         description=(
             "Cluster the L2-normalised embeddings of a run after PCA: HDBSCAN by default, "
             "k-means with --method kmeans --n-clusters N. Writes RUN/downstream/clusters.parquet "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._downstream_args import add_index_arguments, index_params
 
 __all__ = ["register"]
@@ -14,7 +15,7 @@ def register(subparsers: Any) -> None:
     """Add the ``duplicates`` sub-command."""
     parser = subparsers.add_parser(
         "duplicates",
-        help="find exact copies and near-duplicate images in a run",
+        help=command_help("duplicates"),
         description=(
             "Exact duplicates share a content hash; near-duplicates are connected groups of "
             "pairs with cosine similarity >= --threshold, found through the index. Writes "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._common import (
     RANDOM_INIT_BANNER,
     add_model_arguments,
     banner,
     embed_config_from_args,
 )
-from dinomap.embed.extract import EmbedResult, embed
+from dinomap.embed.config import EmbedResult
 
 __all__ = ["add_source_arguments", "print_embed_summary", "register"]
 
@@ -37,7 +38,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser(
         "embed",
-        help="embed an image collection into a run directory",
+        help=command_help("embed"),
         description="Embed images with DINOv2 (CLS token) into Parquet shards in a run "
         "directory. Reruns embed only what is missing; bad files are listed in errors.csv.",
     )
@@ -72,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = embed_config_from_args(args)
     if cfg.random_init and not args.quiet:
         banner(RANDOM_INIT_BANNER)
+    from dinomap.embed.extract import embed
+
     res = embed(
         args.source, args.out, cfg, data_dir=args.data_dir, split=args.split, limit=args.limit,
         progress=False if args.quiet else None,

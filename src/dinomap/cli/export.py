@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._common import (
     RANDOM_INIT_BANNER,
     add_model_choice_arguments,
@@ -12,7 +13,7 @@ from dinomap.cli._common import (
     parse_model_args,
     size_or_none,
 )
-from dinomap.embed.models import DEFAULT_MODEL
+from dinomap.embed.config import DEFAULT_MODEL
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = ["register"]
@@ -21,7 +22,7 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser(
         "export",
-        help="export a verified Triton model repository (TorchScript, ONNX)",
+        help=command_help("export"),
         description="Export the feature extractor, a raw-pixel pipeline (uint8 pixels in, "
         "the 32->224 resize and normalisation inside) and a run's fitted 2-D mappers as a "
         "Triton model repository, then check every file in a fresh process against eager "
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
             input_size=args.input_size,
             weights=args.weights,
             random_init=args.random_init,
-            seed=args.seed,
+            init_seed=args.init_seed,
             model_kwargs=parse_model_args(args.model_arg),
         )
         if encoder.weights.random_init and not args.quiet:

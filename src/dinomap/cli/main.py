@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers) -> None``, which adds its parser and sets ``func`` (a callable taking the
-parsed namespace and returning an exit code). Add a module to ``COMMANDS`` to add a command.
+parsed namespace and returning an exit code). Add a line to :data:`dinomap.cli._commands.COMMANDS`
+to add a command. Only the module of the command being run is imported: ``dinomap --help``
+loads no library code, so it answers at once.
 """
 
 from __future__ import annotations
@@ -14,16 +16,31 @@ import sys
 from collections.abc import Sequence
 
 from dinomap import __version__
+from dinomap.cli._commands import COMMANDS
 from dinomap.exceptions import DinomapError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-#: Modules of ``dinomap.cli`` that each register one or more sub-commands, in help order.
-COMMANDS: tuple[str, ...] = ("run", "embed", "map", "search", "cluster", "outliers", "duplicates", "project", "report", "export")
+#: Top-level options that take no value (any other option word stops the command search).
+_FLAGS = {"-v", "--verbose", "-vv", "-vvv"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every registered sub-command."""
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not a top-level flag)."""
+    for word in argv:
+        if word in _FLAGS:
+            continue
+        return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """Build the top-level parser.
+
+    ``command="*"`` (the default) registers every sub-command in full; a command name registers
+    that one in full and the others by their one-line help only; ``None`` registers them all by
+    their help only (enough for ``dinomap --help``).
+    """
     parser = argparse.ArgumentParser(
         prog="dinomap",
         description="DINOv2 embeddings of an image collection, 2-D maps, reports and exports.",
@@ -33,15 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"dinomap.cli.{name}").register(sub)
+    full = {m for n, (m, _) in COMMANDS.items() if command == "*" or n == command}
+    registered: set[str] = set()
+    for name, (module, text) in COMMANDS.items():
+        if module not in full:
+            sub.add_parser(name, help=text)
+        elif module not in registered:
+            registered.add(module)
+            importlib.import_module(f"dinomap.cli.{module}").register(sub)
+    # argparse lists sub-commands in the order they were added: keep the table's order
+    order = list(COMMANDS)
+    sub._choices_actions.sort(key=lambda a: order.index(a.dest))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(words))
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from dinomap.cli._commands import command_help
 from dinomap.exceptions import DinomapError, InvalidParameterError, SourceNotFoundError
+
+if TYPE_CHECKING:  # numpy loads inside the functions that read files: `map --help` stays light
+    import numpy as np
 
 __all__ = ["load_features", "load_labels", "parse_params", "register"]
 
@@ -22,11 +24,11 @@ FEATURE_SUFFIXES = (".npy", ".npz", ".csv", ".txt", ".tsv")
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     """Add the ``map`` sub-command."""
-    from dinomap.maps import ALL_METHODS
+    from dinomap.reduce.registry import list_reducers
 
     p = sub.add_parser(
         "map",
-        help="make 2-D maps (PCA, t-SNE, UMAP, parametric UMAP, t-SNE NN) with metrics",
+        help=command_help("map"),
         description="Make 2-D maps of a run's embeddings (or of a features file), score them "
         "(trustworthiness, kNN preservation, kNN label accuracy) and write maps.parquet, "
         "metrics.json, plots/ and mappers/.",
@@ -38,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument(
         "--methods",
         default=None,
-        help=f"comma-separated methods among {','.join(ALL_METHODS)} (default: all available)",
+        help=f"comma-separated methods among {','.join(list_reducers())} (default: all available)",
     )
     p.add_argument("--seed", type=int, default=0, help="random_state of every map (default: 0)")
     p.add_argument("--labels", help="labels file for a features file (.npy or one label per line)")
@@ -52,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help="a method parameter, repeatable (e.g. tsne.perplexity=50, umap.n_neighbors=30)",
     )
     p.add_argument("--n-jobs", type=int, default=None, help="threads for t-SNE and UMAP")
+    p.add_argument(
+        "--device", default=None,
+        help="device of the neural mappers: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps",
+    )  # fmt: skip
     p.add_argument("--no-plots", action="store_true", help="skip plots/")
     p.add_argument("--no-mappers", action="store_true", help="do not save fitted mappers")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
@@ -87,6 +93,8 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def load_features(path: str | Path) -> np.ndarray:
     """Read a 2-D features array from ``.npy``, ``.npz`` (first array) or text (``.csv``...)."""
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise SourceNotFoundError(f"{p} does not exist.")
@@ -115,6 +123,8 @@ def load_features(path: str | Path) -> np.ndarray:
 
 def load_labels(path: str | Path) -> list[str | None]:
     """Read labels from ``.npy`` (any 1-D array) or a text file with one label per line."""
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise SourceNotFoundError(f"{p} does not exist.")
@@ -137,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         "random_state": args.seed,
         "params": params,
         "n_jobs": args.n_jobs,
+        "device": args.device,
         "plots": not args.no_plots,
         "save_mappers": not args.no_mappers,
         "verbose": not args.quiet and not args.json,

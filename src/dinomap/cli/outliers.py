@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._downstream_args import add_index_arguments, index_params
 from dinomap.downstream.outliers import OUTLIER_METHODS
 
@@ -15,7 +16,7 @@ def register(subparsers: Any) -> None:
     """Add the ``outliers`` sub-command."""
     parser = subparsers.add_parser(
         "outliers",
-        help="score how unusual each image of a run is",
+        help=command_help("outliers"),
         description=(
             "Outlier score per image: mean cosine distance to its k nearest neighbours "
             "(default) or Local Outlier Factor. Writes RUN/downstream/outliers.parquet "

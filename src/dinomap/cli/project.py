@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinomap.cli._commands import command_help
+
 __all__ = ["register"]
 
 
@@ -12,7 +14,7 @@ def register(subparsers: Any) -> None:
     """Add the ``project`` sub-command."""
     parser = subparsers.add_parser(
         "project",
-        help="place new images on the existing maps of a run",
+        help=command_help("project"),
         description=(
             "Embed new images with the run's own model and preprocessing, place them on every "
             "map whose fitted mapper is saved in RUN/mappers/ (PCA, t-SNE, UMAP, parametric "

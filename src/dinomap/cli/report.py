@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dinomap.viz.report import REPORT_FILE, write_report
-from dinomap.viz.slides import SLIDES_FILE, write_slides
+from dinomap.cli._commands import command_help
+from dinomap.viz.report import REPORT_FILE
+from dinomap.viz.slides import SLIDES_FILE
 
 __all__ = ["register"]
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     """Add the ``report`` sub-command."""
     p = sub.add_parser(
         "report",
-        help="write RUN/report.html (interactive offline maps) and RUN/slides.md",
+        help=command_help("report"),
         description="Write the run's offline HTML report (summary, metrics, interactive WebGL "
         f"maps with hover thumbnails, static maps) to RUN/{REPORT_FILE} and its Slidev deck to "
         f"RUN/{SLIDES_FILE}. Thumbnail sprite sheets go to RUN/thumbs/.",
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dinomap.viz.report import write_report
+    from dinomap.viz.slides import write_slides
+
     page = write_report(
         args.run_dir,
         args.out,

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._common import (
     RANDOM_INIT_BANNER,
     add_model_arguments,
@@ -16,14 +17,19 @@ from dinomap.cli._common import (
     embed_config_from_args,
 )
 from dinomap.cli.embed import add_source_arguments, print_embed_summary
-from dinomap.embed.extract import EmbedConfig, embed
+from dinomap.embed.config import EmbedConfig
 from dinomap.exceptions import WeightsUnavailableError
 
 __all__ = ["register", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
-ALL_METHODS = "pca,tsne,umap,parametric_umap,tsne_nn"
+
+def _export_device(device: str) -> str:
+    """The export's device (Triton instance kind) for the run's ``--device``."""
+    if device == "auto":
+        return "auto"
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def run_pipeline(
@@ -31,7 +37,7 @@ def run_pipeline(
     out: str | Path,
     config: EmbedConfig,
     *,
-    methods: str = ALL_METHODS,
+    methods: str | None = None,
     seed: int = 0,
     export: bool = True,
     verify: bool = True,
@@ -44,13 +50,15 @@ def run_pipeline(
     """Embed, map, export and report; return what each stage wrote and how long it took."""
     out = Path(out)
     stages: dict[str, Any] = {}
-    if "umap" in methods and config.device != "cpu":
+    if (methods is None or "umap" in methods) and config.device != "cpu":
         import torch
 
         if torch.cuda.is_available():  # idle CPU cores while the GPU embeds: compile UMAP now
             from dinomap.reduce.umap import start_warm_up
 
             start_warm_up()
+    from dinomap.embed.extract import embed
+
     t0 = time.perf_counter()
     res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,
                 progress=False if quiet else None)  # fmt: skip
@@ -61,14 +69,16 @@ def run_pipeline(
     from dinomap.maps import make_maps
 
     t0 = time.perf_counter()
-    maps = make_maps(out, methods=methods, random_state=seed, verbose=not quiet)
+    maps = make_maps(out, methods=methods, random_state=seed, device=config.device,
+                     verbose=not quiet)  # fmt: skip
     stages["maps"] = {"seconds": round(time.perf_counter() - t0, 2), "result": maps}
 
     if export:
         from dinomap.export import export_run
 
         t0 = time.perf_counter()
-        exp = export_run(out, out / "model_repository", verify=verify)
+        exp = export_run(out, out / "model_repository", verify=verify,
+                         device=_export_device(config.device))  # fmt: skip
         stages["export"] = {"seconds": round(time.perf_counter() - t0, 2), "result": exp}
         if not quiet:
             print(f"exported {len(exp.models)} model(s) to {exp.repository}"
@@ -89,8 +99,13 @@ def run_pipeline(
 
 def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pipeline")
-    g.add_argument("--methods", default=ALL_METHODS, help="maps to make (default: all five)")
-    g.add_argument("--map-seed", type=int, default=0, help="random_state of the maps (default: 0)")
+    g.add_argument(
+        "--methods", default=None, help="comma-separated maps to make (default: all available)"
+    )
+    g.add_argument(
+        "--seed", "--map-seed", dest="seed", type=int, default=0,
+        help="random_state of the maps (default: 0); the random-init weights take --init-seed",
+    )  # fmt: skip
     g.add_argument("--no-export", action="store_true", help="skip the Triton model repository")
     g.add_argument("--no-verify", action="store_true", help="export without verification")
     g.add_argument("--no-report", action="store_true", help="skip report.html and slides.md")
@@ -99,7 +114,7 @@ def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser(
         "run",
-        help="embed + maps + export + report in one command",
+        help=command_help("run"),
         description="The whole pipeline: embed the images, make the 2-D maps with metrics and "
         "plots, export a verified Triton model repository and write the report.",
     )
@@ -110,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
     d = sub.add_parser(
         "demo",
-        help="the whole pipeline on the built-in demo data (2,000 Fashion-MNIST images)",
+        help=command_help("demo"),
         description="Run the whole pipeline on the 2,000 Fashion-MNIST test images shipped "
         "with dinomap. Uses the pretrained DINOv2 weights when they can be had; otherwise, and "
         "only here, falls back to random-init weights after a loud banner.",
@@ -125,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 def _pipeline(args: argparse.Namespace, cfg: EmbedConfig) -> int:
     run_pipeline(
-        args.source, args.out, cfg, methods=args.methods, seed=args.map_seed,
+        args.source, args.out, cfg, methods=args.methods, seed=args.seed,
         export=not args.no_export, verify=not args.no_verify, report=not args.no_report,
         data_dir=args.data_dir, split=args.split, limit=args.limit, quiet=args.quiet,
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinomap.cli._commands import command_help
 from dinomap.cli._downstream_args import add_index_arguments, index_params
 
 __all__ = ["register"]
@@ -14,7 +15,7 @@ def register(subparsers: Any) -> None:
     """Add the ``search`` sub-command."""
     parser = subparsers.add_parser(
         "search",
-        help="find the images of a run most similar to a query image",
+        help=command_help("search"),
         description=(
             "Cosine nearest neighbours of each query: an image of the run (by its path) or a "
             "new image file, embedded with the run's own model and preprocessing. Writes a CSV "

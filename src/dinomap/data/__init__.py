@@ -1,18 +1,25 @@
 """Image sources and decoding."""
 
-from dinomap.data.decode import DecodeError, decode_image, read_image_file
-from dinomap.data.sources import (
-    ArraySource,
-    FolderSource,
-    ImageSource,
-    Item,
-    ManifestSource,
-    cifar10_source,
-    demo_source,
-    fashion_mnist_source,
-    open_source,
-)
-from dinomap.data.thumbnails import image_loader, load_thumbnail
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dinomap._lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name loads on use
+    from dinomap.data.decode import DecodeError, decode_image, read_image_file
+    from dinomap.data.sources import (
+        ArraySource,
+        FolderSource,
+        ImageSource,
+        Item,
+        ManifestSource,
+        cifar10_source,
+        demo_source,
+        fashion_mnist_source,
+        open_source,
+    )
+    from dinomap.data.thumbnails import image_loader, load_thumbnail
 
 __all__ = [
     "ArraySource",
@@ -30,3 +37,23 @@ __all__ = [
     "open_source",
     "read_image_file",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DecodeError": "decode",
+        "decode_image": "decode",
+        "read_image_file": "decode",
+        "ArraySource": "sources",
+        "FolderSource": "sources",
+        "ImageSource": "sources",
+        "Item": "sources",
+        "ManifestSource": "sources",
+        "cifar10_source": "sources",
+        "demo_source": "sources",
+        "fashion_mnist_source": "sources",
+        "open_source": "sources",
+        "image_loader": "thumbnails",
+        "load_thumbnail": "thumbnails",
+    },
+)

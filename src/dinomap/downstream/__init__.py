@@ -9,44 +9,49 @@ array-level functions (:func:`cluster_embeddings`, :func:`outlier_scores`,
 
 from __future__ import annotations
 
-from dinomap.downstream.cluster import (
-    CLUSTER_METHODS,
-    ClusterResult,
-    cluster_embeddings,
-    cluster_images,
-    cluster_scores,
-)
-from dinomap.downstream.contact_sheet import (
-    RANDOM_INIT_STAMP,
-    contact_sheet,
-    run_thumbnail_loader,
-)
-from dinomap.downstream.duplicates import (
-    DuplicateReport,
-    exact_duplicate_groups,
-    find_duplicates,
-    near_duplicate_groups,
-)
-from dinomap.downstream.index import (
-    DOWNSTREAM_DIR,
-    INDEX_KINDS,
-    MissingDependencyError,
-    NeighborIndex,
-    run_index,
-)
-from dinomap.downstream.outliers import (
-    OUTLIER_METHODS,
-    OutlierReport,
-    find_outliers,
-    outlier_scores,
-)
-from dinomap.downstream.project import (
-    ProjectionResult,
-    load_mappers,
-    project_embeddings,
-    project_images,
-)
-from dinomap.downstream.search import SearchHit, SearchResult, search_similar
+from typing import TYPE_CHECKING
+
+from dinomap._lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name loads on use
+    from dinomap.downstream.cluster import (
+        CLUSTER_METHODS,
+        ClusterResult,
+        cluster_embeddings,
+        cluster_images,
+        cluster_scores,
+    )
+    from dinomap.downstream.contact_sheet import (
+        RANDOM_INIT_STAMP,
+        contact_sheet,
+        run_thumbnail_loader,
+    )
+    from dinomap.downstream.duplicates import (
+        DuplicateReport,
+        exact_duplicate_groups,
+        find_duplicates,
+        near_duplicate_groups,
+    )
+    from dinomap.downstream.index import (
+        DOWNSTREAM_DIR,
+        INDEX_KINDS,
+        MissingDependencyError,
+        NeighborIndex,
+        run_index,
+    )
+    from dinomap.downstream.outliers import (
+        OUTLIER_METHODS,
+        OutlierReport,
+        find_outliers,
+        outlier_scores,
+    )
+    from dinomap.downstream.project import (
+        ProjectionResult,
+        load_mappers,
+        project_embeddings,
+        project_images,
+    )
+    from dinomap.downstream.search import SearchHit, SearchResult, search_similar
 
 __all__ = [
     "CLUSTER_METHODS",
@@ -78,3 +83,37 @@ __all__ = [
     "run_thumbnail_loader",
     "search_similar",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "CLUSTER_METHODS": "cluster",
+        "ClusterResult": "cluster",
+        "cluster_embeddings": "cluster",
+        "cluster_images": "cluster",
+        "cluster_scores": "cluster",
+        "RANDOM_INIT_STAMP": "contact_sheet",
+        "contact_sheet": "contact_sheet",
+        "run_thumbnail_loader": "contact_sheet",
+        "DuplicateReport": "duplicates",
+        "exact_duplicate_groups": "duplicates",
+        "find_duplicates": "duplicates",
+        "near_duplicate_groups": "duplicates",
+        "DOWNSTREAM_DIR": "index",
+        "INDEX_KINDS": "index",
+        "MissingDependencyError": "index",
+        "NeighborIndex": "index",
+        "run_index": "index",
+        "OUTLIER_METHODS": "outliers",
+        "OutlierReport": "outliers",
+        "find_outliers": "outliers",
+        "outlier_scores": "outliers",
+        "ProjectionResult": "project",
+        "load_mappers": "project",
+        "project_embeddings": "project",
+        "project_images": "project",
+        "SearchHit": "search",
+        "SearchResult": "search",
+        "search_similar": "search",
+    },
+)

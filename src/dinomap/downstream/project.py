@@ -111,7 +111,7 @@ def load_mappers(
             "`dinomap map RUN`, which saves them."
         )
     from dinomap.reduce import load_reducer
-    from dinomap.reduce.base import read_mapper_config
+    from dinomap.reduce._persist import read_mapper_config
 
     folders = sorted(p for p in base.iterdir() if (p / "config.json").is_file())
     available = []

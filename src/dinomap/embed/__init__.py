@@ -1,27 +1,36 @@
 """Model registry, encoder, batched extraction into the run store."""
 
-from dinomap.embed.extract import (
-    PRECISIONS,
-    RUNTIMES,
-    EmbedConfig,
-    EmbedResult,
-    embed,
-    embed_files,
-    encoder_from_run,
-    resolve_device,
-    resolve_precision,
-    resolve_runtime,
-)
-from dinomap.embed.models import (
-    DEFAULT_MODEL,
-    MODEL_ALIASES,
-    FeatureExtractor,
-    LoadedModel,
-    WeightsInfo,
-    create_encoder,
-    resolve_model_name,
-)
-from dinomap.embed.preprocess import Preprocess
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dinomap._lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name loads on use
+    from dinomap._device import resolve_device
+    from dinomap.embed.config import (
+        DEFAULT_MODEL,
+        MODEL_ALIASES,
+        PRECISIONS,
+        RUNTIMES,
+        EmbedConfig,
+        EmbedResult,
+    )
+    from dinomap.embed.extract import (
+        embed,
+        embed_files,
+        encoder_from_run,
+        resolve_precision,
+        resolve_runtime,
+    )
+    from dinomap.embed.models import (
+        FeatureExtractor,
+        LoadedModel,
+        WeightsInfo,
+        create_encoder,
+        resolve_model_name,
+    )
+    from dinomap.embed.preprocess import Preprocess
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -43,3 +52,27 @@ __all__ = [
     "resolve_precision",
     "resolve_runtime",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PRECISIONS": "config",
+        "RUNTIMES": "config",
+        "EmbedConfig": "config",
+        "EmbedResult": "config",
+        "embed": "extract",
+        "embed_files": "extract",
+        "encoder_from_run": "extract",
+        "resolve_device": "dinomap._device",
+        "resolve_precision": "extract",
+        "resolve_runtime": "extract",
+        "DEFAULT_MODEL": "config",
+        "MODEL_ALIASES": "config",
+        "FeatureExtractor": "models",
+        "LoadedModel": "models",
+        "WeightsInfo": "models",
+        "create_encoder": "models",
+        "resolve_model_name": "models",
+        "Preprocess": "preprocess",
+    },
+)

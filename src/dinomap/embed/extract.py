@@ -15,9 +15,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dinomap._device import resolve_device
 from dinomap._validation import check_choice, check_positive_int
 from dinomap.data.decode import DecodeError, resize_rgb
 from dinomap.data.sources import ImageSource, Item, open_source
 from dinomap.embed import ov_runtime
+from dinomap.embed.config import (
+    COMPILE_MIN_IMAGES,
+    OPENVINO_MIN_IMAGES,
+    PRECISIONS,
+    RUNTIMES,
+    EmbedConfig,
+    EmbedResult,
+)
 from dinomap.embed.models import (
-    DEFAULT_MODEL,
     LoadedModel,
     WeightsInfo,
     _sha256_file,
@@ -62,102 +70,13 @@ __all__ = [
     "embed",
     "embed_files",
     "encoder_from_run",
-    "resolve_device",
     "resolve_precision",
     "resolve_runtime",
 ]
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-RUNTIMES = ("auto", "torch", "openvino")
-#: ``runtime="auto"`` runs the model with OpenVINO (when installed) for CPU runs in fp32 of at
-#: least this many images: converting takes ~3 s, and OpenVINO saves ~25 ms per image here.
-OPENVINO_MIN_IMAGES = 256
-#: ``compile=None`` compiles on CUDA from this many images on: below it, the one-off compile
-#: (tens of seconds) costs more than it saves. On the CPU it is off (measured here: 90 s to
-#: compile ViT-S/14 for a 1.12x speed-up).
-COMPILE_MIN_IMAGES = 10_000
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    """Everything that decides how images become embeddings.
-
-    ``model``, weights, ``source_size``, ``input_size`` and the resolved precision form the run's
-    fingerprint: a run directory never mixes embeddings made with different ones.
-    """
-
-    model: str = DEFAULT_MODEL
-    weights: str | None = None
-    random_init: bool = False
-    seed: int = 0
-    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    source_size: int | None = 32
-    input_size: int = 224
-    batch_size: int = 64
-    num_workers: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    shard_size: int = 2048
-    flush_seconds: float = 60.0
-    compile: bool | None = None  # None: on CUDA for runs of >= COMPILE_MIN_IMAGES images
-    runtime: str = "auto"  # see resolve_runtime
-
-    def validate(self) -> EmbedConfig:
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("input_size", self.input_size, minimum=8)
-        check_positive_int("shard_size", self.shard_size)
-        if self.source_size is not None:
-            check_positive_int("source_size", self.source_size)
-        if self.num_workers is not None:
-            check_positive_int("num_workers", self.num_workers, minimum=0)
-        check_choice("precision", self.precision, PRECISIONS)
-        check_choice("runtime", self.runtime, RUNTIMES)
-        if self.weights is not None and self.random_init:
-            raise InvalidParameterError("weights and random_init are exclusive; choose one.")
-        return self
-
-
-@dataclass
-class EmbedResult:
-    """What one call of :func:`embed` did."""
-
-    run_dir: Path
-    n_source: int
-    n_embedded: int
-    n_already_stored: int
-    n_failed: int
-    errors: list[tuple[str, str]]
-    seconds: float
-    info: dict[str, Any]
-
-    @property
-    def images_per_second(self) -> float:
-        return self.n_embedded / self.seconds if self.seconds > 0 else 0.0
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; anything else must be available."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InvalidParameterError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError("device 'cuda' was asked for but CUDA is not available here.")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidParameterError("device 'mps' was asked for but MPS is not available here.")
-    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -399,7 +318,7 @@ def _fingerprint(cfg: EmbedConfig, precision: str, weights_identity: str) -> dic
 
 def _weights_identity(cfg: EmbedConfig) -> str:
     if cfg.random_init:
-        return WeightsInfo("random-init", True, seed=cfg.seed).identity()
+        return WeightsInfo("random-init", True, seed=cfg.init_seed).identity()
     if cfg.weights is not None:
         path = Path(cfg.weights)
         if not path.is_file():
@@ -491,7 +410,7 @@ def embed(
     t0 = time.perf_counter()
     loaded = create_encoder(
         cfg.model, input_size=cfg.input_size, weights=cfg.weights, random_init=cfg.random_init,
-        seed=cfg.seed, model_kwargs=cfg.model_kwargs,
+        init_seed=cfg.init_seed, model_kwargs=cfg.model_kwargs,
     )  # fmt: skip
     t_model = time.perf_counter() - t0
     if loaded.weights.random_init:
@@ -670,7 +589,7 @@ def encoder_from_run(run_dir: str | os.PathLike[str]) -> tuple[LoadedModel, Prep
         input_size=int(model.get("input_size", 224)),
         weights=weights.get("file") if weights.get("source") == "file" else None,
         random_init=bool(weights.get("random_init")),
-        seed=int(weights.get("seed") or 0),
+        init_seed=int(weights.get("seed") or 0),
         model_kwargs=model.get("model_kwargs") or {},
     )
     loaded.name = model.get("name", loaded.name)

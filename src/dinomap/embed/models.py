@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dinomap._validation import check_positive_int, suggest
+from dinomap.embed.config import DEFAULT_MODEL, MODEL_ALIASES
 from dinomap.exceptions import InvalidParameterError, WeightsUnavailableError
 
 __all__ = [
@@ -34,16 +35,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Short names users can type, mapped to timm model names.
-MODEL_ALIASES: dict[str, str] = {
-    "dinov2-s14": "vit_small_patch14_dinov2.lvd142m",
-    "dinov2-b14": "vit_base_patch14_dinov2.lvd142m",
-    "dinov2-l14": "vit_large_patch14_dinov2.lvd142m",
-    "dinov2-g14": "vit_giant_patch14_dinov2.lvd142m",
-    "dino-s16": "vit_small_patch16_224.dino",
-    "dino-b16": "vit_base_patch16_224.dino",
-}
-DEFAULT_MODEL = "dinov2-s14"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -202,7 +193,7 @@ def create_encoder(
     input_size: int = 224,
     weights: str | os.PathLike[str] | None = None,
     random_init: bool = False,
-    seed: int = 0,
+    init_seed: int = 0,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Create an encoder in eval mode on the CPU.
@@ -217,7 +208,7 @@ def create_encoder(
         A local ``.safetensors`` / ``.pth`` state dict, loaded strictly.
     random_init : bool
         Use seeded random weights. Explicit by design: dinomap never falls back to it silently.
-    seed : int
+    init_seed : int
         Seed of the random initialisation (a local RNG; global state is untouched).
     model_kwargs : mapping, optional
         Extra keyword arguments for ``timm.create_model`` (e.g. ``depth=2`` for a tiny test model).
@@ -245,9 +236,9 @@ def create_encoder(
 
     if random_init:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(init_seed)
             model = timm.create_model(timm_name, pretrained=False, **kwargs)
-        info = WeightsInfo(source="random-init", random_init=True, seed=seed)
+        info = WeightsInfo(source="random-init", random_init=True, seed=init_seed)
     elif weights is not None:
         path = Path(weights)
         if not path.is_file():

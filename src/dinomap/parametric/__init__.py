@@ -7,7 +7,7 @@ when available, save to a directory (``state_dict`` + JSON config) and export as
 
 from __future__ import annotations
 
-from dinomap.parametric.train import resolve_device
+from dinomap._device import resolve_device
 from dinomap.parametric.tsne_nn import TSNEApproximator, knn_agreement
 from dinomap.parametric.umap import ParametricUMAP
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,50 +13,27 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from dinomap._validation import check_embeddings, check_n_features
-from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
+from dinomap._device import resolve_device
+from dinomap._validation import check_embeddings, check_hidden, check_n_features
+from dinomap.exceptions import DinomapError
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, fold_standardization
-from dinomap.parametric.train import resolve_device
+from dinomap.reduce._persist import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    from_jsonable,
+    jsonable,
+    not_fitted,
+    read_mapper_config,
+)
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "NeuralMapper"]
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
-FORMAT_VERSION = 1
 
 M = TypeVar("M", bound="NeuralMapper")
-
-
-def check_hidden(hidden: Any) -> tuple[int, ...]:
-    """Return ``hidden`` as a tuple of positive ints (an int means one layer)."""
-    if isinstance(hidden, int | np.integer) and not isinstance(hidden, bool):
-        hidden = (hidden,)
-    try:
-        sizes = tuple(hidden)
-    except TypeError:
-        sizes = None
-    if sizes is None or not all(
-        isinstance(h, int | np.integer) and not isinstance(h, bool) and h >= 1 for h in sizes
-    ):
-        raise InvalidParameterError(
-            f"hidden must be a sequence of positive layer widths such as (256, 256); got {hidden!r}."
-        )
-    return tuple(int(h) for h in sizes)
-
-
-def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a finite float > 0 (>= 0 with ``allow_zero``)."""
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = bool(np.isfinite(v)) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidParameterError(f"{name} must be a finite number {bound}; got {value!r}.")
-    return float(value)
 
 
 class NeuralMapper(BaseEstimator):
@@ -75,9 +51,7 @@ class NeuralMapper(BaseEstimator):
     # ----------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet; call fit(...) before using it."
-            )
+            raise not_fitted(self, "fit(...)")
 
     def _predict(self, X: Any, batch_size: int = 65536) -> np.ndarray:
         self._check_fitted()
@@ -143,13 +117,13 @@ class NeuralMapper(BaseEstimator):
             "n_outputs": self._n_outputs(),
         }
         for name in self._saved_attributes:
-            fitted[name] = _jsonable(getattr(self, name))
+            fitted[name] = jsonable(getattr(self, name))
         fitted.update(self._extra_config())
         config = {
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
             "backend": "torch",
-            "params": _jsonable(self.get_params(deep=False)),
+            "params": jsonable(self.get_params(deep=False)),
             "fitted": fitted,
             "torch_version": torch.__version__,
         }
@@ -168,7 +142,7 @@ class NeuralMapper(BaseEstimator):
         device : str, default="auto"
             Where to run the restored network (CUDA when available with ``"auto"``).
         """
-        config = read_config(directory)
+        config = read_mapper_config(directory)
         if config.get("class") != cls.__name__:
             raise DinomapError(
                 f"{directory} holds a {config.get('class')!r}, not a {cls.__name__!r}; "
@@ -204,47 +178,5 @@ class NeuralMapper(BaseEstimator):
         self.n_features_in_ = n_in
         for name in self._saved_attributes:
             if name in fitted:
-                setattr(self, name, _from_json(fitted[name]))
+                setattr(self, name, from_jsonable(fitted[name]))
         self._restore_extra(fitted)
-
-
-def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``config.json`` of a saved mapper, with a clear error when it is not one."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise DinomapError(f"{path} not found; {directory} is not a saved dinomap mapper.")
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise DinomapError(
-            f"{path} has format_version {version!r}; this dinomap reads version {FORMAT_VERSION}."
-        )
-    return config
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, np.random.Generator | np.random.RandomState):
-        return None
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "__ndarray__" in value:
-            return np.asarray(value["__ndarray__"], dtype=value.get("dtype", "float64"))
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value

@@ -29,7 +29,6 @@ from dinomap.exceptions import InvalidParameterError
 __all__ = [
     "TrainResult",
     "make_generator",
-    "resolve_device",
     "seed_from_random_state",
     "train",
 ]
@@ -37,52 +36,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a usable ``torch.device``.
-
-    ``"auto"`` picks CUDA when a device is visible and the CPU otherwise. Asking for CUDA on a
-    machine without it is an error rather than a silent fallback.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if isinstance(device, torch.device):
-        name = str(device)
-    elif isinstance(device, str):
-        name = device.strip().lower()
-    else:
-        raise InvalidParameterError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
-        )
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        try:
-            dev = torch.device(name)
-        except RuntimeError as exc:
-            raise InvalidParameterError(
-                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
-            ) from exc
-        if not torch.cuda.is_available():
-            raise InvalidParameterError(
-                f"device={device!r} asks for CUDA but no CUDA device is available; "
-                "use device='cpu' or 'auto'."
-            )
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise InvalidParameterError(
-                f"device={device!r} does not exist; this machine has {count} CUDA device(s)."
-            )
-        return dev
-    raise InvalidParameterError(
-        f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
-    )
 
 
 def seed_from_random_state(random_state: Any) -> int:

@@ -19,13 +19,18 @@ import torch.nn.functional as F
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
-from dinomap._validation import check_embeddings, check_positive_int
+from dinomap._device import resolve_device
+from dinomap._validation import (
+    check_embeddings,
+    check_hidden,
+    check_positive_float,
+    check_positive_int,
+)
 from dinomap.exceptions import InvalidParameterError
-from dinomap.parametric._base import NeuralMapper, check_hidden, check_positive_float
+from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
     make_generator,
-    resolve_device,
     seed_from_random_state,
     train,
 )
@@ -170,6 +175,30 @@ class TSNEApproximator(NeuralMapper):
         self.device = device
         self.verbose = verbose
 
+    def _checked_params(self, n_samples: int) -> dict[str, Any]:
+        """Every parameter checked (with an error that names it) and converted."""
+        check_positive_int("n_samples", n_samples, minimum=3)
+        frac = check_positive_float("validation_fraction", self.validation_fraction)
+        if not 0.0 < frac < 1.0:
+            raise InvalidParameterError(
+                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}."
+            )
+        return {
+            "n_components": check_positive_int("n_components", self.n_components),
+            "hidden": check_hidden(self.hidden),
+            "max_epochs": check_positive_int("max_epochs", self.max_epochs),
+            "patience": check_positive_int("patience", self.patience),
+            "batch_size": check_positive_int("batch_size", self.batch_size),
+            "lr": check_positive_float("learning_rate", self.learning_rate),
+            "wd": check_positive_float("weight_decay", self.weight_decay, allow_zero=True),
+            "noise": check_positive_float("input_noise", self.input_noise, allow_zero=True),
+            "frac": frac,
+        }
+
+    def validate(self, n_samples: int) -> None:
+        """Check every parameter against a data set of ``n_samples`` points, before any work."""
+        self._checked_params(n_samples)
+
     def fit(self, X: Any, Y: Any) -> TSNEApproximator:
         """Learn to map ``X`` (n, d) to the map coordinates ``Y`` (n, n_components).
 
@@ -180,7 +209,8 @@ class TSNEApproximator(NeuralMapper):
         start = time.perf_counter()
         Xa = check_embeddings(X, name="X", min_samples=3)
         Ya = check_embeddings(Y, name="Y", min_samples=3)
-        n_components = check_positive_int("n_components", self.n_components)
+        p = self._checked_params(Xa.shape[0])
+        n_components = p["n_components"]
         if Ya.shape[0] != Xa.shape[0]:
             raise InvalidParameterError(
                 f"X and Y must have the same number of rows; got {Xa.shape[0]} and {Ya.shape[0]}."
@@ -189,18 +219,9 @@ class TSNEApproximator(NeuralMapper):
             raise InvalidParameterError(
                 f"Y must have n_components={n_components} columns; got {Ya.shape[1]}."
             )
-        hidden = check_hidden(self.hidden)
-        max_epochs = check_positive_int("max_epochs", self.max_epochs)
-        patience = check_positive_int("patience", self.patience)
-        batch_size = check_positive_int("batch_size", self.batch_size)
-        lr = check_positive_float("learning_rate", self.learning_rate)
-        wd = check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
-        noise = check_positive_float("input_noise", self.input_noise, allow_zero=True)
-        frac = check_positive_float("validation_fraction", self.validation_fraction)
-        if not 0.0 < frac < 1.0:
-            raise InvalidParameterError(
-                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}."
-            )
+        hidden, max_epochs, patience = p["hidden"], p["max_epochs"], p["patience"]
+        batch_size, lr, wd, noise = p["batch_size"], p["lr"], p["wd"], p["noise"]
+        frac = p["frac"]
         n = Xa.shape[0]
         n_val = min(max(1, round(n * frac)), n - 2)
         device = resolve_device(self.device)

@@ -29,24 +29,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinomap._device import resolve_device
 from dinomap._umap import import_parametric_umap, import_umap
-from dinomap._validation import check_choice, check_embeddings, check_positive_int
-from dinomap.exceptions import DinomapError, InvalidParameterError
-from dinomap.parametric._base import (
-    CONFIG_FILE,
-    FORMAT_VERSION,
-    NeuralMapper,
+from dinomap._validation import (
+    check_choice,
+    check_embeddings,
     check_hidden,
     check_positive_float,
-    read_config,
+    check_positive_int,
 )
+from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
     make_generator,
-    resolve_device,
     seed_from_random_state,
     train,
 )
+from dinomap.reduce._persist import CONFIG_FILE, FORMAT_VERSION, read_mapper_config
 from dinomap.store import atomic_write_json
 
 __all__ = ["BACKENDS", "KERAS_HINT", "ParametricUMAP", "fuzzy_graph"]
@@ -233,6 +233,36 @@ class ParametricUMAP(NeuralMapper):
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
+    def _checked_params(self, n_samples: int) -> dict[str, Any]:
+        """Every parameter checked (with an error that names it) and converted."""
+        check_positive_int("n_samples", n_samples, minimum=3)
+        min_dist = check_positive_float("min_dist", self.min_dist, allow_zero=True)
+        if min_dist > 1.0:
+            raise InvalidParameterError(f"min_dist must be in [0, 1]; got {self.min_dist!r}.")
+        n_neighbors = check_positive_int("n_neighbors", self.n_neighbors, minimum=2)
+        if n_neighbors >= n_samples:
+            raise InvalidParameterError(
+                f"n_neighbors must be smaller than the number of samples ({n_samples}); "
+                f"got {n_neighbors}."
+            )
+        if self.n_epochs is not None:
+            check_positive_int("n_epochs", self.n_epochs)
+        return {
+            "backend": check_choice("backend", self.backend, BACKENDS),
+            "n_components": check_positive_int("n_components", self.n_components),
+            "n_neighbors": n_neighbors,
+            "min_dist": min_dist,
+            "batch_size": check_positive_int("batch_size", self.batch_size),
+            "lr": check_positive_float("learning_rate", self.learning_rate),
+            "neg_rate": check_positive_int("negative_sample_rate", self.negative_sample_rate),
+            "init": check_choice("init", self.init, INITS),
+            "hidden": check_hidden(self.hidden),
+        }
+
+    def validate(self, n_samples: int) -> None:
+        """Check every parameter against a data set of ``n_samples`` points, before any work."""
+        self._checked_params(n_samples)
+
     def fit(self, X: Any, y: Any = None, *, graph: Any = None) -> ParametricUMAP:
         """Fit the encoder to ``X`` (n, d).
 
@@ -249,25 +279,12 @@ class ParametricUMAP(NeuralMapper):
         self
         """
         start = time.perf_counter()
-        backend = check_choice("backend", self.backend, BACKENDS)
-        n_components = check_positive_int("n_components", self.n_components)
-        n_neighbors = check_positive_int("n_neighbors", self.n_neighbors, minimum=2)
-        min_dist = check_positive_float("min_dist", self.min_dist, allow_zero=True)
-        if min_dist > 1.0:
-            raise InvalidParameterError(f"min_dist must be in [0, 1]; got {self.min_dist!r}.")
-        batch_size = check_positive_int("batch_size", self.batch_size)
-        lr = check_positive_float("learning_rate", self.learning_rate)
-        neg_rate = check_positive_int("negative_sample_rate", self.negative_sample_rate)
-        init = check_choice("init", self.init, INITS)
-        hidden = check_hidden(self.hidden)
-        if self.n_epochs is not None:
-            check_positive_int("n_epochs", self.n_epochs)
         Xa = check_embeddings(X, name="X", min_samples=3)
         n = Xa.shape[0]
-        if n_neighbors >= n:
-            raise InvalidParameterError(
-                f"n_neighbors must be smaller than the number of samples ({n}); got {n_neighbors}."
-            )
+        p = self._checked_params(n)
+        backend, n_components, n_neighbors = p["backend"], p["n_components"], p["n_neighbors"]
+        min_dist, batch_size, lr = p["min_dist"], p["batch_size"], p["lr"]
+        neg_rate, init, hidden = p["neg_rate"], p["init"], p["hidden"]
         # A refit with the other backend must not leave the previous model answering.
         for stale in ("keras_model_", "net_"):
             self.__dict__.pop(stale, None)
@@ -507,7 +524,7 @@ class ParametricUMAP(NeuralMapper):
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], device: str = "auto") -> ParametricUMAP:
-        config = read_config(directory)
+        config = read_mapper_config(directory)
         if config.get("backend") != "keras":
             return super().load(directory, device=device)
         _keras_module()

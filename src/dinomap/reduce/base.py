@@ -9,7 +9,6 @@ starts with a fitted check. Subclasses implement :meth:`Reducer._fit` and
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import pickle
@@ -21,18 +20,22 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from dinomap._validation import check_embeddings, check_n_features
-from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
+from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.reduce._persist import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    jsonable,
+    not_fitted,
+    read_mapper_config,
+)
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "STATE_FILE", "Reducer", "read_mapper_config"]
 
 logger = logging.getLogger(__name__)
 
-#: Files of a saved reducer directory.
-CONFIG_FILE = "config.json"
+#: The pickled state of a saved reducer directory (beside ``config.json``).
 STATE_FILE = "state.pkl"
-#: Bumped when the saved layout changes in a way older code cannot read.
-FORMAT_VERSION = 1
 
 R = TypeVar("R", bound="Reducer")
 
@@ -128,9 +131,7 @@ class Reducer(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet; call fit(X) before transform(X)."
-            )
+            raise not_fitted(self)
 
     # ----------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class Reducer(BaseEstimator):
             "class": type(self).__name__,
             "method": self.method,
             "backend": "pickle",
-            "params": _jsonable(self.get_params(deep=False)),
+            "params": jsonable(self.get_params(deep=False)),
             "fitted": {
                 "n_features_in_": int(self.n_features_in_),
                 "n_samples": int(self.embedding_.shape[0]),
@@ -184,11 +185,6 @@ class Reducer(BaseEstimator):
                 f"{directory} holds a {config.get('class')!r}, not a {cls.__name__!r}; "
                 "load it with dinomap.reduce.load_reducer(directory)."
             )
-        if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise DinomapError(
-                f"{directory} was saved by a newer dinomap (format "
-                f"{config.get('format_version')}); upgrade dinomap to load it."
-            )
         state_file = Path(directory) / STATE_FILE
         if not state_file.is_file():
             raise DinomapError(f"{state_file} is missing; the saved reducer is incomplete.")
@@ -198,32 +194,6 @@ class Reducer(BaseEstimator):
             state = pickle.load(fh)
         reducer._set_state(state)
         return reducer
-
-
-def read_mapper_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the ``config.json`` of a saved mapper directory."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise DinomapError(f"{directory} is not a saved mapper (no {CONFIG_FILE}).")
-    with path.open(encoding="utf-8") as fh:
-        config: dict[str, Any] = json.load(fh)
-    return config
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    if isinstance(obj, np.random.Generator | np.random.RandomState):
-        return None  # a generator's state is not a parameter worth keeping
-    return repr(obj)
 
 
 def _versions() -> dict[str, str]:

@@ -69,6 +69,14 @@ class PCAReducer(Reducer):
     def key_params(self) -> dict[str, Any]:
         return {"n_components": self.n_components}
 
+    def validate(self, n_samples: int) -> None:
+        super().validate(n_samples)
+        n_components = check_positive_int("n_components", self.n_components)
+        if n_components > n_samples:
+            raise InvalidParameterError(
+                f"n_components must be <= the number of samples ({n_samples}); got {n_components}."
+            )
+
     def _fit(self, X: np.ndarray) -> np.ndarray:
         from sklearn.decomposition import PCA
 

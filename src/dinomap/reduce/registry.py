@@ -16,7 +16,7 @@ from typing import Any
 
 from dinomap._validation import check_choice
 from dinomap.exceptions import DinomapError, InvalidParameterError
-from dinomap.reduce.base import read_mapper_config
+from dinomap.reduce._persist import read_mapper_config
 
 __all__ = [
     "CAPABILITIES",

@@ -1,0 +1,68 @@
+"""The one device resolver of dinomap: every stage (embedding, neural mappers, export) asks here.
+
+``"auto"`` picks CUDA, then Apple's MPS, then the CPU. An explicit device that is not available
+is an error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dinomap.exceptions import InvalidParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["DEVICE_HELP", "resolve_device"]
+
+DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` into a usable device.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dinomap.exceptions.InvalidParameterError: device must be 'auto', 'cpu', ...; got 'tpu'.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
+    else:
+        raise InvalidParameterError(f"device must be {DEVICE_HELP}; got {device!r}.")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if has_mps else "cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise InvalidParameterError(f"device must be {DEVICE_HELP}; got {device!r}.")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidParameterError(f"device must be {DEVICE_HELP}; got {device!r}.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(
+            f"device={device!r} asks for CUDA but no CUDA device is available here; "
+            "use device='cpu' or 'auto'."
+        )
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and dev.index is not None and dev.index >= count:
+        raise InvalidParameterError(
+            f"device={device!r} does not exist; this machine has {count} CUDA device(s)."
+        )
+    if dev.type == "mps" and not has_mps:
+        raise InvalidParameterError(
+            f"device={device!r} asks for MPS but MPS is not available here; "
+            "use device='cpu' or 'auto'."
+        )
+    return dev

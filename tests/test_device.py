@@ -1,0 +1,37 @@
+"""The one device resolver (dinomap._device), used by embedding, the neural mappers and export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dinomap._device import resolve_device
+from dinomap.exceptions import InvalidParameterError
+
+
+def test_resolve_device_auto_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("CPU") == torch.device("cpu")
+
+
+def test_resolve_device_refuses_cuda_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InvalidParameterError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(InvalidParameterError, match="'auto', 'cpu', 'cuda'"):
+        resolve_device("tpu")
+    with pytest.raises(InvalidParameterError, match="device"):
+        resolve_device(3)  # type: ignore[arg-type]
+
+
+def test_every_stage_uses_the_one_resolver() -> None:
+    import dinomap.embed.extract as extract
+    import dinomap.parametric._base as neural_base
+    import dinomap.parametric.tsne_nn as tsne_nn
+    import dinomap.parametric.umap as parametric_umap
+
+    for module in (extract, neural_base, tsne_nn, parametric_umap):
+        assert module.resolve_device is resolve_device, module.__name__
