@@ -38,6 +38,7 @@ from dinomap._validation import check_embeddings
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.reduce.registry import ReducerSpec, get_reducer, list_reducers, reducer_spec
 from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store.layout import ALL_MAPS_PLOT, MAPPERS_DIR, MAPS_FILE, METRICS_FILE, PLOTS_DIR
 
 __all__ = [
     "ALL_METHODS",
@@ -56,11 +57,6 @@ logger = logging.getLogger(__name__)
 #: The five maps, in the order they are made.
 #: Every registered method, in the registry's order (the order of maps.parquet, plots, tabs).
 ALL_METHODS: tuple[str, ...] = tuple(list_reducers())
-MAPS_FILE = "maps.parquet"
-METRICS_FILE = "metrics.json"
-PLOTS_DIR = "plots"
-MAPPERS_DIR = "mappers"
-ALL_MAPS_PLOT = "all_maps.png"
 _NEURAL = ("parametric_umap", "tsne_nn")
 
 

@@ -77,7 +77,7 @@ def run_pipeline(
         from dinomap.export import export_run
 
         t0 = time.perf_counter()
-        exp = export_run(out, out / "model_repository", verify=verify,
+        exp = export_run(out, None, verify=verify,
                          device=_export_device(config.device))  # fmt: skip
         stages["export"] = {"seconds": round(time.perf_counter() - t0, 2), "result": exp}
         if not quiet:

@@ -24,6 +24,7 @@ from dinomap._validation import check_choice, check_embeddings, check_positive_i
 from dinomap.downstream.index import DOWNSTREAM_DIR, l2_normalize
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store.layout import CLUSTERS_FILE, CLUSTERS_INFO_FILE, CLUSTERS_SHEET
 
 __all__ = [
     "CLUSTERS_FILE",
@@ -35,10 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CLUSTERS_FILE = "clusters.parquet"
-CLUSTERS_INFO_FILE = "clusters.json"
-CLUSTERS_SHEET = "clusters.png"
 
 
 def _default_min_cluster_size(n: int) -> int:

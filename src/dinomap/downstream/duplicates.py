@@ -28,6 +28,7 @@ from dinomap._validation import check_embeddings
 from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize, run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_json, atomic_write_text
+from dinomap.store.layout import DUPLICATES_FILE, DUPLICATES_INFO_FILE
 
 __all__ = [
     "DUPLICATES_FILE",
@@ -38,9 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DUPLICATES_FILE = "duplicates.csv"
-DUPLICATES_INFO_FILE = "duplicates.json"
 
 
 def exact_duplicate_groups(hashes: Sequence[str]) -> list[list[int]]:

@@ -25,6 +25,13 @@ import numpy as np
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.exceptions import DinomapError, InvalidParameterError, NotFittedError
 from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store.layout import (
+    DOWNSTREAM_DIR,
+    INDEX_FILE,
+    INDEX_INFO_FILE,
+    KNN_FILE,
+    KNN_INFO_FILE,
+)
 
 __all__ = [
     "DOWNSTREAM_DIR",
@@ -44,11 +51,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Sub-directory of a run that holds every downstream output.
-DOWNSTREAM_DIR = "downstream"
-INDEX_FILE = "index.faiss"
-INDEX_INFO_FILE = "index.json"
-KNN_FILE = "knn.npz"
-KNN_INFO_FILE = "knn.json"
 #: Index kinds: ``auto`` is exact up to ``approximate_above`` rows and HNSW above.
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 

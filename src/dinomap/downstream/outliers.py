@@ -35,6 +35,7 @@ from dinomap.downstream.index import (
 )
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_bytes, atomic_write_json
+from dinomap.store.layout import OUTLIERS_FILE, OUTLIERS_INFO_FILE, OUTLIERS_SHEET
 
 __all__ = [
     "OUTLIERS_FILE",
@@ -46,10 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-OUTLIERS_FILE = "outliers.parquet"
-OUTLIERS_INFO_FILE = "outliers.json"
-OUTLIERS_SHEET = "outliers.png"
 
 
 def _knn_score(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:

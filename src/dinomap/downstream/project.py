@@ -38,6 +38,7 @@ from dinomap.store import (
     load_embeddings,
     write_errors,
 )
+from dinomap.store.layout import MAPPERS_DIR, MAPS_FILE, PROJECTED_DIR
 
 __all__ = [
     "MAPPERS_DIR",
@@ -50,10 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-MAPPERS_DIR = "mappers"
-MAPS_FILE = "maps.parquet"
-PROJECTED_DIR = "projected"
 
 
 @dataclass(frozen=True)

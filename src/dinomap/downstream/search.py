@@ -26,12 +26,11 @@ from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
 from dinomap.downstream.index import DOWNSTREAM_DIR, run_index
 from dinomap.exceptions import DinomapError, NoImagesError, SourceNotFoundError
 from dinomap.store import Embeddings, atomic_write_text
+from dinomap.store.layout import SEARCH_DIR
 
 __all__ = ["SEARCH_DIR", "SearchHit", "SearchResult", "embed_new_images", "search_similar"]
 
 logger = logging.getLogger(__name__)
-
-SEARCH_DIR = "search"
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,9 @@ from dinomap.exceptions import (
 )
 from dinomap.store import (
     RUN_FILE,
-    atomic_write_json,
     read_run_info,
     stored_keys,
+    update_run_info,
     write_errors,
     write_shard,
 )
@@ -329,6 +329,22 @@ def _weights_identity(cfg: EmbedConfig) -> str:
     return "hub"
 
 
+def _merge_sources(sources: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every source that fed the run, in order of first use; ``new`` replaces its older self."""
+    key = (new.get("kind"), new.get("spec"))
+    kept = [s for s in sources if (s.get("kind"), s.get("spec")) != key]
+    return [*kept, new]
+
+
+def _write_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """Write the embedding stage's sections of run.json; later stages' sections survive."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in current.items() if k not in info}, **info}
+
+    update_run_info(run_dir, change, create=True)
+
+
 def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     if not (run_dir / RUN_FILE).is_file():
         return None
@@ -434,16 +450,22 @@ def embed(
     runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime}
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    source_entry = {
+        **src.describe(),
+        "spec": str(source) if not isinstance(source, ImageSource) else src.kind,
+        "limit": limit,
+    }
     info: dict[str, Any] = {
         "dinomap_version": _dinomap_version(),
         "created": (previous or {}).get("created", datetime.now(UTC).isoformat(timespec="seconds")),
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": "running",
-        "source": {
-            **src.describe(),
-            "spec": str(source) if not isinstance(source, ImageSource) else src.kind,
-            "limit": limit,
-        },
+        "source": source_entry,
+        "sources": _merge_sources(
+            (previous or {}).get("sources")
+            or ([previous["source"]] if previous and previous.get("source") else []),
+            source_entry,
+        ),
         "model": loaded.describe(),
         "weights": loaded.weights_dict(),
         "preprocessing": {
@@ -467,10 +489,7 @@ def embed(
         "counts": {},
         "history": (previous or {}).get("history", []),
     }
-    for key in ("maps", "export", "report"):  # later stages' sections survive a resume
-        if previous and key in previous:
-            info[key] = previous[key]
-    atomic_write_json(run_dir / RUN_FILE, info)
+    _write_info(run_dir, info)
 
     show = progress if progress is not None else sys.stderr.isatty()
     errors: list[tuple[str, str]] = []
@@ -560,7 +579,7 @@ def embed(
             *info["history"],
             {"finished": info["updated"], "status": status, **info["counts"]},
         ][-50:]
-        atomic_write_json(run_dir / RUN_FILE, info)
+        _write_info(run_dir, info)
     if n_stored == 0:
         raise NoImagesError(
             f"none of the {len(items)} images could be embedded; reasons are in {run_dir / 'errors.csv'}"

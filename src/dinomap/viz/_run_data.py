@@ -19,7 +19,15 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dinomap.exceptions import DinomapError
-from dinomap.store import ERRORS_FILE, read_run_info
+from dinomap.store import ERRORS_FILE, layout, read_run_info
+from dinomap.store.layout import (
+    ALL_MAPS_PLOT,
+    EXPORT_DIR,
+    MAPS_FILE,
+    METRICS_FILE,
+    PLOTS_DIR,
+)
+from dinomap.store.layout import EXPORT_METADATA_FILE as EXPORT_METADATA
 
 __all__ = [
     "METHOD_ORDER",
@@ -50,21 +58,15 @@ METHOD_PLOTS: dict[str, str] = {
     "parametric_umap": "parametric_umap_embeddings.png",
     "tsne_nn": "t-sne_nn_embeddings.png",
 }
-ALL_MAPS_PLOT = "all_maps.png"
-MAPS_FILE = "maps.parquet"
-METRICS_FILE = "metrics.json"
-CLUSTERS_FILE = "downstream/clusters.parquet"
-#: What the downstream stage writes into ``RUN/downstream`` (dinomap.downstream).
-CLUSTERS_INFO = "downstream/clusters.json"
-CLUSTERS_SHEET = "downstream/clusters.png"
-OUTLIERS_FILE = "downstream/outliers.parquet"
-OUTLIERS_INFO = "downstream/outliers.json"
-OUTLIERS_SHEET = "downstream/outliers.png"
-DUPLICATES_FILE = "downstream/duplicates.csv"
-DUPLICATES_INFO = "downstream/duplicates.json"
-#: The export stage's default repository and its metadata file (dinomap.export.repository).
-EXPORT_DIR = "model_repository"
-EXPORT_METADATA = "dinomap_export.json"
+#: The downstream outputs as paths relative to the run directory (the report links them).
+CLUSTERS_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_FILE}"
+CLUSTERS_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_INFO_FILE}"
+CLUSTERS_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_SHEET}"
+OUTLIERS_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_FILE}"
+OUTLIERS_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_INFO_FILE}"
+OUTLIERS_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_SHEET}"
+DUPLICATES_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_FILE}"
+DUPLICATES_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_INFO_FILE}"
 
 
 def method_title(method: str) -> str:
@@ -379,7 +381,7 @@ def _count_errors(run_dir: Path) -> int | None:
 
 
 def _find_plots(run_dir: Path) -> dict[str, str]:
-    plots_dir = run_dir / "plots"
+    plots_dir = run_dir / PLOTS_DIR
     if not plots_dir.is_dir():
         return {}
     found: dict[str, str] = {}

@@ -25,13 +25,13 @@ import numpy as np
 
 from dinomap.data.thumbnails import letterbox
 from dinomap.store import atomic_write_bytes, atomic_write_json
+from dinomap.store.layout import THUMBS_INDEX_FILE as INDEX_FILE
 
 __all__ = ["ThumbSheets", "make_thumbnail_loader", "write_thumb_sheets"]
 
 logger = logging.getLogger(__name__)
 
 SHEET_PREFIX = "sheet-"
-INDEX_FILE = "index.json"
 _BACKGROUND = 240  # light grey behind letterboxed thumbnails
 
 ThumbLoader = Callable[[str], "np.ndarray | None"]

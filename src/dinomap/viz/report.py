@@ -35,6 +35,7 @@ import numpy as np
 
 from dinomap._validation import check_positive_int
 from dinomap.store import ERRORS_FILE, atomic_write_text
+from dinomap.store.layout import REPORT_FILE, THUMBS_DIR
 from dinomap.viz._format import (
     flatten_timings,
     fmt_number,
@@ -55,8 +56,6 @@ __all__ = ["REPORT_FILE", "THUMBS_DIR", "render_report_html", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
-THUMBS_DIR = "thumbs"
 NO_LABEL = "(unlabelled)"  # as in the static maps' legends
 UNLABELLED_COLOUR = "#BBBBBB"
 _QMAX = 65534  # quantised coordinates live in [0, 65534]; 65535 marks a point not placed

@@ -21,6 +21,7 @@ from typing import Any
 
 from dinomap.exceptions import DinomapError
 from dinomap.store import atomic_write_text, load_embeddings
+from dinomap.store.layout import SLIDES_FILE
 from dinomap.viz._format import HIDDEN_PARAMS, flatten_timings, fmt_number, fmt_seconds, fmt_value
 from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
 
@@ -28,7 +29,6 @@ __all__ = ["SLIDES_FILE", "render_slides", "write_slides"]
 
 logger = logging.getLogger(__name__)
 
-SLIDES_FILE = "slides.md"
 _NOT_RECORDED = "_not recorded_"
 
 #: What each method keeps, for the intuition slide (words only; parameters come from the run).

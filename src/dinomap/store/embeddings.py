@@ -1,24 +1,15 @@
-"""The run store: one directory per run, the only place (with the CLI) that touches the disk.
+"""The embedding shards of a run: ``embeddings/part-NNNNN.parquet``, one row per image.
 
-Layout of a run directory::
-
-    run.json                  model, weights, preprocessing, versions, device, timings, counts
-    embeddings/part-00000.parquet, part-00001.parquet, ...   one row per image
-    errors.csv                images that could not be embedded (path, reason)
-
-Every file is written to a temporary name, flushed to disk and renamed into place, so a crash
-(even SIGKILL) leaves either the old file or the new one, never a partial one. Embedding shards
-are append-only; a rerun embeds only the images whose ``(path, sha256)`` is not stored yet.
+Shards are append-only and written atomically; a rerun embeds only the images whose
+``(path, sha256)`` is not stored yet. ``errors.csv`` lists the images that could not be embedded.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,63 +19,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dinomap.exceptions import DinomapError, SourceNotFoundError
+from dinomap.exceptions import DinomapError
+from dinomap.store._atomic import atomic_write_bytes, atomic_write_text
+from dinomap.store.info import read_run_info
+from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE
 
 __all__ = [
-    "EMBEDDINGS_DIR",
-    "ERRORS_FILE",
-    "RUN_FILE",
     "Embeddings",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_text",
     "embedding_schema",
-    "is_random_init",
     "load_embeddings",
-    "read_run_info",
     "stored_keys",
     "write_errors",
     "write_shard",
 ]
 
-RUN_FILE = "run.json"
-EMBEDDINGS_DIR = "embeddings"
-ERRORS_FILE = "errors.csv"
 _SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -189,24 +138,6 @@ class Embeddings:
     def random_init(self) -> bool:
         """True when the embeddings come from a model with random (untrained) weights."""
         return bool(self.info.get("weights", {}).get("random_init", False))
-
-
-def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``run.json`` of a run directory."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise SourceNotFoundError(
-            f"{run_dir} is not a dinomap run directory (no {RUN_FILE}); "
-            "create one with `dinomap embed SOURCE --out DIR`."
-        )
-    with path.open(encoding="utf-8") as fh:
-        info: dict[str, Any] = json.load(fh)
-    return info
-
-
-def is_random_init(run_dir: str | os.PathLike[str]) -> bool:
-    """True when a run's embeddings come from random (untrained) weights."""
-    return bool(read_run_info(run_dir).get("weights", {}).get("random_init", False))
 
 
 def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:

@@ -1,0 +1,79 @@
+"""``run.json``: what a run is (model, weights, sources, preprocessing) and what each stage did.
+
+Stages never rewrite the whole file from a copy they read earlier: :func:`update_run_info` reads
+the current file under a lock, applies one change and writes it back atomically, so two stages
+(or two processes) cannot lose each other's sections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dinomap.exceptions import SourceNotFoundError
+from dinomap.store._atomic import atomic_write_json
+from dinomap.store.layout import RUN_FILE
+
+__all__ = ["is_random_init", "read_run_info", "update_run_info"]
+
+_LOCK_SUFFIX = ".lock"
+
+
+def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``run.json`` of a run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise SourceNotFoundError(
+            f"{run_dir} is not a dinomap run directory (no {RUN_FILE}); "
+            "create one with `dinomap embed SOURCE --out DIR`."
+        )
+    with path.open(encoding="utf-8") as fh:
+        info: dict[str, Any] = json.load(fh)
+    return info
+
+
+def is_random_init(run_dir: str | os.PathLike[str]) -> bool:
+    """True when a run's embeddings come from random (untrained) weights."""
+    return bool(read_run_info(run_dir).get("weights", {}).get("random_init", False))
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``run.json`` (a sibling ``.run.json.lock`` file)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / f".{RUN_FILE}{_LOCK_SUFFIX}").open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def update_run_info(
+    run_dir: str | os.PathLike[str],
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    *,
+    create: bool = False,
+) -> dict[str, Any]:
+    """Apply ``change`` to the current ``run.json`` and write it back atomically; return it.
+
+    ``change`` gets the current content (``{}`` when ``create`` and no file exists yet) and
+    edits it in place or returns a replacement.
+
+    Examples
+    --------
+    >>> update_run_info("runs/fm", lambda info: info.update(export={"models": 3}))  # doctest: +SKIP
+    """
+    run = Path(run_dir)
+    with _locked(run):
+        path = run / RUN_FILE
+        info = read_run_info(run) if (path.is_file() or not create) else {}
+        new = change(info)
+        info = info if new is None else new
+        atomic_write_json(path, info)
+    return info

@@ -1,0 +1,161 @@
+"""Every path of a run directory, named in one place.
+
+::
+
+    run.json            model, weights (random_init!), sources, preprocessing, versions, timings
+    embeddings/         part-NNNNN.parquet: one row per image
+    errors.csv          images that could not be embedded (path, reason)
+    maps.parquet        x/y of every map, joinable on ``path``
+    metrics.json        per map: fit time, trustworthiness, kNN preservation, kNN accuracy
+    plots/              one PNG per map and all_maps.png
+    mappers/<method>/   fitted mappers (config.json + state.pkl or model.pt)
+    model_repository/   Triton model repository (dinomap_export.json, verification.json)
+    downstream/         index, neighbour graph, clusters, outliers, duplicates, search, projected
+    thumbs/             the report's thumbnail sprite sheets
+    report.html, slides.md
+
+Only names and path arithmetic here: no I/O, no third-party import, so any module (and the CLI's
+``--help``) can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ALL_MAPS_PLOT",
+    "CLUSTERS_FILE",
+    "CLUSTERS_INFO_FILE",
+    "CLUSTERS_SHEET",
+    "DOWNSTREAM_DIR",
+    "DUPLICATES_FILE",
+    "DUPLICATES_INFO_FILE",
+    "EMBEDDINGS_DIR",
+    "ERRORS_FILE",
+    "EXPORT_DIR",
+    "EXPORT_METADATA_FILE",
+    "EXPORT_README_FILE",
+    "INDEX_FILE",
+    "INDEX_INFO_FILE",
+    "KNN_FILE",
+    "KNN_INFO_FILE",
+    "MAPPERS_DIR",
+    "MAPS_FILE",
+    "METRICS_FILE",
+    "OUTLIERS_FILE",
+    "OUTLIERS_INFO_FILE",
+    "OUTLIERS_SHEET",
+    "PLOTS_DIR",
+    "PROJECTED_DIR",
+    "REPORT_FILE",
+    "RUN_FILE",
+    "SEARCH_DIR",
+    "SLIDES_FILE",
+    "THUMBS_DIR",
+    "THUMBS_INDEX_FILE",
+    "VERIFICATION_FILE",
+    "RunLayout",
+]
+
+RUN_FILE = "run.json"
+EMBEDDINGS_DIR = "embeddings"
+ERRORS_FILE = "errors.csv"
+MAPS_FILE = "maps.parquet"
+METRICS_FILE = "metrics.json"
+PLOTS_DIR = "plots"
+ALL_MAPS_PLOT = "all_maps.png"
+MAPPERS_DIR = "mappers"
+EXPORT_DIR = "model_repository"
+EXPORT_METADATA_FILE = "dinomap_export.json"
+VERIFICATION_FILE = "verification.json"
+EXPORT_README_FILE = "README.md"
+DOWNSTREAM_DIR = "downstream"
+INDEX_FILE = "index.faiss"
+INDEX_INFO_FILE = "index.json"
+KNN_FILE = "knn.npz"
+KNN_INFO_FILE = "knn.json"
+CLUSTERS_FILE = "clusters.parquet"
+CLUSTERS_INFO_FILE = "clusters.json"
+CLUSTERS_SHEET = "clusters.png"
+OUTLIERS_FILE = "outliers.parquet"
+OUTLIERS_INFO_FILE = "outliers.json"
+OUTLIERS_SHEET = "outliers.png"
+DUPLICATES_FILE = "duplicates.csv"
+DUPLICATES_INFO_FILE = "duplicates.json"
+SEARCH_DIR = "search"
+PROJECTED_DIR = "projected"
+REPORT_FILE = "report.html"
+SLIDES_FILE = "slides.md"
+THUMBS_DIR = "thumbs"
+THUMBS_INDEX_FILE = "index.json"  # inside THUMBS_DIR
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run directory.
+
+    Examples
+    --------
+    >>> RunLayout("runs/fm").maps.as_posix()
+    'runs/fm/maps.parquet'
+    >>> RunLayout("runs/fm").mapper("tsne").as_posix()
+    'runs/fm/mappers/tsne'
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / EMBEDDINGS_DIR
+
+    @property
+    def errors(self) -> Path:
+        return self.root / ERRORS_FILE
+
+    @property
+    def maps(self) -> Path:
+        return self.root / MAPS_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def plots(self) -> Path:
+        return self.root / PLOTS_DIR
+
+    @property
+    def mappers(self) -> Path:
+        return self.root / MAPPERS_DIR
+
+    def mapper(self, method: str) -> Path:
+        return self.root / MAPPERS_DIR / method
+
+    @property
+    def export(self) -> Path:
+        return self.root / EXPORT_DIR
+
+    @property
+    def downstream(self) -> Path:
+        return self.root / DOWNSTREAM_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_FILE
+
+    @property
+    def slides(self) -> Path:
+        return self.root / SLIDES_FILE
+
+    @property
+    def thumbs(self) -> Path:
+        return self.root / THUMBS_DIR
