@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from torch import nn
 
 from dinomap.embed.models import LoadedModel, create_encoder
 from dinomap.embed.preprocess import Preprocess
-from dinomap.export import ExportResult, export_encoder
+from dinomap.export import ExportResult, VerificationReport, export_encoder
+from dinomap.export.verify import ModelCheck
 
 #: A one-block ViT of the DINOv2 family at 56 px (4x4 patches): fast to export and verify.
 TINY_EXPORT_KWARGS: dict[str, Any] = {"depth": 1, "embed_dim": 32, "num_heads": 2}
@@ -86,3 +88,51 @@ def pool_preprocess() -> Preprocess:
 @pytest.fixture
 def repo_root(tiny_repo: ExportResult) -> Path:
     return tiny_repo.repository
+
+
+def perturb_torchscript_weight(path: Path, name: str = "backbone.norm.weight") -> None:
+    """Rewrite the TorchScript file at ``path`` with the parameter ``name`` changed by ~1%."""
+    from dinomap.export.torchscript import load_torchscript_bytes, quiet_torchscript
+
+    module = load_torchscript_bytes(path.read_bytes())
+    param = dict(module.named_parameters())[name]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        param.add_(0.01 * torch.randn(param.shape, generator=gen))
+    with quiet_torchscript():
+        torch.jit.save(module, str(path))
+
+
+def swap_for_other_onnx_model(path: Path) -> None:
+    """Replace the ONNX file at ``path`` with the export of another random-init encoder of the
+    same shapes (``init_seed=1``): a file that loads and runs but is not the model."""
+    from dinomap.export.onnx import to_onnx
+
+    other = create_encoder(
+        "dinov2-s14", input_size=TINY_INPUT_SIZE, random_init=True, init_seed=1,
+        model_kwargs=TINY_EXPORT_KWARGS,
+    )  # fmt: skip
+    example = torch.zeros(2, 3, TINY_INPUT_SIZE, TINY_INPUT_SIZE)
+    path.write_bytes(to_onnx(other.extractor, example).data)
+
+
+def corrupt_before_verification(
+    monkeypatch: pytest.MonkeyPatch, corrupt: dict[str, Callable[[Path], None]]
+) -> list[str]:
+    """Make the export's verification run on files changed after they were written:
+    ``corrupt`` maps a model name to a function that rewrites its file. Returns the names of
+    the models corrupted (filled in when verification runs)."""
+    import dinomap.export.repository as repository
+
+    real_verify = repository.verify_models
+    done: list[str] = []
+
+    def verify(checks: Sequence[ModelCheck], **kwargs: Any) -> VerificationReport:
+        for check in checks:
+            if check.name in corrupt:
+                corrupt[check.name](Path(check.path))
+                done.append(check.name)
+        return real_verify(checks, **kwargs)
+
+    monkeypatch.setattr(repository, "verify_models", verify)
+    return done

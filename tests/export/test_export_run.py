@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +13,21 @@ import torch
 
 from dinomap import load_embeddings
 from dinomap.cli.main import main
-from dinomap.embed import EmbedConfig, embed, encoder_from_run
-from dinomap.export import export_run, parse_config
+from dinomap.embed import EmbedConfig, create_encoder, embed, encoder_from_run
+from dinomap.embed.models import LoadedModel
+from dinomap.embed.preprocess import Preprocess
+from dinomap.export import VerificationError, export_run, parse_config
 from dinomap.export.torchscript import load_torchscript_bytes
 from dinomap.parametric import TSNEApproximator
 
 from ..conftest import write_images
-from .conftest import TINY_EXPORT_KWARGS, TINY_INPUT_SIZE
+from .conftest import (
+    TINY_EXPORT_KWARGS,
+    TINY_INPUT_SIZE,
+    corrupt_before_verification,
+    perturb_torchscript_weight,
+)
+from .test_export_waiver import _ill_conditioned_mapper
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +64,15 @@ def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) 
     section = json.loads((run_dir / "run.json").read_text())["export"]
     assert section["repository"] == str(res.repository.resolve())
     assert section["verified_against_eager"] is True and section["max_abs_diff"] <= 1e-4
+    assert section["verification"] == "passed" and "waived" not in section
     assert section["models"] == [m.name for m in res.models] and section["random_init"] is True
+    # The eager raw-pixel model reproduces the stored embeddings; the cosine is taken after
+    # centering, which other weights or preprocessing do not pass (see the test below).
     cons = meta["consistency_with_run"]
-    assert cons["n_images"] >= 2 and cons["min_cosine"] > 0.99
-    assert "stored embeddings" in (res.repository / "README.md").read_text()
+    assert cons["n_images"] >= 2 and cons["consistent"] is True
+    assert cons["min_centered_cosine"] >= 0.99 and cons["max_relative_error"] < 1e-5
+    assert section["consistent_with_run"] is True
+    assert "stored embeddings (4 images): CONSISTENT" in (res.repository / "README.md").read_text()
     tsne = next(m for m in report["models"] if m["name"] == "tsne_nn")
     assert any("real embeddings" in c["label"] for c in tsne["cases"])
     # The exported mapper places stored embeddings where the fitted mapper does.
@@ -77,6 +92,92 @@ def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) 
         np.testing.assert_allclose(pipe_model(torch.from_numpy(pix)).numpy(), ref, atol=1e-4)
     cfg = parse_config(res.model("dino_pipeline_tsne_nn").config_path.read_text())
     assert list(cfg.output[0].dims) == [2] and cfg.parameters["method"].string_value == "tsne_nn"
+
+
+@pytest.fixture
+def run_copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the run, for tests whose export writes a section into its run.json."""
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def _other_weights(enc: LoadedModel, pre: Preprocess) -> tuple[LoadedModel, Preprocess]:
+    other = create_encoder("dinov2-s14", input_size=TINY_INPUT_SIZE, random_init=True,
+                           init_seed=1, model_kwargs=TINY_EXPORT_KWARGS)  # fmt: skip
+    return other, pre
+
+
+def _no_bottleneck(enc: LoadedModel, pre: Preprocess) -> tuple[LoadedModel, Preprocess]:
+    return enc, Preprocess(enc.input_size, enc.mean, enc.std, source_size=None)
+
+
+def _other_mean_std(enc: LoadedModel, pre: Preprocess) -> tuple[LoadedModel, Preprocess]:
+    return enc, Preprocess(enc.input_size, (0.5,) * 3, (0.5,) * 3, source_size=32)
+
+
+WRONG_EXPORTS: dict[str, Callable[[LoadedModel, Preprocess], tuple[LoadedModel, Preprocess]]] = {
+    "other weights": _other_weights,
+    "no 32x32 bottleneck": _no_bottleneck,
+    "other mean and std": _other_mean_std,
+}
+
+
+@pytest.mark.parametrize("wrong", sorted(WRONG_EXPORTS))
+def test_consistency_with_run_fails_for_other_weights_or_preprocessing(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, wrong: str
+) -> None:
+    import dinomap.embed
+
+    real = dinomap.embed.encoder_from_run
+    monkeypatch.setattr(dinomap.embed, "encoder_from_run",
+                        lambda run: WRONG_EXPORTS[wrong](*real(run)))  # fmt: skip
+    with caplog.at_level("WARNING", logger="dinomap.export.repository"):
+        res = export_run(run_copy, formats="torchscript", verify=False, include_mappers=False,
+                         device="cpu")  # fmt: skip
+    cons = res.metadata["consistency_with_run"]
+    assert cons["n_images"] >= 2 and cons["consistent"] is False
+    assert cons["min_centered_cosine"] < 0.9, cons
+    if wrong != "other weights":  # the plain cosine cannot tell: random-init collinearity
+        assert cons["min_cosine"] > 0.99
+    assert "does not reproduce the run's stored embeddings" in caplog.text
+    assert "NOT CONSISTENT" in (res.repository / "README.md").read_text()
+    section = json.loads((run_copy / "run.json").read_text())["export"]
+    assert section["consistent_with_run"] is False
+    assert section["verified_against_eager"] is None and section["verification"] == "not run"
+
+
+def test_export_run_records_a_failed_verification(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt_before_verification(monkeypatch, {"dino_model": perturb_torchscript_weight})
+    with pytest.raises(VerificationError, match="dino_model"):
+        export_run(run_copy, formats="torchscript", include_mappers=False, device="cpu")
+    section = json.loads((run_copy / "run.json").read_text())["export"]
+    assert section["verified_against_eager"] is False and section["verification"] == "failed"
+    assert section["failed"] == ["dino_model"] and section["max_abs_diff"] > 1e-3
+    meta = json.loads((run_copy / "model_repository" / "dinomap_export.json").read_text())
+    assert meta["verification"]["status"] == "failed"
+
+
+def test_export_run_records_waived_mappers_as_not_verified(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dinomap.export.repository as repository
+
+    dim = load_embeddings(run_copy).X.shape[1]
+    monkeypatch.setattr(repository, "load_run_mappers",
+                        lambda run: {"tsne_nn": _ill_conditioned_mapper(dim)})  # fmt: skip
+    res = export_run(run_copy, formats="onnx", device="cpu")
+    assert res.passed and res.verification is not None
+    section = json.loads((run_copy / "run.json").read_text())["export"]
+    assert section["verification"] == "passed_with_waivers"
+    assert section["verified_against_eager"] is False
+    assert "tsne_nn_onnx" in section["waived"] and "failed" not in section
+    by_name = {m["name"]: m for m in res.verification.models}
+    for name, waived in section["waived"].items():
+        assert "random-init" in waived["reason"]
+        assert waived["max_abs_diff"] == by_name[name]["max_abs_diff"] > 1e-4
+    verified = [m["max_abs_diff"] for n, m in by_name.items() if n not in section["waived"]]
+    assert len(verified) >= 2 and section["max_abs_diff"] == max(verified) <= 1e-4
 
 
 def test_cli_export_from_a_model_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,23 +96,38 @@ def test_verifier_flags_a_model_that_differs_from_eager(tmp_path: Path) -> None:
     assert "FAIL  bad" in report.summary() and "PASS  good" in report.summary()
 
 
-def test_a_failing_diagnostic_is_reported_but_does_not_fail_verification(tmp_path: Path) -> None:
+def test_a_failing_diagnostic_fails_verification_and_a_waiver_is_recorded(tmp_path: Path) -> None:
     net = nn.Linear(3, 2).eval()
     path = tmp_path / "model.pt"
     path.write_bytes(torchscript_bytes(to_torchscript(net, torch.zeros(1, 3)).module))
     x = np.ones((2, 3), np.float32)
     with torch.no_grad():
         y = net(torch.from_numpy(x)).numpy()
+    ok, off = VerificationCase("ok", x, y), VerificationCase("off", x, y + 1.0)
     report = verify_models(
         [
-            ModelCheck("m", "torchscript", path, "INPUT__0", "OUTPUT__0",
-                       (VerificationCase("ok", x, y),)),
-            ModelCheck("m[part]", "torchscript", path, "INPUT__0", "OUTPUT__0",
-                       (VerificationCase("off", x, y + 1.0),), diagnostic=True),
+            ModelCheck("m", "torchscript", path, "INPUT__0", "OUTPUT__0", (ok,)),
+            ModelCheck("mapper", "torchscript", path, "INPUT__0", "OUTPUT__0", (ok, off)),
+            ModelCheck("m[part]", "torchscript", path, "INPUT__0", "OUTPUT__0", (off,),
+                       diagnostic=True),
         ]
     )  # fmt: skip
-    assert report.passed
-    assert [m["name"] for m in report.models] == ["m"]
+    assert [m["name"] for m in report.models] == ["m", "mapper"]
     assert [d["name"] for d in report.diagnostics] == ["m[part]"]
-    assert not report.diagnostics[0]["passed"] and report.diagnostics[0]["max_abs_diff"] > 0.9
-    assert "WARN  m[part]" in report.summary() and "PASS  m " in report.summary()
+    assert report.models[0]["passed"] and not report.diagnostics[0]["passed"]
+    assert report.diagnostics[0]["max_abs_diff"] > 0.9
+    assert not report.passed and report.status == "failed"
+    assert report.failed == ["mapper", "m[part]"]
+    assert "FAIL  m[part]" in report.summary() and "PASS  m " in report.summary()
+    # Waiving the model's failure leaves the diagnostic deciding: still failed.
+    report.waive(["mapper"], "a reason")
+    assert not report.passed and report.failed == ["m[part]"]
+    assert list(report.waived) == ["mapper"] and report.waived["mapper"]["reason"] == "a reason"
+    assert report.waived["mapper"]["max_abs_diff"] == pytest.approx(1.0, abs=1e-5)
+    assert report.verified_max_abs_diff() == {"m": report.models[0]["max_abs_diff"]}
+    assert "WAIVED  mapper" in report.summary()
+    # Without the diagnostic the waiver lets it pass, and says so.
+    report.diagnostics.clear()
+    report.waive(["mapper"], "a reason")
+    assert report.passed and report.status == "passed_with_waivers"
+    assert report.to_dict()["waived"] == ["mapper"] and report.to_dict()["passed"] is True

@@ -13,7 +13,7 @@ from torch import nn
 from dinomap.embed import create_encoder
 from dinomap.export import VerificationError, export_models
 
-from .conftest import TINY_EXPORT_KWARGS, TINY_INPUT_SIZE
+from .conftest import TINY_EXPORT_KWARGS, TINY_INPUT_SIZE, corrupt_before_verification, tiny_mapper
 
 
 def _ill_conditioned_mapper(dim: int) -> nn.Module:
@@ -44,11 +44,44 @@ def test_mapper_beyond_tolerance_is_waived_only_for_random_init(
         return
     result = export_models(out, enc.extractor, **kwargs)  # type: ignore[arg-type]
     assert result.verification is not None and result.verification.passed
+    assert result.verification.status == "passed_with_waivers"
     report = json.loads((out / "verification.json").read_text())
+    assert report["status"] == "passed_with_waivers" and report["waived"] == ["tsne_nn_onnx"]
     by_name = {m["name"]: m for m in report["models"]}
     assert by_name["tsne_nn_onnx"]["passed"] is False
+    assert by_name["tsne_nn_onnx"]["max_abs_diff"] > 1e-4
     assert "random-init" in by_name["tsne_nn_onnx"]["waived"]
     assert (
         by_name["dino_model_onnx"]["passed"] is True and "waived" not in by_name["dino_model_onnx"]
     )
-    assert "WAIVED" in result.verification.summary()
+    assert "WAIVED  tsne_nn_onnx" in result.verification.summary()
+    # dinomap_export.json: the max diff covers the verified models only, the waived one is
+    # listed apart with its difference and the reason, and the status says so.
+    ver = json.loads((out / "dinomap_export.json").read_text())["verification"]
+    assert ver["status"] == "passed_with_waivers" and ver["failed"] == []
+    assert set(ver["max_abs_diff"]) == {"dino_model_onnx"}
+    assert ver["max_abs_diff"]["dino_model_onnx"] <= 1e-4
+    waived = ver["waived"]["tsne_nn_onnx"]
+    assert waived["max_abs_diff"] == by_name["tsne_nn_onnx"]["max_abs_diff"]
+    assert "random-init" in waived["reason"]
+    readme = (out / "README.md").read_text()
+    assert "PASSED WITH WAIVERS" in readme and "`tsne_nn_onnx`: WAIVED" in readme
+
+
+def test_a_random_init_mapper_that_does_not_load_is_not_waived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc = create_encoder("dinov2-s14", random_init=True, input_size=TINY_INPUT_SIZE,
+                         model_kwargs=TINY_EXPORT_KWARGS)  # fmt: skip
+    corrupt_before_verification(
+        monkeypatch, {"tsne_nn_onnx": lambda path: path.write_bytes(b"not an onnx model")}
+    )
+    out = tmp_path / "repo"
+    with pytest.raises(VerificationError, match="tsne_nn_onnx"):
+        export_models(out, enc.extractor, input_size=TINY_INPUT_SIZE, formats="onnx",
+                      mappers={"tsne_nn": tiny_mapper(enc.embed_dim)}, device="cpu",
+                      random_init=True)  # fmt: skip
+    report = json.loads((out / "verification.json").read_text())
+    mapper = next(m for m in report["models"] if m["name"] == "tsne_nn_onnx")
+    assert mapper["passed"] is False and "error" in mapper and "waived" not in mapper
+    assert report["status"] == "failed" and report["waived"] == []

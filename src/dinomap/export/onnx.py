@@ -1,10 +1,12 @@
 """ONNX export with a dynamic batch axis (and dynamic image sizes for raw-pixel models).
 
 dinomap uses the ``torch.export``-based exporter (``torch.onnx.export(..., dynamo=True)``), the
-default since PyTorch 2.9: it exports timm ViTs and the antialiased resize of the raw-pixel
-pipeline, which the legacy TorchScript-based exporter cannot (``aten::_upsample_bilinear2d_aa``
-has no ONNX symbolic there). The legacy exporter is only tried when the dynamo exporter fails,
-and the result says which one made the file.
+default since PyTorch 2.9: it keeps the raw-pixel pipeline's shape-dependent resize branches
+symbolic. The legacy TorchScript-based exporter (``dynamo=False``) is only tried when the dynamo
+exporter fails: it is logged as a warning, and the result says which one made the file
+(``method``) and why (``note``); :mod:`dinomap.export.repository` writes both to
+``dinomap_export.json`` and ``config.pbtxt`` (``export_method``). A legacy export is traced, so
+its resize branches are those the example input takes; verification runs it like any other.
 """
 
 from __future__ import annotations

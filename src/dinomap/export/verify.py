@@ -6,7 +6,8 @@ directory nor ``PYTHONPATH`` leak in) runs :data:`WORKER_SOURCE`: it blocks any 
 ``dinomap``, loads each exported file with ``torch.jit.load`` or ``onnxruntime`` - exactly what a
 serving process would do - runs the inputs and compares with the eager outputs. A model passes
 when every output has the expected shape and dtype, is finite, and its largest absolute
-difference from the eager output is at most ``atol`` (1e-4 in fp32).
+difference from the eager output is at most ``atol`` (1e-4 in fp32). A diagnostic (a part of a
+model checked on its own, such as the preprocessing of a raw-pixel model) must pass as well.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ DEFAULT_ATOL = 1e-4
 
 
 class VerificationError(DinomapError):
-    """An exported model does not reproduce the eager PyTorch model."""
+    """An exported model does not reproduce the eager PyTorch model.
+
+    ``report`` is the :class:`VerificationReport` that failed (None when there was none).
+    """
+
+    def __init__(self, message: str, report: VerificationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class ModelCheck:
     input_name: str
     output_name: str
     cases: tuple[VerificationCase, ...]
-    diagnostic: bool = False  # reported in ``diagnostics``; does not decide ``passed``
+    diagnostic: bool = False  # a part of a model: reported in ``diagnostics``, must pass too
 
 
 @dataclass
@@ -74,16 +82,19 @@ class VerificationReport:
     Attributes
     ----------
     passed : bool
-        Every case of every model passed.
+        Every case of every model and diagnostic passed, or the model's failure was waived
+        (:meth:`waive`); see :attr:`status` to tell the two apart.
     atol : float
     models : list of dict
-        Per model: ``name``, ``format``, ``passed``, ``max_abs_diff`` and its ``cases``.
+        Per model: ``name``, ``format``, ``passed``, ``max_abs_diff`` and its ``cases``; a waived
+        model keeps ``passed: false`` and says why in ``waived``.
     worker : dict
         What the verifying process saw: versions, and ``dinomap_imported`` (always False).
     seconds : float
     diagnostics : list of dict
         Checks of parts of a model (such as its preprocessing alone), in the format of
-        ``models``; they explain a difference but do not decide ``passed``.
+        ``models``. An untrained extractor hides small input differences, so a model can pass
+        while its preprocessing differs; a failed diagnostic fails the report as well.
     """
 
     passed: bool
@@ -93,25 +104,62 @@ class VerificationReport:
     seconds: float = 0.0
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def waived(self) -> dict[str, dict[str, Any]]:
+        """``{name: {"max_abs_diff", "reason"}}`` of the models whose failure was waived."""
+        return {
+            m["name"]: {"max_abs_diff": m.get("max_abs_diff"), "reason": m["waived"]}
+            for m in self.models
+            if not m.get("passed") and m.get("waived")
+        }
+
+    @property
+    def status(self) -> str:
+        """``"passed"`` (every check passed), ``"passed_with_waivers"`` or ``"failed"``."""
+        if not self.passed:
+            return "failed"
+        return "passed_with_waivers" if self.waived else "passed"
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the models and diagnostics that failed and were not waived."""
+        return [
+            m["name"]
+            for m in self.models + self.diagnostics
+            if not (m.get("passed") or m.get("waived"))
+        ]
+
+    def verified_max_abs_diff(self) -> dict[str, float | None]:
+        """``{name: max_abs_diff}`` of the models that were not waived."""
+        waived = self.waived
+        return {m["name"]: m.get("max_abs_diff") for m in self.models if m["name"] not in waived}
+
+    def waive(self, names: Sequence[str], reason: str) -> None:
+        """Accept the failure of the models ``names`` for ``reason``; they stay ``passed: false``
+        with ``waived: reason``, and :attr:`passed` is decided again."""
+        for m in self.models:
+            if m["name"] in names and not m.get("passed"):
+                m["waived"] = reason
+        self.passed = _decide(self.models, self.diagnostics, self.worker)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "status": self.status,
             "atol": self.atol,
             "seconds": round(self.seconds, 3),
             "worker": self.worker,
             "models": self.models,
             "diagnostics": self.diagnostics,
+            "waived": sorted(self.waived),
         }
 
     def summary(self) -> str:
-        """One line per model: name, format, PASS/FAIL (WARN for a diagnostic, WAIVED for a
-        random-init mapper), max abs diff."""
+        """One line per model and diagnostic: name, format, PASS/FAIL (WAIVED for a failure
+        that was waived), max abs diff."""
         lines = []
         for m in self.models + self.diagnostics:
-            diagnostic = m in self.diagnostics
-            status = "PASS" if m.get("passed") else ("WARN" if diagnostic else "FAIL")
-            if not m.get("passed") and m.get("waived"):
-                status = "WAIVED"
+            status = "PASS" if m.get("passed") else ("WAIVED" if m.get("waived") else "FAIL")
             diff = m.get("max_abs_diff")
             text = f"{diff:.2e}" if isinstance(diff, float) else "n/a"
             extra = f"  ({m['error']})" if m.get("error") else ""
@@ -290,12 +338,25 @@ def verify_models(
         "versions": raw["versions"],
         "executable": raw["executable"],
     }
-    passed = bool(models) and all(m["passed"] for m in models) and not raw["dinomap_imported"]
     return VerificationReport(
-        passed=passed,
+        passed=_decide(models, diagnostics, worker),
         atol=atol,
         models=models,
         worker=worker,
         seconds=time.perf_counter() - start,
         diagnostics=diagnostics,
+    )
+
+
+def _decide(
+    models: Sequence[dict[str, Any]],
+    diagnostics: Sequence[dict[str, Any]],
+    worker: dict[str, Any],
+) -> bool:
+    """Every model passed or was waived, every diagnostic passed, dinomap was not imported."""
+    return (
+        bool(models)
+        and all(m.get("passed") or m.get("waived") for m in models)
+        and all(d.get("passed") for d in diagnostics)
+        and not worker.get("dinomap_imported", True)
     )
