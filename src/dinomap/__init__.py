@@ -42,6 +42,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "export_models": ("dinomap.export", "export_models"),
     "export_run": ("dinomap.export", "export_run"),
     "make_maps": ("dinomap.maps", "make_maps"),
+    "run_pipeline": ("dinomap.pipeline", "run_pipeline"),
     "ParametricUMAP": ("dinomap.parametric", "ParametricUMAP"),
     "TSNEApproximator": ("dinomap.parametric", "TSNEApproximator"),
     "Embeddings": ("dinomap.store", "Embeddings"),
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dinomap.export import ExportResult, export_encoder, export_models, export_run
     from dinomap.maps import make_maps
     from dinomap.parametric import ParametricUMAP, TSNEApproximator
+    from dinomap.pipeline import run_pipeline
     from dinomap.store import Embeddings, load_embeddings, read_run_info
     from dinomap.viz.report import write_report
     from dinomap.viz.slides import write_slides
@@ -95,6 +97,7 @@ __all__ = [
     "make_maps",
     "project_images",
     "read_run_info",
+    "run_pipeline",
     "search_similar",
     "write_report",
     "write_slides",

@@ -37,7 +37,13 @@ import numpy as np
 from dinomap._validation import check_embeddings
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.reduce.registry import ReducerSpec, get_reducer, list_reducers, reducer_spec
-from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store import (
+    Embeddings,
+    atomic_write_bytes,
+    atomic_write_json,
+    current_stamp,
+    load_embeddings,
+)
 from dinomap.store.layout import ALL_MAPS_PLOT, MAPPERS_DIR, MAPS_FILE, METRICS_FILE, PLOTS_DIR
 
 __all__ = [
@@ -452,6 +458,10 @@ def make_maps(
             reducer_spec(key)  # unknown -> clear error; known but not run -> ignored
             logger.warning("parameters given for %s, which is not being made", key)
     X, lab, pths, info, run_dir = _load_source(source, labels, paths)
+    if isinstance(source, Embeddings):
+        stamp: dict[str, Any] | None = source.stamp
+    else:
+        stamp = current_stamp(run_dir) if run_dir is not None else None
     n = X.shape[0]
     if n < 3:
         raise InvalidParameterError(f"a map needs at least 3 points; got {n}.")
@@ -547,6 +557,7 @@ def make_maps(
         if isinstance(random_state, int | None)
         else repr(random_state),
         "metrics": evaluator.info if evaluator is not None else None,
+        "embeddings": stamp,
         "methods": entries,
         "total_seconds": None,
     }

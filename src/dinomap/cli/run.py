@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from dinomap.cli._commands import command_help
@@ -19,82 +17,24 @@ from dinomap.cli._common import (
 from dinomap.cli.embed import add_source_arguments, print_embed_summary
 from dinomap.embed.config import EmbedConfig
 from dinomap.exceptions import WeightsUnavailableError
+from dinomap.pipeline import run_pipeline
 
-__all__ = ["register", "run_pipeline"]
+__all__ = ["register", "run_pipeline"]  # run_pipeline: re-exported from dinomap.pipeline
 
 logger = logging.getLogger(__name__)
 
 
-def _export_device(device: str) -> str:
-    """The export's device (Triton instance kind) for the run's ``--device``."""
-    if device == "auto":
-        return "auto"
-    return "cuda" if device.startswith("cuda") else "cpu"
-
-
-def run_pipeline(
-    source: str,
-    out: str | Path,
-    config: EmbedConfig,
-    *,
-    methods: str | None = None,
-    seed: int = 0,
-    export: bool = True,
-    verify: bool = True,
-    report: bool = True,
-    data_dir: str | None = None,
-    split: str = "all",
-    limit: int | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Embed, map, export and report; return what each stage wrote and how long it took."""
-    out = Path(out)
-    stages: dict[str, Any] = {}
-    if (methods is None or "umap" in methods) and config.device != "cpu":
-        import torch
-
-        if torch.cuda.is_available():  # idle CPU cores while the GPU embeds: compile UMAP now
-            from dinomap.reduce.umap import start_warm_up
-
-            start_warm_up()
-    from dinomap.embed.extract import embed
-
-    t0 = time.perf_counter()
-    res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,
-                progress=False if quiet else None)  # fmt: skip
-    stages["embed"] = {"seconds": round(time.perf_counter() - t0, 2), "result": res}
-    if not quiet:
-        print_embed_summary(res)
-
-    from dinomap.maps import make_maps
-
-    t0 = time.perf_counter()
-    maps = make_maps(out, methods=methods, random_state=seed, device=config.device,
-                     verbose=not quiet)  # fmt: skip
-    stages["maps"] = {"seconds": round(time.perf_counter() - t0, 2), "result": maps}
-
-    if export:
-        from dinomap.export import export_run
-
-        t0 = time.perf_counter()
-        exp = export_run(out, None, verify=verify,
-                         device=_export_device(config.device))  # fmt: skip
-        stages["export"] = {"seconds": round(time.perf_counter() - t0, 2), "result": exp}
-        if not quiet:
-            print(f"exported {len(exp.models)} model(s) to {exp.repository}"
-                  + (" (verified)" if exp.verification is not None else ""))  # fmt: skip
-    if report:
-        from dinomap.viz.report import write_report
-        from dinomap.viz.slides import write_slides
-
-        t0 = time.perf_counter()
-        page = write_report(out)
-        slides = write_slides(out)
-        stages["report"] = {"seconds": round(time.perf_counter() - t0, 2), "page": page,
-                            "slides": slides}  # fmt: skip
-        if not quiet:
-            print(f"report: {page}\nslides: {slides}")
-    return stages
+def _print_stage(name: str, entry: dict[str, Any]) -> None:
+    if name == "embed":
+        print_embed_summary(entry["result"])
+    elif name == "downstream":
+        print(f"refreshed stale {', '.join(entry['refreshed'])}")
+    elif name == "export":
+        exp = entry["result"]
+        print(f"exported {len(exp.models)} model(s) to {exp.repository}"
+              + (" (verified)" if exp.verification is not None else ""))  # fmt: skip
+    elif name == "report":
+        print(f"report: {entry['page']}\nslides: {entry['slides']}")
 
 
 def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -143,6 +83,7 @@ def _pipeline(args: argparse.Namespace, cfg: EmbedConfig) -> int:
         args.source, args.out, cfg, methods=args.methods, seed=args.seed,
         export=not args.no_export, verify=not args.no_verify, report=not args.no_report,
         data_dir=args.data_dir, split=args.split, limit=args.limit, quiet=args.quiet,
+        on_stage=None if args.quiet else _print_stage,
     )  # fmt: skip
     return 0
 

@@ -331,6 +331,7 @@ def cluster_images(
         **result.scores,
         "seconds": round(result.seconds, 4),
         "random_init": emb.random_init,
+        "embeddings": emb.stamp,
     }
     if emb.random_init:
         info["warning"] = "random-init weights: clusters of these embeddings are not meaningful"

@@ -195,6 +195,7 @@ def find_duplicates(
         "n_near_images": sum(len(g) for g in near),
         "seconds": round(seconds, 4),
         "random_init": emb.random_init,
+        "embeddings": emb.stamp,
     }
     if emb.random_init:
         info["warning"] = "random-init weights: near-duplicates by embedding are not meaningful"

@@ -258,6 +258,7 @@ def find_outliers(
         "n_samples": len(emb),
         "seconds": round(seconds, 4),
         "random_init": emb.random_init,
+        "embeddings": emb.stamp,
         "top": [
             {
                 "path": p,

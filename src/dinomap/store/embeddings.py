@@ -7,7 +7,9 @@ Shards are append-only and written atomically; a rerun embeds only the images wh
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -26,12 +28,17 @@ from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE
 
 __all__ = [
     "Embeddings",
+    "check_fresh",
+    "current_stamp",
     "embedding_schema",
+    "keys_stamp",
     "load_embeddings",
     "stored_keys",
     "write_errors",
     "write_shard",
 ]
+
+logger = logging.getLogger(__name__)
 
 _SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 
@@ -135,6 +142,12 @@ class Embeddings:
         return int(self.X.shape[0])
 
     @property
+    def stamp(self) -> dict[str, Any]:
+        """Which embeddings these are: row count and a digest of the stored ``(path, sha256)``
+        keys. Every derived output records it, so a reader can tell when it went stale."""
+        return keys_stamp(self.paths, self.sha256)
+
+    @property
     def random_init(self) -> bool:
         """True when the embeddings come from a model with random (untrained) weights."""
         return bool(self.info.get("weights", {}).get("random_init", False))
@@ -184,3 +197,45 @@ def write_errors(run_dir: str | os.PathLike[str], errors: Iterable[tuple[str, st
     for path, reason in errors:
         writer.writerow([path, reason])
     return atomic_write_text(Path(run_dir) / ERRORS_FILE, buf.getvalue())
+
+
+def keys_stamp(paths: Sequence[str], sha256: Sequence[str]) -> dict[str, Any]:
+    """``{"n_rows", "keys_digest"}`` of a set of stored embeddings (order-independent)."""
+    h = hashlib.sha256()
+    for path, sha in sorted(zip(paths, sha256, strict=True)):
+        h.update(f"{path}\t{sha}\n".encode())
+    return {"n_rows": len(paths), "keys_digest": h.hexdigest()[:16]}
+
+
+def current_stamp(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The stamp of what the run stores now (reads only the key columns), or None if empty."""
+    table = _read_table(Path(run_dir), columns=["path", "sha256"])
+    if table is None:
+        return None
+    latest: dict[str, str] = {}
+    for path, sha in zip(table.column("path").to_pylist(), table.column("sha256").to_pylist(),
+                         strict=True):  # fmt: skip
+        latest[path] = sha  # the latest shard wins, as in load_embeddings
+    return keys_stamp(list(latest), list(latest.values()))
+
+
+def check_fresh(
+    run_dir: str | os.PathLike[str],
+    recorded: Any,
+    what: str,
+    command: str,
+    current: dict[str, Any] | None = None,
+) -> str | None:
+    """Warn in one line when the output ``what`` was made from other embeddings than the run
+    stores now; return the message (None when fresh or when nothing was recorded)."""
+    if not isinstance(recorded, dict) or "keys_digest" not in recorded:
+        return None
+    now = current if current is not None else current_stamp(run_dir)
+    if now is None or now.get("keys_digest") == recorded.get("keys_digest"):
+        return None
+    n_then, n_now = int(recorded.get("n_rows", 0)), int(now["n_rows"])
+    change = (f"{n_then:,} images; the run now holds {n_now:,}" if n_then != n_now
+              else f"{n_then:,} images, some of which changed since")  # fmt: skip
+    message = f"{what} is stale: it was made from {change}. Run `{command}` to refresh it."
+    logger.warning(message)
+    return message

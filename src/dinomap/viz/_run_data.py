@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dinomap.exceptions import DinomapError
-from dinomap.store import ERRORS_FILE, layout, read_run_info
+from dinomap.store import ERRORS_FILE, check_fresh, current_stamp, layout, read_run_info
 from dinomap.store.layout import (
     ALL_MAPS_PLOT,
     EXPORT_DIR,
@@ -137,6 +137,8 @@ class RunData:
     export : what the export stage saved: ``run.json["export"]`` completed from the model
         repository's ``dinomap_export.json`` (empty when the run was not exported)
     downstream : clusters, outliers and duplicates found by the downstream stage
+    stale : one line per output made from other embeddings than the run stores now, naming
+        the command that refreshes it
     """
 
     run_dir: Path
@@ -150,6 +152,7 @@ class RunData:
     plots: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     downstream: DownstreamData = field(default_factory=DownstreamData)
+    stale: list[str] = field(default_factory=list)
 
     @property
     def n_points(self) -> int:
@@ -472,4 +475,28 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         plots=_find_plots(run),
         export=_read_export(run, info),
         downstream=_read_downstream(run, paths, labels),
+        stale=stale_outputs(run, metrics),
     )
+
+
+def stale_outputs(run_dir: Path, metrics: Mapping[str, Any] | None = None) -> list[str]:
+    """One line (also logged as a warning) per derived output made from other embeddings than
+    the run stores now: maps and metrics, clusters, outliers, duplicates."""
+    now = current_stamp(run_dir)
+    if now is None:
+        return []
+    if metrics is None:
+        metrics = _read_json(run_dir / METRICS_FILE) or {}
+    checks: list[tuple[Any, str, str]] = [
+        (metrics.get("embeddings"), f"{MAPS_FILE} / {METRICS_FILE}", "map"),
+        ((_read_json(run_dir / CLUSTERS_INFO) or {}).get("embeddings"), CLUSTERS_FILE, "cluster"),
+        ((_read_json(run_dir / OUTLIERS_INFO) or {}).get("embeddings"), OUTLIERS_FILE, "outliers"),
+        ((_read_json(run_dir / DUPLICATES_INFO) or {}).get("embeddings"), DUPLICATES_FILE,
+         "duplicates"),
+    ]  # fmt: skip
+    out = []
+    for recorded, what, command in checks:
+        msg = check_fresh(run_dir, recorded, what, f"dinomap {command} {run_dir}", current=now)
+        if msg:
+            out.append(msg)
+    return out

@@ -300,9 +300,13 @@ def _dl(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def _banner(data: RunData) -> str:
+    stale = "".join(
+        f'<div class="dm-banner-stale" role="alert">⚠ {html.escape(line)}</div>'
+        for line in data.stale
+    )
     if not data.random_init:
-        return ""
-    return (
+        return stale
+    return stale + (
         '<div class="dm-banner-random" id="random-init-banner" role="alert">'
         "⚠ RANDOM-INIT WEIGHTS — this run did not use trained DINOv2 weights"
         "<small>The model's weights were randomly initialised, so the embeddings and every map "
