@@ -26,38 +26,51 @@ from ..conftest import TINY_CLI_ARGS, TINY_MODEL_KWARGS, write_images
 CFG = EmbedConfig(random_init=True, model_kwargs=TINY_MODEL_KWARGS, batch_size=4, num_workers=0)
 
 
-def _bad_files(root: Path) -> dict[str, str]:
-    good = cv2.imencode(".jpg", np.full((20, 20, 3), 128, np.uint8))[1].tobytes()
+#: The bad files of the folder test and the exact reason each one gets in errors.csv.
+BAD_REASONS = {
+    "empty.png": "empty file (0 bytes)",
+    "truncated.jpg": "truncated JPEG (no end-of-image marker)",
+    "truncated.png": "truncated PNG (no IEND chunk)",
+    "text.png": "not a decodable image (unknown or corrupt format)",
+    "fake.webp": "not a decodable image (unknown or corrupt format)",
+    "broken_link.png": "unreadable: No such file or directory",
+}
+
+
+def _bad_files(root: Path) -> None:
+    """Write one file of each kind of BAD_REASONS under ``root/bad``."""
+    jpg = cv2.imencode(".jpg", np.full((20, 20, 3), 128, np.uint8))[1].tobytes()
+    png = cv2.imencode(".png", np.full((20, 20, 3), 128, np.uint8))[1].tobytes()
     bad = {
-        "bad/empty.png": b"",
-        "bad/truncated.jpg": good[: len(good) // 2],
-        "bad/text.png": b"hello, I am text",
-        "bad/fake.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 garbage",
+        "empty.png": b"",
+        "truncated.jpg": jpg[: len(jpg) // 2],
+        "truncated.png": png[: len(png) - 20],  # the end, IEND included, cut off
+        "text.png": b"hello, I am text",
+        "fake.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 garbage",
     }
-    for rel, data in bad.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    (root / "bad" / "broken_link.png").symlink_to(root / "nowhere.png")
-    return bad
+    (root / "bad").mkdir(parents=True, exist_ok=True)
+    for name, data in bad.items():
+        (root / "bad" / name).write_bytes(data)
+    (root / "bad" / "broken_link.png").symlink_to(root / "nowhere.png")  # listed, unreadable
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
 def test_folder_with_bad_files_embeds_the_rest_and_lists_errors(
-    image_folder: Path, tmp_path: Path
+    image_folder: Path, tmp_path: Path, num_workers: int
 ) -> None:
     _bad_files(image_folder)
     out = tmp_path / "run"
-    res = embed(image_folder, out, CFG)
-    assert res.n_embedded == 8 and res.n_failed == 5
+    res = embed(image_folder, out, CFG, num_workers=num_workers)
+    n_bad = len(BAD_REASONS)
+    assert res.n_embedded == 8 and res.n_failed == n_bad
     errors = pd.read_csv(out / "errors.csv")
-    assert sorted(Path(p).name for p in errors["path"]) == sorted(
-        ["empty.png", "truncated.jpg", "text.png", "fake.webp", "broken_link.png"]
-    )
+    assert list(errors.columns) == ["path", "reason"] and len(errors) == n_bad
     reasons = dict(zip((Path(p).name for p in errors["path"]), errors["reason"], strict=True))
-    assert "empty" in reasons["empty.png"] and "truncated JPEG" in reasons["truncated.jpg"]
-    assert "unreadable" in reasons["broken_link.png"]
+    assert reasons == BAD_REASONS  # every bad file, each with its own reason
+    assert all(Path(p).parent == image_folder.resolve() / "bad" for p in errors["path"])
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete"
-    assert info["counts"]["failed"] == 5 and info["counts"]["stored"] == 8
+    assert info["counts"]["failed"] == n_bad and info["counts"]["stored"] == 8
     assert info["weights"]["random_init"] is True
     assert info["preprocessing"]["source_size"] == 32 and info["preprocessing"]["input_size"] == 224
     assert set(info["timings"]) >= {"load_model_s", "embed_s", "total_s"}
@@ -210,7 +223,9 @@ def test_store_files_get_the_usual_mode(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_compiled_path_pads_the_last_batch_and_matches_eager(image_folder: Path, tmp_path: Path) -> None:
+def test_compiled_path_pads_the_last_batch_and_matches_eager(
+    image_folder: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("torch._inductor")
     eager = embed(image_folder, tmp_path / "eager", CFG, batch_size=3, compile=False)
     compiled = embed(image_folder, tmp_path / "compiled", CFG, batch_size=3, compile=True)

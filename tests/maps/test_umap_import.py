@@ -11,23 +11,46 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 
 
-def _check(code: str, last_line: str) -> None:
-    """Run ``code`` in a fresh interpreter; it must exit 0 and print ``last_line`` last."""
+#: A stand-in ``tensorflow`` for the fresh interpreters: TensorFlow is not installed in the
+#: test environment (extra [keras]), so without it "tensorflow was not imported" would hold
+#: whatever dinomap did. Importing it leaves a marker file naming the importer, then fails like
+#: a missing TensorFlow would, so umap-learn takes its usual "no TensorFlow" route.
+_FAKE_TF = """\
+import os, traceback
+with open(os.environ["DINOMAP_FAKE_TF_MARKER"], "a", encoding="utf-8") as fh:
+    fh.write("".join(traceback.format_stack()))
+raise ImportError("fake tensorflow of the tests")
+"""
+
+
+def _check(code: str, last_line: str, tmp_path: Path, *, fake_tf: bool = True) -> None:
+    """Run ``code`` in a fresh interpreter; it must exit 0, print ``last_line`` last and, with
+    ``fake_tf``, never try to import ``tensorflow`` (the stand-in above is first on the path)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    marker = tmp_path / "tensorflow-imported.txt"
+    if fake_tf:
+        fake = tmp_path / "fake_tf"
+        (fake / "tensorflow").mkdir(parents=True)
+        (fake / "tensorflow" / "__init__.py").write_text(_FAKE_TF, encoding="utf-8")
+        env["PYTHONPATH"] = os.pathsep.join([str(fake), *filter(None, [env.get("PYTHONPATH")])])
+        env["DINOMAP_FAKE_TF_MARKER"] = str(marker)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith(last_line)
+    if fake_tf:
+        assert not marker.exists(), "tensorflow was imported from:\n" + marker.read_text()[-3000:]
 
 
-def test_plain_umap_keeps_tensorflow_out_and_torch_dynamo_imports_after() -> None:
+def test_plain_umap_keeps_tensorflow_out_and_torch_dynamo_imports_after(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from dinomap.reduce.umap import UMAPReducer\n"
@@ -37,10 +60,13 @@ def test_plain_umap_keeps_tensorflow_out_and_torch_dynamo_imports_after() -> Non
         "assert umap.UMAP is not None\n"
         "import umap.umap_\n"
         "import torch._dynamo\n"
-        "assert 'umap.parametric_umap' not in sys.modules or sys.modules['umap.parametric_umap']\n"
+        # the None that blocked umap.parametric_umap was removed again (and nothing imported
+        # it since), so import_parametric_umap can still load it later
+        "assert 'umap.parametric_umap' not in sys.modules, sys.modules['umap.parametric_umap']\n"
+        "assert umap.ParametricUMAP.__module__ == 'umap', 'not the stub of umap without TF'\n"
         "print('ok')\n"
     )
-    _check(code, "ok")
+    _check(code, "ok", tmp_path)
 
 
 def test_saved_umap_reloads_without_tensorflow(tmp_path) -> None:
@@ -57,11 +83,11 @@ def test_saved_umap_reloads_without_tensorflow(tmp_path) -> None:
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
         "print(r.transform(np.zeros((2, 5), np.float32)).shape)\n"
     )
-    _check(code, "(2, 2)")
+    _check(code, "(2, 2)", tmp_path)
 
 
 @pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed (extra [keras])")
-def test_keras_module_then_torch_dynamo_does_not_crash() -> None:
+def test_keras_module_then_torch_dynamo_does_not_crash(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from dinomap._umap import import_parametric_umap\n"
@@ -70,4 +96,4 @@ def test_keras_module_then_torch_dynamo_does_not_crash() -> None:
         "import torch._dynamo, torchvision\n"
         "print(m.ParametricUMAP.__name__)\n"
     )
-    _check(code, "ParametricUMAP")
+    _check(code, "ParametricUMAP", tmp_path, fake_tf=False)
