@@ -39,8 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dinomap.viz._synthetic import make_synthetic_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from dinomap.viz.report import write_report
+from fake_run import make_synthetic_run
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -17,7 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dinomap.store import atomic_write_bytes, atomic_write_json, write_errors, write_shard
+from dinomap.store import (
+    RunLayout,
+    atomic_write_bytes,
+    atomic_write_json,
+    write_errors,
+    write_shard,
+)
+from dinomap.store.layout import ALL_MAPS_PLOT, CLUSTERS_FILE
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic_run"]
 
@@ -148,7 +155,7 @@ def make_synthetic_run(
     }  # fmt: skip
     if export is not None:
         info["export"] = export
-    atomic_write_json(run / "run.json", info)
+    atomic_write_json(RunLayout(run).run_info, info)
 
     columns: dict[str, Any] = {"path": pa.array(paths), "label": pa.array(labels)}
     metrics: dict[str, Any] = {"n_samples": n, "random_init": random_init, "methods": {}}
@@ -177,21 +184,25 @@ def make_synthetic_run(
             entry["agreement"] = 0.85
         metrics["methods"][method] = entry
         if method in plot_files:
-            atomic_write_bytes(run / "plots" / plot_files[method], _scatter_png(xy, codes, method))
+            atomic_write_bytes(
+                RunLayout(run).plots / plot_files[method], _scatter_png(xy, codes, method)
+            )
     if methods:
         first = np.column_stack(
             [columns[f"{methods[0]}_x"].to_numpy(), columns[f"{methods[0]}_y"].to_numpy()]
         )
-        atomic_write_bytes(run / "plots" / "all_maps.png", _scatter_png(first, codes, "all maps"))
+        atomic_write_bytes(
+            RunLayout(run).plots / ALL_MAPS_PLOT, _scatter_png(first, codes, "all maps")
+        )
         buf = pa.BufferOutputStream()
         pq.write_table(pa.table(columns), buf)
-        atomic_write_bytes(run / "maps.parquet", buf.getvalue().to_pybytes())
-        atomic_write_json(run / "metrics.json", metrics)
+        atomic_write_bytes(RunLayout(run).maps, buf.getvalue().to_pybytes())
+        atomic_write_json(RunLayout(run).metrics, metrics)
     if clusters:
         cl = np.where(rng.random(n) < 0.05, -1, codes % 4)
         buf = pa.BufferOutputStream()
         pq.write_table(
             pa.table({"path": pa.array(paths), "cluster": pa.array(cl, pa.int64())}), buf
         )
-        atomic_write_bytes(run / "downstream" / "clusters.parquet", buf.getvalue().to_pybytes())
+        atomic_write_bytes(RunLayout(run).downstream / CLUSTERS_FILE, buf.getvalue().to_pybytes())
     return run

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from dinomap.viz._synthetic import make_synthetic_run
 from dinomap.viz.report import write_report
 from dinomap.viz.slides import write_slides
+
+from ..fake_run import make_synthetic_run
 
 CHROMIUM = os.environ.get("DINOMAP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from dinomap.viz._run_data import read_run_data
@@ -150,10 +152,26 @@ def test_zoom_pan_colour_and_legend(page: Any, small_run: Path) -> None:
     )
     hex_colour = class_styles(names)["Ankle boot"][0]
     assert swatch == "rgb({}, {}, {})".format(*(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)))
+    # colour by cluster: the legend lists exactly the run's clusters (from clusters.parquet,
+    # joined on the map's paths), in id order with noise first and grey, with their counts
     page.select_option("#dm-colorby", "cluster")
-    names = page.locator("#dm-legend li .nm").all_inner_texts()
-    assert "noise" in names or all(n.startswith("cluster") for n in names)
-    assert any(n.startswith("cluster ") for n in names)
+    table = pq.read_table(small_run / "downstream" / "clusters.parquet")
+    by_path = dict(
+        zip(table.column("path").to_pylist(), table.column("cluster").to_pylist(), strict=True)
+    )
+    map_paths = pq.read_table(small_run / "maps.parquet", columns=["path"]).column("path")
+    per_point = Counter(int(by_path[p]) for p in map_paths.to_pylist())
+    assert len(per_point) >= 3 and -1 in per_point  # the run has clusters and noise to show
+    ids = sorted(per_point)
+    expected = ["noise" if c < 0 else f"cluster {c}" for c in ids]
+    assert page.inner_text("#dm-legend h3") == f"Cluster ({len(ids)})"
+    assert page.locator("#dm-legend li .nm").all_inner_texts() == expected
+    counts = [int(t.replace(",", "")) for t in page.locator("#dm-legend li .ct").all_inner_texts()]
+    assert counts == [per_point[c] for c in ids] and sum(counts) == N_POINTS
+    noise_swatch = page.locator("#dm-legend li .sw").first.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    assert noise_swatch == "rgb(160, 160, 160)"
     # hiding every class in the legend makes hover find nothing
     page.select_option("#dm-colorby", "label")
     page.locator("#dm-legend li").first.dblclick()
@@ -165,10 +183,9 @@ def test_zoom_pan_colour_and_legend(page: Any, small_run: Path) -> None:
 
 def test_bare_run_without_labels_clusters_or_thumbnails(browser: Any, tmp_path: Path) -> None:
     """Colour by nothing, no thumbnails: the page still draws and hovers without errors."""
-    import pyarrow.parquet as pq
-
-    from dinomap.viz._synthetic import make_synthetic_run
     from dinomap.viz.report import write_report
+
+    from ..fake_run import make_synthetic_run
 
     run = make_synthetic_run(
         tmp_path / "run", 25, methods=("umap",), clusters=False, random_init=False

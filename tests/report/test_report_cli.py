@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dinomap.cli.main import main
-from dinomap.viz._synthetic import make_synthetic_run
+
+from ..fake_run import make_synthetic_run
 
 
 def test_report_command_writes_page_and_slides(

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 
 from dinomap.viz._format import fmt_number
 from dinomap.viz._run_data import read_run_data
-from dinomap.viz._synthetic import make_synthetic_run
 from dinomap.viz.report import OUTLIER_ROWS, write_report
 
+from ..fake_run import make_synthetic_run
 from .conftest import DS_CLUSTERS, DS_THRESHOLD, DS_TOP, EXACT_GROUPS
 
 

@@ -16,11 +16,11 @@ from dinomap.exceptions import InvalidParameterError, SourceNotFoundError
 from dinomap.store import atomic_write_json, read_run_info
 from dinomap.viz._format import flatten_timings, fmt_number, fmt_seconds
 from dinomap.viz._run_data import read_run_data
-from dinomap.viz._synthetic import SYNTHETIC_CLASSES, make_synthetic_run
 from dinomap.viz._thumbs import _fit_square, make_thumbnail_loader, write_thumb_sheets
 from dinomap.viz.report import _quantise, write_report
 from dinomap.viz.static import class_styles
 
+from ..fake_run import SYNTHETIC_CLASSES, make_synthetic_run
 from .conftest import EXPORT, METHODS, N_POINTS, N_VIRTUAL, UNPLACED
 
 

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from dinomap.store import atomic_write_json, read_run_info
-from dinomap.viz._synthetic import make_synthetic_run
 from dinomap.viz.slides import render_slides, write_slides
 
+from ..fake_run import make_synthetic_run
 from .conftest import EXPORT, METHODS, N_POINTS, UNPLACED
 
 
