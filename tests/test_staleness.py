@@ -47,5 +47,25 @@ def test_a_second_source_is_kept_and_stale_maps_are_named(
     assert f"`dinomap cluster {run}`" in stale[1]
     assert sum("is stale" in r.message for r in caplog.records) == 2
 
-    make_maps(run, methods="pca", plots=False, save_mappers=False, evaluate=False)  # refresh the maps only
+    make_maps(
+        run, methods="pca", plots=False, save_mappers=False, evaluate=False
+    )  # refresh the maps only
     assert [line for line in read_run_data(run).stale if "maps.parquet" in line] == []
+
+
+def test_thumbnails_come_from_every_source_of_the_run(tmp_path: Path) -> None:
+    from dinomap.downstream.contact_sheet import run_thumbnail_loader
+    from dinomap.viz._thumbs import make_thumbnail_loader
+
+    run = tmp_path / "run"
+    write_images(tmp_path / "a", n_per_class=1)
+    embed("demo", run, CFG, limit=3, progress=False)
+    embed(tmp_path / "a", run, CFG, progress=False)  # a folder after the demo data set
+    info = read_run_info(run)
+    paths = load_embeddings(run).paths
+    demo_path = next(p for p in paths if p.startswith("fashion-mnist/"))
+    file_path = next(p for p in paths if p.startswith("/"))
+    sheet, page = run_thumbnail_loader(info), make_thumbnail_loader(info, 16)
+    for path in (demo_path, file_path):  # the demo images too, though the last source is a folder
+        assert sheet(path, 24) is not None, path
+        assert page(path) is not None, path

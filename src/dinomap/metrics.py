@@ -28,8 +28,10 @@ from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
     "MapEvaluator",
+    "drop_self",
     "knn_accuracy",
     "knn_preservation",
+    "map_agreement",
     "trustworthiness",
 ]
 
@@ -50,17 +52,18 @@ def _subsample(n: int, size: int | None, seed: int = SUBSAMPLE_SEED) -> np.ndarr
     return np.sort(rng.choice(n, size=size, replace=False))
 
 
-def _drop_self(indices: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """From ``k + 1`` neighbours per row, drop the row itself (or the farthest if absent)."""
-    is_self = indices == rows[:, None]
-    # Rows where the point itself was not returned (duplicates): drop the last neighbour.
+def drop_self(indices: np.ndarray, rows: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """From ``k + 1`` neighbours per query row, drop the row itself - its first appearance, or
+    the farthest neighbour where it is absent (exact duplicates) - and the same entries of
+    ``others`` (similarities, distances). Returns ``[indices, *others]`` with ``k`` columns."""
+    n, k1 = indices.shape
+    is_self = indices == np.asarray(rows)[:, None]
     missing = ~is_self.any(axis=1)
     is_self[missing, -1] = True
-    # Keep only the first self hit per row.
     first = np.argmax(is_self, axis=1)
     keep = np.ones_like(is_self)
-    keep[np.arange(len(rows)), first] = False
-    return indices[keep].reshape(len(rows), k)
+    keep[np.arange(n), first] = False
+    return [a[keep].reshape(n, k1 - 1) for a in (indices, *others)]
 
 
 def _knn_2d(Y: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -68,16 +71,20 @@ def _knn_2d(Y: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
     nn = NearestNeighbors(n_neighbors=k + 1, algorithm="kd_tree").fit(Y)
     idx = nn.kneighbors(Y[queries], return_distance=False)
-    return _drop_self(idx, queries, k)
+    return drop_self(idx, queries)[0]
 
 
 def _knn_highdim(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact ``k`` nearest neighbours (self excluded) of ``X[queries]`` among all rows of ``X``.
 
     Brute force in blocks of query rows (one float32 GEMM each), so memory stays at
-    ``block x n`` floats; no N x N matrix.
+    ``block x n`` floats; no N x N matrix. The rows are centred first (distances do not change):
+    the expansion ``|x|^2 - 2 x.y + |y|^2`` in float32 otherwise cancels away every distance
+    that is small next to the norms (near-duplicates, the nearly equal embeddings of a
+    random-init model), and the neighbours become rounding noise.
     """
     Xf = np.asarray(X, dtype=np.float32)
+    Xf = Xf - Xf.mean(axis=0, dtype=np.float64).astype(np.float32)
     sq = np.einsum("ij,ij->i", Xf, Xf)
     n = Xf.shape[0]
     block = max(1, min(len(queries), _KNN_BLOCK_FLOATS // max(n, 1)))
@@ -200,6 +207,46 @@ def knn_preservation(
     k = _check_k(k, Xa.shape[0])
     queries = _subsample(Xa.shape[0], max_queries, random_state)
     return _preservation(_knn_highdim(Xa, queries, k), _knn_2d(Ya, queries, k), k)
+
+
+def map_agreement(
+    reference: Any,
+    predicted: Any,
+    k: int = 10,
+    *,
+    train: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+) -> float:
+    """Share of each query point's ``k`` nearest neighbours in map ``reference`` that are also
+    among its ``k`` nearest in map ``predicted`` (the same points, in the same order).
+
+    Without ``train``, every point is a query and its neighbours are all the other points;
+    with ``train`` (and ``queries``, typically held-out points), the neighbours of each query
+    are searched among the training points only. ``k`` is clipped to what the points allow.
+    KD-tree searches; no N x N matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(20, dtype=float).reshape(10, 2)
+    >>> map_agreement(a, 2 * a, k=3)
+    1.0
+    """
+    A = np.asarray(reference)
+    B = np.asarray(predicted)
+    if train is None:
+        k = min(int(k), A.shape[0] - 1)
+        if k < 1:
+            return float("nan")
+        rows = np.arange(A.shape[0]) if queries is None else np.asarray(queries)
+        return _preservation(_knn_2d(A, rows, k), _knn_2d(B, rows, k), k)
+    from sklearn.neighbors import NearestNeighbors
+
+    held = np.asarray(queries)
+    k = min(int(k), len(train))
+    a = NearestNeighbors(n_neighbors=k).fit(A[train]).kneighbors(A[held], return_distance=False)
+    b = NearestNeighbors(n_neighbors=k).fit(B[train]).kneighbors(B[held], return_distance=False)
+    return _preservation(a, b, k)
 
 
 def _preservation(high: np.ndarray, low: np.ndarray, k: int) -> float:

@@ -62,7 +62,7 @@ def test_params_clone_and_not_fitted(name: str, data: np.ndarray) -> None:
     assert est.set_params(random_state=4) is est and est.get_params()["random_state"] == 4
     with pytest.raises(NotFittedError, match="not fitted"):
         est.transform(data)
-    with pytest.raises(InvalidParameterError, match="unknown parameter|bad parameters"):
+    with pytest.raises(InvalidParameterError, match=r"unknown parameter|bad parameters"):
         get_reducer(name, no_such_parameter=1)
 
 

@@ -15,9 +15,10 @@ import pytest
 from dinomap.exceptions import InvalidParameterError, SourceNotFoundError
 from dinomap.store import atomic_write_json, read_run_info
 from dinomap.viz._format import flatten_timings, fmt_number, fmt_seconds
+from dinomap.viz._page_data import _quantise
 from dinomap.viz._run_data import read_run_data
 from dinomap.viz._thumbs import _fit_square, make_thumbnail_loader, write_thumb_sheets
-from dinomap.viz.report import _quantise, write_report
+from dinomap.viz.report import write_report
 from dinomap.viz.static import class_styles
 
 from ..fake_run import SYNTHETIC_CLASSES, make_synthetic_run
@@ -206,7 +207,7 @@ def test_run_without_labels(tmp_path: Path) -> None:
 
 
 def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
-    from dinomap.viz.report import _categories
+    from dinomap.viz._page_data import _categories
 
     names, codes = _categories([f"c{i}" for i in range(70_000)])
     assert codes.dtype == np.uint32 and len(names) == 70_000

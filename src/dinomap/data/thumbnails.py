@@ -42,21 +42,27 @@ def image_loader(run_info: Mapping[str, Any]) -> Callable[[str], np.ndarray | No
     >>> load("fashion-mnist/test/00000").shape
     (28, 28, 3)
     """
-    source = run_info.get("source", {}) or {}
-    kind = str(source.get("kind", ""))
-    data_dir = source.get("data_dir")
+    # Every source that fed the run (run.json's "sources"; older runs only have "source"): a
+    # run may hold a folder and a data set, each image served by the source it came from.
+    sources = list(run_info.get("sources") or []) or [run_info.get("source") or {}]
+    datasets = [
+        (str(s.get("kind")), s.get("data_dir"))
+        for s in sources
+        if str(s.get("kind", "")) in {"demo", "fashion-mnist", "cifar10"}
+    ]
 
     def load(path: str) -> np.ndarray | None:
-        if kind in {"demo", "fashion-mnist", "cifar10"} and not path.startswith("/"):
-            try:
-                found = _dataset(kind, str(data_dir) if data_dir else None)
-            except Exception:
-                found = None
-            if found is None:
-                # demo ids are test-set ids: the built-in subset serves them without the data set
-                found = _dataset("demo", None) if path.startswith("fashion-mnist/test/") else None
-            if found is not None and path in found[1]:
-                return found[0].load(found[1][path])[0]
+        if datasets and not path.startswith("/"):
+            for kind, data_dir in datasets:
+                try:
+                    found = _dataset(kind, str(data_dir) if data_dir else None)
+                except Exception:
+                    found = None
+                if found is None and path.startswith("fashion-mnist/test/"):
+                    # demo ids are test-set ids: the built-in subset serves them without the data
+                    found = _dataset("demo", None)
+                if found is not None and path in found[1]:
+                    return found[0].load(found[1][path])[0]
             return None
         try:
             return read_image_file(path)[0]

@@ -8,7 +8,6 @@ with a red banner across the sheet.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -56,28 +55,19 @@ def read_thumbnail(path: str, size: int) -> np.ndarray | None:
 
 
 def run_thumbnail_loader(run_info: dict[str, Any]) -> Callable[[str, int], np.ndarray | None]:
-    """A thumbnail loader for the images of a run, virtual data-set paths included.
-
-    Files are read with OpenCV; a virtual path (``fashion-mnist/test/00042``) is read with
-    ``dinomap.data.image_loader(run_info)``, which knows the run's data-set source. Anything else
-    gives ``None`` (a placeholder tile).
-    """
+    """A ``(path, size) -> BGR letterboxed thumbnail or None`` loader for the images of a run:
+    files and the data-set sources with virtual paths (``fashion-mnist/test/00042``), through
+    :func:`dinomap.data.thumbnails.image_loader`. ``None`` gives a placeholder tile."""
     import cv2
 
-    data_loader: Callable[[str], np.ndarray | None] | None = None
-    try:
-        factory = getattr(importlib.import_module("dinomap.data"), "image_loader", None)
-        data_loader = factory(run_info) if factory is not None else None
-    except Exception as exc:  # a data set gone missing must not break a sheet
-        logger.info("no data-set image loader for this run: %s", exc)
+    from dinomap.data.thumbnails import image_loader
+
+    data_loader = image_loader(run_info)
 
     def load(path: str, size: int) -> np.ndarray | None:
-        thumb = read_thumbnail(path, size)
-        if thumb is not None or data_loader is None:
-            return thumb
         try:
             rgb = data_loader(path)
-        except Exception as exc:
+        except Exception as exc:  # a data set gone missing must not break a sheet
             logger.debug("no image for %s: %s", path, exc)
             return None
         if rgb is None:

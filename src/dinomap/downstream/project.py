@@ -36,9 +36,10 @@ from dinomap.store import (
     atomic_write_json,
     atomic_write_text,
     load_embeddings,
+    read_maps,
     write_errors,
 )
-from dinomap.store.layout import MAPPERS_DIR, MAPS_FILE, PROJECTED_DIR
+from dinomap.store.layout import MAPPERS_DIR, PROJECTED_DIR
 
 __all__ = [
     "MAPPERS_DIR",
@@ -173,19 +174,9 @@ def _old_points(
     run_dir: Path, emb: Embeddings, method: str, mapper: Any
 ) -> tuple[np.ndarray, list[str | None] | None]:
     """The existing map of ``method``: from ``maps.parquet``, else from the mapper."""
-    maps_file = run_dir / MAPS_FILE
-    if maps_file.is_file():
-        table = pq.read_table(maps_file)
-        cols = set(table.column_names)
-        if {f"{method}_x", f"{method}_y"} <= cols:
-            xy = np.column_stack(
-                [
-                    table.column(f"{method}_x").to_numpy(zero_copy_only=False),
-                    table.column(f"{method}_y").to_numpy(zero_copy_only=False),
-                ]
-            ).astype(np.float32)
-            labels = table.column("label").to_pylist() if "label" in cols else None
-            return xy, labels
+    stored = read_maps(run_dir)
+    if stored is not None and method in stored.coords:
+        return stored.coords[method], stored.labels
     embedding = getattr(mapper, "embedding_", None)
     if embedding is not None and len(embedding) == len(emb):
         return np.asarray(embedding, dtype=np.float32), emb.labels

@@ -10,7 +10,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 from torch import nn
 
 from dinomap._device import resolve_device
@@ -25,6 +24,7 @@ from dinomap.reduce._persist import (
     not_fitted,
     read_mapper_config,
 )
+from dinomap.reduce.base import Reducer
 from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "NeuralMapper"]
@@ -36,9 +36,13 @@ WEIGHTS_FILE = "model.pt"
 M = TypeVar("M", bound="NeuralMapper")
 
 
-class NeuralMapper(BaseEstimator):
+class NeuralMapper(Reducer):
     """Base class of the PyTorch mappers: one MLP, wrapped in a :class:`MapperNet`.
 
+    The same contract as every reducer (:class:`dinomap.reduce.base.Reducer`: parameters in
+    ``__init__``, ``validate(n)`` before any work, ``fit`` returns ``self``, ``transform`` checks
+    that it is fitted and the number of features); ``fit`` itself is the subclass's (the t-SNE
+    approximator takes the map to imitate, ``fit(X, Y)``), and it persists as a state dict.
     Subclasses set ``net_``, ``n_features_in_``, ``device_`` in ``fit`` and list the JSON-able
     fitted attributes to persist in ``_saved_attributes``.
     """
@@ -47,6 +51,11 @@ class NeuralMapper(BaseEstimator):
     net_: MapperNet
     n_features_in_: int
     device_: torch.device
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once ``fit`` has run."""
+        return hasattr(self, "net_")
 
     # ----------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
@@ -122,6 +131,7 @@ class NeuralMapper(BaseEstimator):
         config = {
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
+            "method": self.method,
             "backend": "torch",
             "params": jsonable(self.get_params(deep=False)),
             "fitted": fitted,

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from dinomap._device import resolve_device
@@ -27,6 +26,7 @@ from dinomap._validation import (
     check_positive_int,
 )
 from dinomap.exceptions import InvalidParameterError
+from dinomap.metrics import map_agreement
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
@@ -41,30 +41,9 @@ logger = logging.getLogger(__name__)
 
 
 def knn_agreement(reference: np.ndarray, predicted: np.ndarray, k: int = 10) -> float:
-    """Share of each point's ``k`` nearest neighbours in ``reference`` kept in ``predicted``.
-
-    Both arrays hold the same points in the same order (typically 2-D maps); 1.0 means every
-    neighbourhood is the same. ``k`` is clipped to ``n - 1``.
-
-    Examples
-    --------
-    >>> a = np.arange(20, dtype=float).reshape(10, 2)
-    >>> knn_agreement(a, 2 * a, k=3)
-    1.0
-    """
-    n = reference.shape[0]
-    k = min(int(k), n - 1)
-    if k < 1:
-        return float("nan")
-
-    def neighbours(Z: np.ndarray) -> np.ndarray:
-        nn_ = NearestNeighbors(n_neighbors=k + 1).fit(Z)
-        idx: np.ndarray = nn_.kneighbors(Z, return_distance=False)
-        return idx[:, 1:]
-
-    a, b = neighbours(np.asarray(reference)), neighbours(np.asarray(predicted))
-    kept = sum(len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b, strict=True))
-    return float(kept / (n * k))
+    """Share of each point's ``k`` nearest neighbours in ``reference`` kept in ``predicted``
+    (:func:`dinomap.metrics.map_agreement` over all points)."""
+    return map_agreement(reference, predicted, k=k)
 
 
 class TSNEApproximator(NeuralMapper):
@@ -138,6 +117,9 @@ class TSNEApproximator(NeuralMapper):
     (3, 2)
     """
 
+    method: ClassVar[str] = "tsne_nn"
+    display_name: ClassVar[str] = "t-SNE NN"
+
     _saved_attributes: ClassVar[tuple[str, ...]] = (
         "heldout_indices_",
         "train_indices_",
@@ -199,13 +181,18 @@ class TSNEApproximator(NeuralMapper):
         """Check every parameter against a data set of ``n_samples`` points, before any work."""
         self._checked_params(n_samples)
 
-    def fit(self, X: Any, Y: Any) -> TSNEApproximator:
+    def fit(self, X: Any, Y: Any = None) -> TSNEApproximator:
         """Learn to map ``X`` (n, d) to the map coordinates ``Y`` (n, n_components).
 
         Returns
         -------
         self
         """
+        if Y is None:
+            raise InvalidParameterError(
+                "TSNEApproximator imitates a map: call fit(X, Y) with Y the t-SNE coordinates "
+                "of X (make_maps does this with the tsne map)."
+            )
         start = time.perf_counter()
         Xa = check_embeddings(X, name="X", min_samples=3)
         Ya = check_embeddings(Y, name="Y", min_samples=3)
@@ -298,7 +285,7 @@ class TSNEApproximator(NeuralMapper):
         """Place points ``X`` (n, d) on the imitated map, in its own units (float32)."""
         return self._predict(X)
 
-    def fit_transform(self, X: Any, Y: Any) -> np.ndarray:
+    def fit_transform(self, X: Any, Y: Any = None) -> np.ndarray:
         """Fit on ``(X, Y)`` and return the approximator's map of ``X``."""
         self.fit(X, Y)
         out: np.ndarray = self.embedding_

@@ -57,6 +57,13 @@ class ReducerSpec:
     capabilities : frozenset of str
     needs_target : str or None
         Name of another method whose map ``fit`` takes as its target (``fit(X, Y)``).
+    holdout_reference : str or None
+        Name of the map this method imitates: it is trained on 90% of the points and its
+        agreement with that map is measured on the other 10% (parametric UMAP: ``"umap"``).
+    reuses_graph_of : str or None
+        Name of a method whose fitted neighbour graph ``fit(X, graph=...)`` can reuse.
+    numba_warm_up : bool
+        Needs umap-learn's numba code, compiled in the background while other maps run.
     install_hint : str
         Shown when the module cannot be imported.
     """
@@ -68,6 +75,9 @@ class ReducerSpec:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     needs_target: str | None = None
     install_hint: str = ""
+    holdout_reference: str | None = None
+    reuses_graph_of: str | None = None
+    numba_warm_up: bool = False
 
     def load_class(self) -> type[Any]:
         """Import and return the estimator class (raises a clear error when unavailable)."""
@@ -193,6 +203,7 @@ for _spec in (
         "UMAP",
         "umap_embeddings",
         frozenset({"transform"}),
+        numba_warm_up=True,
     ),
     ReducerSpec(
         "parametric_umap",
@@ -201,6 +212,9 @@ for _spec in (
         "parametric_umap_embeddings",
         frozenset({"transform", "export"}),
         install_hint=_TORCH_HINT,
+        holdout_reference="umap",
+        reuses_graph_of="umap",
+        numba_warm_up=True,
     ),
     ReducerSpec(
         "tsne_nn",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
     )
     from dinomap.store.info import is_random_init, read_run_info, update_run_info
     from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE, RUN_FILE, RunLayout
+    from dinomap.store.maps import StoredMaps, read_maps, write_maps
 
 __all__ = [
     "EMBEDDINGS_DIR",
@@ -35,6 +36,7 @@ __all__ = [
     "RUN_FILE",
     "Embeddings",
     "RunLayout",
+    "StoredMaps",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -44,10 +46,12 @@ __all__ = [
     "is_random_init",
     "keys_stamp",
     "load_embeddings",
+    "read_maps",
     "read_run_info",
     "stored_keys",
     "update_run_info",
     "write_errors",
+    "write_maps",
     "write_shard",
 ]
 
@@ -58,6 +62,9 @@ __getattr__, __dir__ = lazy_exports(
         "ERRORS_FILE": "layout",
         "RUN_FILE": "layout",
         "RunLayout": "layout",
+        "StoredMaps": "maps",
+        "read_maps": "maps",
+        "write_maps": "maps",
         "Embeddings": "embeddings",
         "embedding_schema": "embeddings",
         "check_fresh": "embeddings",

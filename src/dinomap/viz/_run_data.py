@@ -19,15 +19,15 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dinomap.exceptions import DinomapError
-from dinomap.store import ERRORS_FILE, check_fresh, current_stamp, layout, read_run_info
-from dinomap.store.layout import (
-    ALL_MAPS_PLOT,
-    EXPORT_DIR,
-    MAPS_FILE,
-    METRICS_FILE,
-    PLOTS_DIR,
+from dinomap.store import ERRORS_FILE, read_run_info
+from dinomap.store.layout import ALL_MAPS_PLOT, MAPS_FILE, METRICS_FILE, PLOTS_DIR
+from dinomap.viz._stage_records import (
+    CLUSTERS_FILE,
+    DownstreamData,
+    _read_downstream,
+    _read_export,
+    stale_outputs,
 )
-from dinomap.store.layout import EXPORT_METADATA_FILE as EXPORT_METADATA
 
 __all__ = [
     "METHOD_ORDER",
@@ -37,6 +37,7 @@ __all__ = [
     "RunData",
     "find_key",
     "read_run_data",
+    "stale_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,15 +59,6 @@ METHOD_PLOTS: dict[str, str] = {
     "parametric_umap": "parametric_umap_embeddings.png",
     "tsne_nn": "t-sne_nn_embeddings.png",
 }
-#: The downstream outputs as paths relative to the run directory (the report links them).
-CLUSTERS_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_FILE}"
-CLUSTERS_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_INFO_FILE}"
-CLUSTERS_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.CLUSTERS_SHEET}"
-OUTLIERS_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_FILE}"
-OUTLIERS_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_INFO_FILE}"
-OUTLIERS_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_SHEET}"
-DUPLICATES_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_FILE}"
-DUPLICATES_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_INFO_FILE}"
 
 
 def method_title(method: str) -> str:
@@ -84,38 +76,6 @@ def find_key(obj: Any, key: str) -> Any:
             if found is not None:
                 return found
     return None
-
-
-@dataclass
-class DownstreamData:
-    """What the downstream stage left in ``RUN/downstream`` (every piece optional).
-
-    Attributes
-    ----------
-    clusters : ``clusters.json`` (None without it)
-    outliers : ``outliers.json``; when only ``outliers.parquet`` exists, a summary rebuilt from it
-        (``{"top": [...], "n_samples"}``)
-    outlier_scores : outlier score of each map point (NaN where the point has none), or None
-    duplicates : ``duplicates.json``; when only ``duplicates.csv`` exists, counts rebuilt from it
-    files : ``{name: relative path}`` of the files found (``clusters_sheet``, ``outliers_sheet``,
-        ``duplicates_csv``...)
-    """
-
-    clusters: dict[str, Any] | None = None
-    outliers: dict[str, Any] | None = None
-    outlier_scores: np.ndarray | None = None
-    duplicates: dict[str, Any] | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        """True when the run has no downstream results at all."""
-        return (
-            self.clusters is None
-            and self.outliers is None
-            and self.duplicates is None
-            and not self.files
-        )
 
 
 @dataclass
@@ -284,96 +244,6 @@ def _read_clusters(run_dir: Path, paths: list[str]) -> np.ndarray | None:
     )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None when it is missing or unreadable (logged)."""
-    if not path.is_file():
-        return None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            loaded = json.load(fh)
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s: %s", path, exc)
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
-def _read_outlier_scores(path: Path) -> tuple[list[str], np.ndarray] | None:
-    if not path.is_file():
-        return None
-    table = pq.read_table(path)
-    if not {"path", "score"} <= set(table.column_names):
-        logger.warning("%s lacks the columns path, score; outliers are not shown", path)
-        return None
-    paths = [str(p) for p in table.column("path").to_pylist()]
-    scores = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
-    return paths, scores
-
-
-def _count_duplicate_groups(path: Path) -> dict[str, Any]:
-    """Group counts from ``duplicates.csv`` alone (columns group, kind, path, ...)."""
-    groups: dict[str, dict[str, str]] = {"exact": {}, "near": {}}
-    with path.open(encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            kind = row.get("kind") or ""
-            if kind in groups:
-                groups[kind][row.get("path") or ""] = row.get("group") or ""
-    return {
-        "n_exact_groups": len(set(groups["exact"].values())),
-        "n_exact_images": len(groups["exact"]),
-        "n_near_groups": len(set(groups["near"].values())),
-        "n_near_images": len(groups["near"]),
-    }
-
-
-def _read_downstream(
-    run_dir: Path, paths: list[str], labels: list[str | None] | None
-) -> DownstreamData:
-    files = {
-        name: rel
-        for name, rel in (
-            ("clusters_sheet", CLUSTERS_SHEET),
-            ("outliers_sheet", OUTLIERS_SHEET),
-            ("outliers_table", OUTLIERS_FILE),
-            ("duplicates_csv", DUPLICATES_FILE),
-        )
-        if (run_dir / rel).is_file()
-    }
-    clusters = _read_json(run_dir / CLUSTERS_INFO)
-    outliers = _read_json(run_dir / OUTLIERS_INFO)
-    duplicates = _read_json(run_dir / DUPLICATES_INFO)
-    if duplicates is None and "duplicates_csv" in files:
-        duplicates = _count_duplicate_groups(run_dir / DUPLICATES_FILE)
-    scored = _read_outlier_scores(run_dir / OUTLIERS_FILE)
-    point_scores: np.ndarray | None = None
-    if scored is not None:
-        by_path = dict(zip(scored[0], scored[1], strict=True))
-        if paths:
-            point_scores = np.asarray([by_path.get(p, np.nan) for p in paths], dtype=np.float64)
-            if not np.isfinite(point_scores).any():
-                point_scores = None
-        if outliers is None:  # rebuild the top list from the scores
-            label_of = dict(zip(paths, labels, strict=True)) if labels is not None else {}
-            order = np.argsort(-np.nan_to_num(scored[1], nan=-np.inf), kind="stable")[:50]
-            outliers = {
-                "n_samples": len(scored[0]),
-                "top": [
-                    {
-                        "path": scored[0][i],
-                        "score": float(scored[1][i]),
-                        "label": label_of.get(scored[0][i]),
-                    }
-                    for i in order
-                ],
-            }
-    return DownstreamData(
-        clusters=clusters,
-        outliers=outliers,
-        outlier_scores=point_scores,
-        duplicates=duplicates,
-        files=files,
-    )
-
-
 def _count_errors(run_dir: Path) -> int | None:
     path = run_dir / ERRORS_FILE
     if not path.is_file():
@@ -394,46 +264,6 @@ def _find_plots(run_dir: Path) -> dict[str, str]:
         name = by_file.get(png.name, png.stem)
         found[name] = f"plots/{png.name}"
     return found
-
-
-def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
-    """The export section: ``run.json["export"]`` plus what the repository's metadata says."""
-    export: dict[str, Any] = dict(info["export"]) if isinstance(info.get("export"), Mapping) else {}
-    repo_hint = export.get("repository") or export.get("repository_path")
-    repo = Path(str(repo_hint)) if repo_hint else run_dir / EXPORT_DIR
-    if not repo.is_absolute() and not repo.exists():
-        repo = run_dir / repo
-    meta = _read_json(repo / EXPORT_METADATA)
-    if meta is None:
-        return export
-    models = [m for m in meta.get("models") or [] if isinstance(m, Mapping)]
-    export.setdefault("repository", str(repo.resolve()))
-    for fmt in ("torchscript", "onnx"):
-        found = [m for m in models if m.get("format") == fmt and m.get("file")]
-        found.sort(key=lambda m: m.get("kind") != "features")  # the plain encoder first
-        if found:
-            export.setdefault(f"{fmt}_path", str((repo / str(found[0]["file"])).resolve()))
-    if models:
-        export.setdefault(
-            "models",
-            ", ".join(
-                f"{m.get('name')} ({m.get('format')}"
-                + (f", {m['method']}" if m.get("method") else "")
-                + ")"
-                for m in models
-            ),
-        )
-    check = meta.get("verification")
-    if isinstance(check, Mapping):
-        diffs = [
-            v for v in (check.get("max_abs_diff") or {}).values() if isinstance(v, int | float)
-        ]
-        export.setdefault("verified_against_eager", bool(check.get("passed")))
-        if diffs:
-            export.setdefault("max_abs_diff", max(diffs))
-        if check.get("atol") is not None:
-            export.setdefault("tolerance", check["atol"])
-    return export
 
 
 def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
@@ -477,26 +307,3 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         downstream=_read_downstream(run, paths, labels),
         stale=stale_outputs(run, metrics),
     )
-
-
-def stale_outputs(run_dir: Path, metrics: Mapping[str, Any] | None = None) -> list[str]:
-    """One line (also logged as a warning) per derived output made from other embeddings than
-    the run stores now: maps and metrics, clusters, outliers, duplicates."""
-    now = current_stamp(run_dir)
-    if now is None:
-        return []
-    if metrics is None:
-        metrics = _read_json(run_dir / METRICS_FILE) or {}
-    checks: list[tuple[Any, str, str]] = [
-        (metrics.get("embeddings"), f"{MAPS_FILE} / {METRICS_FILE}", "map"),
-        ((_read_json(run_dir / CLUSTERS_INFO) or {}).get("embeddings"), CLUSTERS_FILE, "cluster"),
-        ((_read_json(run_dir / OUTLIERS_INFO) or {}).get("embeddings"), OUTLIERS_FILE, "outliers"),
-        ((_read_json(run_dir / DUPLICATES_INFO) or {}).get("embeddings"), DUPLICATES_FILE,
-         "duplicates"),
-    ]  # fmt: skip
-    out = []
-    for recorded, what, command in checks:
-        msg = check_fresh(run_dir, recorded, what, f"dinomap {command} {run_dir}", current=now)
-        if msg:
-            out.append(msg)
-    return out

@@ -11,7 +11,6 @@ placeholder tile, and the page says "no thumbnail" for it.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -78,45 +77,24 @@ def _placeholder(size: int) -> np.ndarray:
     return tile
 
 
-def _read_file(path: str) -> np.ndarray | None:
-    if not os.path.isfile(path):
-        return None
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def make_thumbnail_loader(run_info: dict[str, Any], size: int) -> ThumbLoader:
-    """A function ``path -> RGB uint8 array or None`` for the images of a run.
+    """A function ``path -> RGB uint8 array or None`` for the images of a run: files and the
+    data-set sources with virtual paths (:func:`dinomap.data.thumbnails.image_loader`). ``size``
+    is the thumbnail side; the sheets letterbox whatever size comes back."""
+    from dinomap.data.thumbnails import image_loader
 
-    Uses ``dinomap.data.image_loader(run_info)`` (it knows the data-set sources with virtual
-    paths), then falls back to decoding the file at ``path`` with OpenCV. ``size`` is the
-    thumbnail side; the sheets letterbox whatever size comes back.
-    """
-    data_loader: Callable[[str], Any] | None = None
-    try:
-        factory = getattr(importlib.import_module("dinomap.data"), "image_loader", None)
-        data_loader = factory(run_info) if factory is not None else None
-    except Exception as exc:  # a broken source description must not break the report
-        logger.warning("cannot open the run's image source for thumbnails: %s", exc)
+    data_loader = image_loader(run_info)
     warned: list[bool] = [False]
 
     def load(path: str) -> np.ndarray | None:
-        if data_loader is not None:
-            try:
-                img = data_loader(path)
-                if img is not None:
-                    return np.asarray(img)
-            except Exception as exc:  # one unreadable image must not break the report
-                if not warned[0]:
-                    logger.warning("no thumbnail for %s (%s); using placeholders", path, exc)
-                    warned[0] = True
         try:
-            return _read_file(path)
-        except (OSError, ValueError, cv2.error):
+            img = data_loader(path)
+        except Exception as exc:  # one unreadable image must not break the report
+            if not warned[0]:
+                logger.warning("no thumbnail for %s (%s); using placeholders", path, exc)
+                warned[0] = True
             return None
+        return None if img is None else np.asarray(img)
 
     return load
 

@@ -1,0 +1,177 @@
+"""The downstream section of the report: clusters, outliers and duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dinomap.viz._format import fmt_number, fmt_seconds, fmt_value, params_text
+from dinomap.viz._html import _dl, _esc
+from dinomap.viz._run_data import DownstreamData, RunData
+
+__all__ = ["OUTLIER_ROWS"]
+
+#: Rows of the outlier table (the full list is in ``downstream/outliers.json``).
+OUTLIER_ROWS = 20
+#: Outlier-score colouring of the map: quantile bins, lowest first, and their colours.
+
+
+def _pct(value: Any) -> str:
+    try:
+        return f"{100 * float(value):.1f}%"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _ds_figure(key: str, caption: str, ds: DownstreamData, href: dict[str, str]) -> str:
+    rel = ds.files.get(key)
+    if rel is None:
+        return ""
+    return (
+        f'<figure class="dm-ds-fig" id="fig-{_esc(key.replace("_", "-"))}">'
+        f'<img src="{_esc(href.get(rel, rel))}" alt="{_esc(caption)}" loading="lazy">'
+        f"<figcaption>{_esc(caption)} — <code>{_esc(rel)}</code></figcaption></figure>"
+    )
+
+
+def _ds_block(block_id: str, title: str, card: str, extra: str = "") -> str:
+    return (
+        f'<div class="dm-ds" id="{block_id}"><h3>{_esc(title)}</h3>'
+        f'<div class="dm-ds-body"><div class="dm-card">{card}</div>{extra}</div></div>'
+    )
+
+
+def _clusters_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.clusters
+    if info is None and data.clusters is None and "clusters_sheet" not in ds.files:
+        return ""
+    rows: list[tuple[str, str]] = []
+    if info is not None:
+        n_clusters, noise = info.get("n_clusters"), info.get("noise_fraction")
+        if info.get("method") is not None:
+            rows.append(("method", _esc(info["method"])))
+    elif data.clusters is not None:  # only clusters.parquet: count on the map points
+        n_clusters = int(np.unique(data.clusters[data.clusters >= 0]).size)
+        noise = float(np.mean(data.clusters < 0)) if data.clusters.size else 0.0
+    else:
+        n_clusters = noise = None
+    rows.append(
+        (
+            "clusters",
+            f'<span class="dm-big" id="ds-n-clusters">{_esc(fmt_number(n_clusters))}</span>',
+        )
+    )
+    rows.append(("noise share", f'<span id="ds-noise">{_esc(_pct(noise))}</span>'))
+    if info is not None:
+        for key, title in (("ari", "ARI vs labels"), ("nmi", "NMI vs labels")):
+            if info.get(key) is not None:
+                rows.append((title, f'<span id="ds-{key}">{_esc(fmt_number(info[key], 3))}</span>'))
+        if info.get("ari") is None and info.get("nmi") is None:
+            rows.append(("ARI / NMI", "no labels"))
+        elif info.get("n_labelled") is not None:
+            rows.append(("labelled images", _esc(fmt_number(info["n_labelled"]))))
+        if isinstance(info.get("params"), Mapping):
+            rows.append(("parameters", _esc(params_text(info["params"]))))
+        if info.get("seconds") is not None:
+            rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    else:
+        rows.append(("source", "<code>downstream/clusters.parquet</code> (no clusters.json)"))
+    sheet = _ds_figure("clusters_sheet", "Most typical images of the largest clusters", ds, href)
+    return _ds_block("ds-clusters", "Clusters", _dl(rows), sheet)
+
+
+def _outliers_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.outliers
+    if info is None and "outliers_sheet" not in ds.files:
+        return ""
+    info = info or {}
+    top = [t for t in info.get("top") or [] if isinstance(t, Mapping)]
+    rows: list[tuple[str, str]] = []
+    for key in ("method", "k", "index"):
+        if info.get(key) is not None:
+            rows.append((key, _esc(fmt_value(info[key]))))
+    if info.get("n_samples") is not None:
+        rows.append(("images scored", _esc(fmt_number(info["n_samples"]))))
+    rows.append(("top listed", f'<span id="ds-outliers-top">{len(top)}</span>'))
+    if info.get("seconds") is not None:
+        rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    if "outliers_table" in ds.files:
+        link = _esc(href.get(ds.files["outliers_table"], ds.files["outliers_table"]))
+        rows.append(("all scores", f'<a href="{link}">outliers.parquet</a>'))
+    table = ""
+    if top:
+        body = "".join(
+            f"<tr><td class='num'>{r}</td><td><code>{_esc(t.get('path'))}</code></td>"
+            f"<td>{_esc(t.get('label') if t.get('label') is not None else '—')}</td>"
+            f"<td class='num'>{_esc(fmt_number(t.get('score'), 3))}</td></tr>"
+            for r, t in enumerate(top[:OUTLIER_ROWS], start=1)
+        )
+        more = (
+            f"<p class='dm-methodinfo'>{OUTLIER_ROWS} of the {len(top)} listed in "
+            "<code>downstream/outliers.json</code>.</p>"
+            if len(top) > OUTLIER_ROWS
+            else ""
+        )
+        table = (
+            "<div class='dm-ds-table'><table class='dm-table' id='outliers-table'><thead><tr>"
+            "<th>#</th><th>Path</th><th>Label</th><th>Score</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>{more}</div>"
+        )
+    sheet = _ds_figure("outliers_sheet", "The strangest images, strangest first", ds, href)
+    return _ds_block("ds-outliers", "Outliers", _dl(rows), table + sheet)
+
+
+def _duplicates_block(data: RunData, href: dict[str, str]) -> str:
+    ds = data.downstream
+    info = ds.duplicates
+    if info is None:
+        return ""
+    rows: list[tuple[str, str]] = []
+    for kind, title in (("exact", "exact groups"), ("near", "near-duplicate groups")):
+        groups, images = info.get(f"n_{kind}_groups"), info.get(f"n_{kind}_images")
+        text = f'<span id="ds-{kind}-groups">{_esc(fmt_number(groups))}</span>'
+        if images is not None:
+            text += f' <span class="dm-muted">({_esc(fmt_number(images))} images)</span>'
+        rows.append((title, text))
+    if info.get("threshold") is not None:
+        rows.append(
+            (
+                "cosine threshold",
+                f'<span id="ds-threshold">{_esc(fmt_number(info["threshold"], 3))}</span>',
+            )
+        )
+    for key in ("index", "n_samples"):
+        if info.get(key) is not None:
+            rows.append((key.replace("n_samples", "images searched"), _esc(fmt_value(info[key]))))
+    if info.get("seconds") is not None:
+        rows.append(("time", _esc(fmt_seconds(info["seconds"]))))
+    if "duplicates_csv" in ds.files:
+        link = _esc(href.get(ds.files["duplicates_csv"], ds.files["duplicates_csv"]))
+        rows.append(("groups", f'<a href="{link}" id="ds-duplicates-csv">duplicates.csv</a>'))
+    return _ds_block("ds-duplicates", "Duplicates", _dl(rows))
+
+
+def _downstream_section(data: RunData, href: dict[str, str]) -> str:
+    """Clusters, outliers and duplicates; empty when the downstream stage has not run."""
+    blocks = [
+        _clusters_block(data, href),
+        _outliers_block(data, href),
+        _duplicates_block(data, href),
+    ]
+    if not any(blocks):
+        return ""
+    ds = data.downstream
+    stamped = data.random_init or any(
+        bool((d or {}).get("random_init")) for d in (ds.clusters, ds.outliers, ds.duplicates)
+    )
+    note = (
+        '<p><span class="dm-badge danger" id="ds-random-init">random-init weights: clusters, '
+        "outliers and duplicates of these embeddings carry no learned meaning</span></p>"
+        if stamped
+        else ""
+    )
+    return f'<section id="downstream"><h2>Downstream</h2>{note}{"".join(blocks)}</section>'

@@ -1,0 +1,248 @@
+"""The run sections of the report: banner, run summary, interactive map, metrics, static maps."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+from dinomap.store import ERRORS_FILE
+from dinomap.viz._format import (
+    flatten_timings,
+    fmt_number,
+    fmt_seconds,
+    fmt_value,
+    params_text,
+)
+from dinomap.viz._html import _METRIC_COLUMNS, _card, _dl, _esc, _metric_text, _rows
+from dinomap.viz._run_data import RunData, find_key, method_title
+
+__all__: list[str] = []
+
+
+def _banner(data: RunData) -> str:
+    stale = "".join(
+        f'<div class="dm-banner-stale" role="alert">⚠ {html.escape(line)}</div>'
+        for line in data.stale
+    )
+    if not data.random_init:
+        return stale
+    return stale + (
+        '<div class="dm-banner-random" id="random-init-banner" role="alert">'
+        "⚠ RANDOM-INIT WEIGHTS — this run did not use trained DINOv2 weights"
+        "<small>The model's weights were randomly initialised, so the embeddings and every map "
+        "below carry no learned semantics. Use them to test the pipeline only, never to judge "
+        "the data.</small></div>"
+    )
+
+
+def _timings_table(data: RunData) -> str:
+    """The time of each recorded stage, then each map's fit time."""
+    info = data.info
+    timing_rows = [
+        f"<tr><td>{_esc(name)}</td><td class='num'>{fmt_seconds(sec)}</td></tr>"
+        for name, sec in flatten_timings(info.get("timings"))
+    ]
+    for method in data.methods or list(data.metrics.get("methods") or {}):
+        fit = data.method_metrics(method).get("fit_seconds")
+        if fit is not None:
+            timing_rows.append(
+                f"<tr><td>map: {_esc(method_title(method))}</td><td class='num'>{fmt_seconds(fit)}</td></tr>"
+            )
+    timings = (
+        "<table class='dm-table' id='timings'><thead><tr><th>Stage</th><th>Time</th></tr></thead>"
+        f"<tbody>{''.join(timing_rows)}</tbody></table>"
+        if timing_rows
+        else '<p class="dm-empty">No timings recorded.</p>'
+    )
+    return timings
+
+
+def _summary(data: RunData, href: dict[str, str]) -> str:
+    info = data.info
+    counts = info.get("counts") or {}
+    embedded, failed, total = data.n_embedded, data.n_failed_images, data.n_total
+    img_rows = [
+        (
+            "embedded",
+            f'<span class="dm-big" id="count-embedded">{_esc(fmt_number(embedded))}</span>',
+        )
+    ]
+    failed_html = f'<span id="count-failed">{_esc(fmt_number(failed))}</span>'
+    if "errors" in href:
+        failed_html += f' — <a href="{_esc(href["errors"])}">error list ({ERRORS_FILE})</a>'
+    img_rows.append(("failed", failed_html))
+    if total is not None:
+        img_rows.append(("total found", _esc(fmt_number(total))))
+    shown = {"embedded", "stored", "failed", "total", "source_images"}
+    for key, value in counts.items():
+        if key not in shown:
+            img_rows.append((key.replace("_", " "), _esc(fmt_value(value))))
+    if data.n_points:
+        img_rows.append(("points in maps", _esc(fmt_number(data.n_points))))
+
+    model = info.get("model") or {}
+    model_rows = _rows(model)
+    weights = info.get("weights") or {}
+    source = weights.get("source", "unknown")
+    if data.random_init:
+        badge = '<span class="dm-badge danger" id="weights-badge">RANDOM-INIT (untrained)</span>'
+    else:
+        badge = f'<span class="dm-badge ok" id="weights-badge">{_esc(source)}</span>'
+    weight_rows = [("source", badge)]
+    weight_rows += _rows(weights, skip={"source"})
+    prep = info.get("preprocessing") or {}
+    prep_rows = _rows(prep)
+    batch = find_key(info, "batch_size")
+    if batch is not None and "batch_size" not in prep:
+        prep_rows.append(("batch size", fmt_number(batch)))
+    device_rows = []
+    if data.device_text:
+        device_rows.append(("device", _esc(data.device_text)))
+    if info.get("precision") is not None:
+        device_rows.append(("precision", _esc(fmt_value(info["precision"]))))
+    versions = info.get("versions")
+    if isinstance(versions, Mapping):
+        device_rows += [(str(k), _esc(fmt_value(v))) for k, v in versions.items()]
+    src = info.get("source") or {}
+    src_rows = _rows(src) if isinstance(src, Mapping) else [("source", _esc(src))]
+
+    cards = [
+        _card("Images", _dl(img_rows)),
+        _card("Model", _dl(model_rows)),
+        _card("Weights", _dl(weight_rows)),
+        _card("Preprocessing", _dl(prep_rows)),
+        _card("Device", _dl(device_rows)),
+        _card("Source", _dl(src_rows)),
+    ]
+    export = data.export
+    if export:
+        rows = []
+        for k, v in export.items():
+            text = _esc(fmt_value(v))
+            if isinstance(v, str) and ("path" in k or "dir" in k or "repo" in k):
+                text = f"<code>{text}</code>"
+            rows.append((k.replace("_", " "), text))
+        cards.append(_card("Export", _dl(rows)))
+
+    timings = _timings_table(data)
+    return (
+        '<section id="summary"><h2>Run summary</h2>'
+        f'<div class="dm-cards">{"".join(cards)}</div>'
+        f'<h3 style="margin:16px 0 6px;font-size:15px">Time per stage</h3>{timings}</section>'
+    )
+
+
+def _metrics_table(data: RunData) -> str:
+    methods = list(data.methods)
+    for m in data.metrics.get("methods") or {}:
+        if m not in methods:
+            methods.append(m)
+    if not methods:
+        return '<section id="metrics"><h2>Metrics</h2><p class="dm-empty">No maps in this run yet.</p></section>'
+    columns = [
+        (key, title)
+        for key, title in _METRIC_COLUMNS
+        if any(data.method_metrics(m).get(key) is not None for m in methods)
+    ]
+    extra_keys = sorted(
+        {
+            k
+            for m in methods
+            for k, v in data.method_metrics(m).items()
+            if k not in {c[0] for c in _METRIC_COLUMNS} | {"params"}
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+        }
+    )
+    head = "".join(f"<th>{_esc(t)}</th>" for _, t in columns)
+    head += "".join(
+        f"<th>{_esc(k.replace('_seconds', ' time').replace('_', ' '))}</th>" for k in extra_keys
+    )
+    rows = []
+    for m in methods:
+        entry = data.method_metrics(m)
+        cells = []
+        for key, _ in columns:
+            v = entry.get(key)
+            text = fmt_seconds(v) if key == "fit_seconds" and v is not None else fmt_number(v)
+            cells.append(f"<td class='num' data-key='{key}'>{_esc(text)}</td>")
+        cells += [f"<td class='num'>{_esc(_metric_text(k, entry.get(k)))}</td>" for k in extra_keys]
+        params = entry.get("params")
+        ptxt = params_text(params) if isinstance(params, Mapping) else ""
+        rows.append(
+            f"<tr data-method='{_esc(m)}'><th>{_esc(method_title(m))}</th>{''.join(cells)}"
+            f"<td class='params'>{_esc(ptxt)}</td></tr>"
+        )
+    n = data.metrics.get("n_samples")
+    note = f"<p>Computed on {_esc(fmt_number(n))} samples.</p>" if n is not None else ""
+    if data.metrics.get("random_init") or data.random_init:
+        note += '<p><span class="dm-badge danger">random-init weights: metrics describe an untrained model</span></p>'
+    return (
+        '<section id="metrics"><h2>Metrics</h2>'
+        f"<table class='dm-table' id='metrics-table'><thead><tr><th>Method</th>{head}<th>Parameters</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+        "<p class='dm-methodinfo'>Trustworthiness: are the map's neighbours true neighbours (1 is best). "
+        "kNN preservation: share of each point's nearest neighbours in the embedding space kept on "
+        "the map. kNN label accuracy: a k-nearest-neighbour classifier on the 2-D map.</p></section>"
+    )
+
+
+def _map_section(data: RunData) -> str:
+    if not data.methods:
+        return (
+            '<section id="map"><h2>Interactive map</h2><p class="dm-empty">No 2-D maps in this run '
+            "yet: run the maps stage, then the report again.</p></section>"
+        )
+    tabs = "".join(
+        f'<button type="button" data-method="{_esc(m)}" aria-pressed="false">{_esc(method_title(m))}</button>'
+        for m in data.methods
+    )
+    options = []
+    if data.labels is not None:
+        options.append('<option value="label">label</option>')
+    if data.clusters is not None:
+        options.append('<option value="cluster">cluster</option>')
+    if data.downstream.outlier_scores is not None:
+        options.append('<option value="outlier">outlier score</option>')
+    options.append('<option value="none">none</option>')
+    watermark = (
+        '<div class="dm-watermark" id="dm-watermark">RANDOM-INIT WEIGHTS<br>not a trained map</div>'
+        if data.random_init
+        else ""
+    )
+    return f"""<section id="map"><h2>Interactive map</h2>
+<div class="dm-toolbar">
+  <div class="dm-tabs" id="dm-tabs" role="group" aria-label="map method">{tabs}</div>
+  <label>colour by <select id="dm-colorby">{"".join(options)}</select></label>
+  <label>point size <input id="dm-size" type="range" min="1" max="16" step="0.5"></label>
+  <button type="button" class="dm-reset" id="dm-reset">reset view</button>
+</div>
+<div class="dm-mapwrap">
+  <div class="dm-plot" id="dm-plot">
+    <canvas id="dm-canvas"></canvas><canvas id="dm-overlay"></canvas>{watermark}
+    <div class="dm-status" id="dm-status"></div>
+  </div>
+  <div class="dm-legend" id="dm-legend"></div>
+</div>
+<p class="dm-methodinfo" id="dm-methodinfo"></p>
+<div class="dm-tip" id="dm-tip" data-index="-1">
+  <div class="dm-thumb" id="dm-tip-thumb"><img id="dm-tip-img" alt="thumbnail"><div class="dm-nothumb" id="dm-tip-nothumb">no thumbnail</div></div>
+  <div class="dm-tipinfo"><div class="p" id="dm-tip-path"></div><div class="l" id="dm-tip-label"></div><div class="c" id="dm-tip-extra"></div></div>
+</div>
+</section>"""
+
+
+def _plots_section(data: RunData, href: dict[str, str]) -> str:
+    figs = []
+    for caption, rel in data.iter_plots():
+        src = href.get(rel, rel)
+        figs.append(
+            f'<figure><img src="{_esc(src)}" alt="{_esc(caption)} map" loading="lazy">'
+            f"<figcaption>{_esc(caption)} — <code>{_esc(rel)}</code></figcaption></figure>"
+        )
+    body = (
+        f'<div class="dm-plots">{"".join(figs)}</div>'
+        if figs
+        else '<p class="dm-empty">No static maps in plots/ yet.</p>'
+    )
+    return f'<section id="plots"><h2>Static maps</h2>{body}</section>'
