@@ -130,7 +130,7 @@ def test_consistency_with_run_fails_for_other_weights_or_preprocessing(
     real = dinomap.embed.encoder_from_run
     monkeypatch.setattr(dinomap.embed, "encoder_from_run",
                         lambda run: WRONG_EXPORTS[wrong](*real(run)))  # fmt: skip
-    with caplog.at_level("WARNING", logger="dinomap.export.repository"):
+    with caplog.at_level("WARNING", logger="dinomap.export.run"):
         res = export_run(run_copy, formats="torchscript", verify=False, include_mappers=False,
                          device="cpu")  # fmt: skip
     cons = res.metadata["consistency_with_run"]
@@ -161,10 +161,10 @@ def test_export_run_records_a_failed_verification(
 def test_export_run_records_waived_mappers_as_not_verified(
     run_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dinomap.export.repository as repository
+    import dinomap.export.run as export_run_module
 
     dim = load_embeddings(run_copy).X.shape[1]
-    monkeypatch.setattr(repository, "load_run_mappers",
+    monkeypatch.setattr(export_run_module, "load_run_mappers",
                         lambda run: {"tsne_nn": _ill_conditioned_mapper(dim)})  # fmt: skip
     res = export_run(run_copy, formats="onnx", device="cpu")
     assert res.passed and res.verification is not None

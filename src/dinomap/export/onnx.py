@@ -4,7 +4,7 @@ dinomap uses the ``torch.export``-based exporter (``torch.onnx.export(..., dynam
 default since PyTorch 2.9: it keeps the raw-pixel pipeline's shape-dependent resize branches
 symbolic. The legacy TorchScript-based exporter (``dynamo=False``) is only tried when the dynamo
 exporter fails: it is logged as a warning, and the result says which one made the file
-(``method``) and why (``note``); :mod:`dinomap.export.repository` writes both to
+(``method``) and why (``note``); :mod:`dinomap.export.writer` writes both to
 ``dinomap_export.json`` and ``config.pbtxt`` (``export_method``). A legacy export is traced, so
 its resize branches are those the example input takes; verification runs it like any other.
 """

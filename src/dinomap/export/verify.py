@@ -274,25 +274,7 @@ def verify_models(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dinomap-verify-") as tmp:
         tmpdir = Path(tmp)
-        manifest: dict[str, Any] = {"atol": float(atol), "models": []}
-        for i, check in enumerate(checks):
-            cases = []
-            for j, case in enumerate(check.cases):
-                x_path, y_path = tmpdir / f"m{i}_c{j}_x.npy", tmpdir / f"m{i}_c{j}_y.npy"
-                np.save(x_path, np.ascontiguousarray(case.input))
-                np.save(y_path, np.ascontiguousarray(case.expected))
-                cases.append({"label": case.label, "input": str(x_path), "expected": str(y_path)})
-            manifest["models"].append(
-                {
-                    "name": check.name,
-                    "format": check.format,
-                    "path": str(Path(check.path).resolve()),
-                    "input_name": check.input_name,
-                    "output_name": check.output_name,
-                    "cases": cases,
-                }
-            )
-        (tmpdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        _write_manifest(tmpdir, checks, atol)
         (tmpdir / "worker.py").write_text(WORKER_SOURCE, encoding="utf-8")
         cmd = [
             python or sys.executable,
@@ -323,6 +305,37 @@ def verify_models(
                 seconds=time.perf_counter() - start,
             )
         raw = json.loads((tmpdir / "results.json").read_text(encoding="utf-8"))
+    return _report(checks, raw, atol, start)
+
+
+def _write_manifest(tmpdir: Path, checks: Sequence[ModelCheck], atol: float) -> None:
+    """Save every case's input and expected output as ``.npy`` and list them in
+    ``manifest.json``, the worker's only input."""
+    manifest: dict[str, Any] = {"atol": float(atol), "models": []}
+    for i, check in enumerate(checks):
+        cases = []
+        for j, case in enumerate(check.cases):
+            x_path, y_path = tmpdir / f"m{i}_c{j}_x.npy", tmpdir / f"m{i}_c{j}_y.npy"
+            np.save(x_path, np.ascontiguousarray(case.input))
+            np.save(y_path, np.ascontiguousarray(case.expected))
+            cases.append({"label": case.label, "input": str(x_path), "expected": str(y_path)})
+        manifest["models"].append(
+            {
+                "name": check.name,
+                "format": check.format,
+                "path": str(Path(check.path).resolve()),
+                "input_name": check.input_name,
+                "output_name": check.output_name,
+                "cases": cases,
+            }
+        )
+    (tmpdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _report(
+    checks: Sequence[ModelCheck], raw: dict[str, Any], atol: float, start: float
+) -> VerificationReport:
+    """The report from the worker's ``results.json`` (``raw``), models and diagnostics apart."""
     models: list[dict[str, Any]] = []
     diagnostics: list[dict[str, Any]] = []
     for check, entry in zip(checks, raw["models"], strict=True):
