@@ -7,13 +7,17 @@ line for it instead of a traceback. Subclasses also derive from the matching bui
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigMismatchError",
     "DinomapError",
     "InvalidParameterError",
+    "MissingDependencyError",
     "NoImagesError",
     "NotFittedError",
     "SourceNotFoundError",
+    "VerificationError",
     "WeightsUnavailableError",
 ]
 
@@ -44,3 +48,20 @@ class ConfigMismatchError(DinomapError):
 
 class NotFittedError(DinomapError, AttributeError):
     """An estimator was used before ``fit``."""
+
+
+class MissingDependencyError(DinomapError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install
+    (``pip install "dinomap[search]"``, ``"dinomap[keras]"``...)."""
+
+
+class VerificationError(DinomapError):
+    """An exported model does not reproduce the eager PyTorch model.
+
+    ``report`` is the :class:`~dinomap.export.verify.VerificationReport` that failed (None when
+    there was none).
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

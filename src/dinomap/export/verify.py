@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomap.exceptions import DinomapError
+from dinomap.exceptions import VerificationError
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -40,17 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_ATOL = 1e-4
-
-
-class VerificationError(DinomapError):
-    """An exported model does not reproduce the eager PyTorch model.
-
-    ``report`` is the :class:`VerificationReport` that failed (None when there was none).
-    """
-
-    def __init__(self, message: str, report: VerificationReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass(frozen=True)
