@@ -348,6 +348,12 @@ class MapEvaluator:
     ) -> None:
         self.X = check_embeddings(X, name="X", min_samples=3)
         n = self.X.shape[0]
+        k = check_positive_int("k", k)
+        # a small collection still gets its metrics: k shrinks to what n allows (3k + 1 < 2n)
+        k_max = max(1, (2 * n - 2) // 3)
+        if k > k_max:
+            logger.warning("metrics: k=%d is too large for %d points; using k=%d", k, n, k_max)
+            k = k_max
         self.k = _check_k(k, n)
         self.labels = labels
         self.n_folds = n_folds

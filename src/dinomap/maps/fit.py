@@ -174,12 +174,37 @@ def _estimators(
     """Build and validate every estimator before the first long fit."""
     mappers: dict[str, Any] = {}
     for name in names:
-        mapper = build_estimator(name, params.get(name, {}), random_state, n_jobs, device)
+        given = _small_n_defaults(name, params.get(name, {}), n)
+        mapper = build_estimator(name, given, random_state, n_jobs, device)
         check = getattr(mapper, "validate", None)
         if callable(check):
             check(n)
         mappers[name] = mapper
     return mappers
+
+
+#: Neighbourhood-size parameters whose *default* cannot exceed what ``n`` points allow: the
+#: largest value ``n`` allows. A value the user gave is never changed (validate() refuses it).
+_SMALL_N_LIMITS: dict[str, Any] = {
+    "perplexity": lambda n: max(1.0, (n - 1) / 3.0),  # t-SNE: 3 * perplexity <= n - 1
+    "n_neighbors": lambda n: max(2, n - 1),  # UMAP, parametric UMAP: n_neighbors < n
+}
+
+
+def _small_n_defaults(name: str, params: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """``params`` with the defaults that ``n`` points cannot take lowered, and said so."""
+    out = dict(params)
+    defaults = reducer_spec(name).load_class()().get_params(deep=False)
+    for key, limit in _SMALL_N_LIMITS.items():
+        if key in defaults and key not in out and defaults[key] is not None:
+            allowed = limit(n)
+            if defaults[key] > allowed:
+                out[key] = allowed
+                logger.warning(
+                    "%s: %s=%s is too large for %d points; using %s (set %s.%s to choose)",
+                    reducer_spec(name).label, key, defaults[key], n, round(allowed, 3), name, key,
+                )  # fmt: skip
+    return out
 
 
 def _start_warm_up(
