@@ -10,7 +10,7 @@ import torch
 
 from dinomap import load_embeddings
 from dinomap.embed import EmbedConfig, create_encoder, embed, ov_runtime, resolve_runtime
-from dinomap.embed import extract as extract_module
+from dinomap.embed import encode as encode_module
 from dinomap.exceptions import InvalidParameterError
 
 from ..conftest import TINY_MODEL_KWARGS
@@ -31,7 +31,7 @@ def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_auto_picks_openvino_for_large_fp32_cpu_runs_only(with_openvino: None) -> None:
-    many = extract_module.OPENVINO_MIN_IMAGES
+    many = encode_module.OPENVINO_MIN_IMAGES
     assert resolve_runtime("auto", CPU, "fp32", many, None) == "openvino"
     assert resolve_runtime("auto", CPU, "fp32", many - 1, None) == "torch"
     assert resolve_runtime("auto", CPU, "bf16", many, None) == "torch"
@@ -159,7 +159,7 @@ def test_auto_falls_back_to_pytorch_when_conversion_fails(
         raise ov_runtime.OpenVINOUnavailable("OpenVINO could not convert the model: boom")
 
     monkeypatch.setattr(ov_runtime, "convert", broken)
-    monkeypatch.setattr(extract_module, "OPENVINO_MIN_IMAGES", 1)
+    monkeypatch.setattr(encode_module, "OPENVINO_MIN_IMAGES", 1)
     res = embed(image_folder, tmp_path / "auto", CFG)
     assert res.n_embedded == 8
     assert res.info["runtime"]["runtime"] == "torch"

@@ -16,13 +16,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         EmbedConfig,
         EmbedResult,
     )
-    from dinomap.embed.extract import (
-        embed,
+    from dinomap.embed.encode import (
         embed_files,
         encoder_from_run,
         resolve_precision,
         resolve_runtime,
     )
+    from dinomap.embed.extract import embed
     from dinomap.embed.models import (
         FeatureExtractor,
         LoadedModel,
@@ -61,11 +61,11 @@ __getattr__, __dir__ = lazy_exports(
         "EmbedConfig": "config",
         "EmbedResult": "config",
         "embed": "extract",
-        "embed_files": "extract",
-        "encoder_from_run": "extract",
+        "embed_files": "encode",
+        "encoder_from_run": "encode",
         "resolve_device": "dinomap._device",
-        "resolve_precision": "extract",
-        "resolve_runtime": "extract",
+        "resolve_precision": "encode",
+        "resolve_runtime": "encode",
         "DEFAULT_MODEL": "config",
         "MODEL_ALIASES": "config",
         "FeatureExtractor": "models",

@@ -1,23 +1,23 @@
 """Batched, resumable embedding extraction into a run store.
 
-Decoding and the per-image resize to the source size (32x32) run in DataLoader workers; the
-batch goes to the device as uint8, where it is upsampled, normalised and encoded. Finished rows
-are flushed to atomic Parquet shards every ``shard_size`` images or ``flush_seconds``, so a crash
-loses at most one unflushed shard, which a rerun embeds again (matched on path + content hash).
+Decoding runs in DataLoader workers (:mod:`dinomap.embed.loader`); the batch goes to the device
+as uint8, where it is upsampled, normalised and encoded (:mod:`dinomap.embed.encode`). Finished
+rows are flushed to atomic Parquet shards every ``shard_size`` images or ``flush_seconds``, so a
+crash loses at most one unflushed shard, which a rerun embeds again (matched on path + content
+hash).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,20 +25,23 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from dinomap._device import resolve_device
-from dinomap._validation import check_choice, check_positive_int
-from dinomap.data.decode import DecodeError, resize_rgb
+from dinomap._validation import check_positive_int
 from dinomap.data.sources import ImageSource, Item, open_source
-from dinomap.embed import ov_runtime
-from dinomap.embed.config import (
-    COMPILE_MIN_IMAGES,
-    OPENVINO_MIN_IMAGES,
-    PRECISIONS,
-    RUNTIMES,
-    EmbedConfig,
-    EmbedResult,
+from dinomap.embed.config import PRECISIONS, EmbedConfig, EmbedResult
+from dinomap.embed.encode import (
+    embed_files,
+    encoder_from_run,
+    iter_embeddings,
+    resolve_precision,
+    resolve_runtime,
+)
+from dinomap.embed.loader import (  # noqa: F401 - benchmarks/bench_embed_gpu.py imports these here
+    _collate,
+    _DecodeDataset,
+    _default_workers,
+    _worker_init,
 )
 from dinomap.embed.models import (
     LoadedModel,
@@ -47,12 +50,10 @@ from dinomap.embed.models import (
     create_encoder,
     resolve_model_name,
 )
-from dinomap.embed.preprocess import Preprocess
 from dinomap.exceptions import (
     ConfigMismatchError,
     InvalidParameterError,
     NoImagesError,
-    SourceNotFoundError,
 )
 from dinomap.store import (
     RUN_FILE,
@@ -75,208 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 autocast on CUDA and fp32 elsewhere."""
-    check_choice("precision", precision, PRECISIONS)
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def resolve_runtime(
-    runtime: str, device: torch.device, precision: str, n_images: int, compile: bool | None
-) -> str:
-    """Which runtime runs the model: ``"torch"`` or ``"openvino"``.
-
-    ``"auto"`` picks OpenVINO for CPU runs in fp32 of at least :data:`OPENVINO_MIN_IMAGES`
-    images when it is installed and ``compile`` is not asked for (same output to ~1e-6,
-    ~1.35x faster on the CPU measured here), and PyTorch otherwise. ``"openvino"`` insists:
-    it is an error on another device or precision, or without the package.
-    """
-    check_choice("runtime", runtime, RUNTIMES)
-    if runtime == "openvino":
-        if device.type != "cpu" or precision != "fp32":
-            raise InvalidParameterError(
-                f"runtime='openvino' runs on the CPU in fp32; this run is on {device.type} in "
-                f"{precision}. Use runtime 'auto' or 'torch' there."
-            )
-        if compile:
-            raise InvalidParameterError("compile and runtime='openvino' exclude each other.")
-        if not ov_runtime.available():
-            raise InvalidParameterError(
-                "runtime='openvino' needs OpenVINO: pip install \"dinomap[openvino]\"; "
-                "or use runtime 'torch'."
-            )
-        return "openvino"
-    if (
-        runtime == "auto"
-        and device.type == "cpu"
-        and precision == "fp32"
-        and not compile
-        and n_images >= OPENVINO_MIN_IMAGES
-        and ov_runtime.available()
-    ):
-        return "openvino"
-    return "torch"
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
-class _DecodeDataset(Dataset[tuple[int, np.ndarray | None, str, int, int, str | None]]):
-    """Loads item ``indices[i]`` of a source, resized to the size the batch needs."""
-
-    def __init__(self, source: ImageSource, indices: Sequence[int], size: int, area: bool) -> None:
-        self.source = source
-        self.indices = list(indices)
-        self.size = size
-        self.area = area  # straight to the model size: INTER_AREA when shrinking photos
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str, int, int, str | None]:
-        index = self.indices[i]
-        try:
-            rgb, sha = self.source.load(index)
-            h, w = int(rgb.shape[0]), int(rgb.shape[1])
-            if self.area and (h > self.size or w > self.size):
-                rgb = cv2.resize(rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
-            else:
-                rgb = resize_rgb(rgb, self.size)
-            return index, rgb, sha, h, w, None
-        except DecodeError as exc:
-            return index, None, "", 0, 0, str(exc)
-        except Exception as exc:  # a bad file must never stop the run
-            return index, None, "", 0, 0, f"{type(exc).__name__}: {exc}"
-
-
-def _collate(
-    batch: list[tuple[int, np.ndarray | None, str, int, int, str | None]],
-) -> tuple[torch.Tensor | None, list[tuple[int, str, int, int]], list[tuple[int, str]]]:
-    ok = [b for b in batch if b[1] is not None]
-    pixels = torch.from_numpy(np.stack([b[1] for b in ok])) if ok else None  # type: ignore[misc]
-    meta = [(b[0], b[2], b[3], b[4]) for b in ok]
-    errors = [(b[0], str(b[5])) for b in batch if b[1] is None]
-    return pixels, meta, errors
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    with contextlib.suppress(Exception):
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-def _default_workers(device: torch.device) -> int:
-    cpus = os.cpu_count() or 1
-    if device.type == "cuda":  # decoding must keep up with thousands of images/s
-        return max(1, min(cpus - 1, 16))
-    return min(2, cpus)
-
-
-def _make_encode(
-    loaded: LoadedModel,
-    cfg: EmbedConfig,
-    device: torch.device,
-    precision: str,
-    n_images: int,
-    runtime: str = "torch",
-    report: dict[str, Any] | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 pixels on the device -> float32 embeddings; compiled for one fixed batch shape when
-    ``cfg.compile`` (default: on CUDA), with the short last batch padded to that shape; run by
-    OpenVINO when ``runtime="openvino"``. ``report["runtime"]`` says what runs the model."""
-    pre = Preprocess(loaded.input_size, loaded.mean, loaded.std, source_size=None).to(device)
-    extractor = loaded.extractor.to(device)
-    report = report if report is not None else {}
-    report["runtime"] = "torch"
-
-    def run(pixels: torch.Tensor) -> torch.Tensor:
-        x = pre(pixels)
-        with _autocast(device, precision):
-            return extractor(x).float()
-
-    if runtime == "openvino":
-        try:
-            ov_run, details = ov_runtime.convert(extractor, loaded.input_size)
-        except ov_runtime.OpenVINOUnavailable as exc:
-            if cfg.runtime == "openvino":
-                raise InvalidParameterError(f"runtime='openvino': {exc}") from exc
-            logger.warning("%s; the model runs in PyTorch instead", exc)
-            report["openvino_error"] = str(exc)
-        else:
-            report.update(runtime="openvino", **details)
-            return lambda pixels: ov_run(pre(pixels))
-
-    use_compile = (
-        cfg.compile
-        if cfg.compile is not None
-        else (device.type == "cuda" and n_images >= COMPILE_MIN_IMAGES)
-    )
-    if not use_compile:
-        return run
-    compiled = torch.compile(run, dynamic=False)
-    state = {"ok": True}
-    batch = cfg.batch_size
-
-    def fixed(pixels: torch.Tensor) -> torch.Tensor:
-        n = int(pixels.shape[0])
-        if not state["ok"]:
-            return run(pixels)
-        if n < batch:
-            pad = pixels.new_zeros((batch - n, *pixels.shape[1:]))
-            pixels = torch.cat([pixels, pad])
-        try:
-            return compiled(pixels)[:n]
-        except Exception as exc:  # a model torch.compile cannot handle still embeds
-            logger.warning("torch.compile failed (%s); continuing without it", exc)
-            state["ok"] = False
-            return run(pixels[:n])
-
-    return fixed
-
-
-def _iter_batches(
-    source: ImageSource,
-    indices: Sequence[int],
-    loaded: LoadedModel,
-    cfg: EmbedConfig,
-    device: torch.device,
-    precision: str,
-    runtime: str = "torch",
-    report: dict[str, Any] | None = None,
-) -> Iterator[tuple[np.ndarray, list[tuple[int, str, int, int]], list[tuple[int, str]]]]:
-    """Yield ``(embeddings float32, [(index, sha, h, w)], [(index, reason)])`` per batch."""
-    size = cfg.source_size or cfg.input_size
-    workers = cfg.num_workers if cfg.num_workers is not None else _default_workers(device)
-    workers = min(workers, max(1, len(indices) // max(cfg.batch_size, 1))) if workers else 0
-    loader = DataLoader(
-        _DecodeDataset(source, indices, size, area=cfg.source_size is None),
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=False,
-    )
-    encode = _make_encode(loaded, cfg, device, precision, len(indices), runtime, report)
-    with torch.inference_mode():
-        for pixels, meta, errors in loader:
-            if pixels is None:
-                yield np.zeros((0, loaded.embed_dim), np.float32), meta, errors
-                continue
-            feats = encode(pixels.to(device, non_blocking=True))
-            yield feats.cpu().numpy(), meta, errors
 
 
 def _dinomap_version() -> str:
@@ -363,6 +162,229 @@ def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     return old
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class _ResumePlan:
+    """What this run embeds: ``indices`` of ``items`` not yet stored (path + content hash)."""
+
+    items: list[Item]
+    indices: list[int]
+    seconds: float
+
+    @property
+    def n_already(self) -> int:
+        return len(self.items) - len(self.indices)
+
+
+def _resume_plan(src: ImageSource, run_dir: Path, limit: int | None) -> _ResumePlan:
+    items: list[Item] = src.items[:limit] if limit else src.items
+    indices = list(range(len(items)))
+    t0 = time.perf_counter()
+    done = stored_keys(run_dir)
+    if done:
+        stored_paths = {p for p, _ in done}
+        candidates = [i for i in indices if items[i].path in stored_paths]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            hashes = dict(zip(candidates, pool.map(src.sha256, candidates), strict=True))
+        indices = [i for i in indices if (items[i].path, hashes.get(i, "")) not in done]
+    return _ResumePlan(items, indices, time.perf_counter() - t0)
+
+
+def _run_info(
+    source: str | os.PathLike[str] | ImageSource,
+    src: ImageSource,
+    limit: int | None,
+    previous: dict[str, Any] | None,
+    loaded: LoadedModel,
+    cfg: EmbedConfig,
+    precision: str,
+    runtime_report: dict[str, Any],
+    device: torch.device,
+    fingerprint: dict[str, Any],
+) -> dict[str, Any]:
+    """The embedding stage's sections of run.json at the start of a run (status ``running``)."""
+    source_entry = {
+        **src.describe(),
+        "spec": str(source) if not isinstance(source, ImageSource) else src.kind,
+        "limit": limit,
+    }
+    return {
+        "dinomap_version": _dinomap_version(),
+        "created": (previous or {}).get("created", _now()),
+        "updated": _now(),
+        "status": "running",
+        "source": source_entry,
+        "sources": _merge_sources(
+            (previous or {}).get("sources")
+            or ([previous["source"]] if previous and previous.get("source") else []),
+            source_entry,
+        ),
+        "model": loaded.describe(),
+        "weights": loaded.weights_dict(),
+        "preprocessing": {
+            "source_size": cfg.source_size,
+            "source_resize": "cv2.resize INTER_LINEAR"
+            if cfg.source_size
+            else "cv2 INTER_AREA to input size",
+            "input_size": cfg.input_size,
+            "upsample": "bilinear (torch, on the batch)",
+            "mean": list(loaded.mean),
+            "std": list(loaded.std),
+            "batch_size": cfg.batch_size,
+        },
+        "precision": precision,
+        "runtime": runtime_report,
+        "device": {"type": device.type, "name": _device_name(device)},
+        "fingerprint": fingerprint,
+        "versions": _versions(),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "model_kwargs"},
+        "timings": {},
+        "counts": {},
+        "history": (previous or {}).get("history", []),
+    }
+
+
+def _pending() -> dict[str, list[Any]]:
+    return {k: [] for k in ("path", "sha", "label", "h", "w", "emb")}
+
+
+@dataclass
+class _LoopState:
+    """The embedding loop's rows not yet flushed, its errors and counts, and the shard writer."""
+
+    run_dir: Path
+    shard_size: int
+    flush_seconds: float
+    pending: dict[str, list[Any]] = field(default_factory=_pending)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    n_new: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+    last_flush: float = field(default_factory=time.perf_counter)
+    first_batch: tuple[float, int] | None = None  # (seconds, images): start-up, compile included
+    # shard writes overlap the model
+    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+    writes: list[Future[Path]] = field(default_factory=list)
+
+    def add(
+        self,
+        items: list[Item],
+        feats: np.ndarray,
+        meta: list[tuple[int, str, int, int]],
+        bad: list[tuple[int, str]],
+    ) -> None:
+        """Take one batch, and flush when a shard is full or ``flush_seconds`` have passed."""
+        for index, sha, h, w in meta:
+            self.pending["path"].append(items[index].path)
+            self.pending["sha"].append(sha)
+            self.pending["label"].append(items[index].label)
+            self.pending["h"].append(h)
+            self.pending["w"].append(w)
+        if len(meta):
+            self.pending["emb"].append(feats)
+        self.errors += [(items[index].path, reason) for index, reason in bad]
+        self.n_new += len(meta)
+        if self.first_batch is None:
+            self.first_batch = (time.perf_counter() - self.t0, len(meta))
+        if (
+            len(self.pending["path"]) >= self.shard_size
+            or time.perf_counter() - self.last_flush > self.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the pending rows to the writer thread as one shard."""
+        if self.pending["path"]:
+            rows = {k: list(v) for k, v in self.pending.items()}
+            self.writes.append(self.writer.submit(
+                write_shard, self.run_dir, rows["path"], rows["sha"], rows["label"], rows["h"],
+                rows["w"], np.concatenate(rows["emb"]),
+            ))  # fmt: skip
+            for v in self.pending.values():
+                v.clear()
+        self.last_flush = time.perf_counter()
+
+    def close(self) -> float:
+        """Flush, wait for every shard write (a failed one raises); the loop's seconds."""
+        self.flush()
+        self.writer.shutdown(wait=True)
+        for fut in self.writes:
+            fut.result()  # a failed write (disk full...) is an error, not a silent loss
+        return time.perf_counter() - self.t0
+
+
+def _finish_info(
+    info: dict[str, Any],
+    state: _LoopState,
+    status: str,
+    plan: _ResumePlan,
+    n_stored: int,
+    seconds: dict[str, float],
+) -> None:
+    """Stamp the end of a run into ``info``: status, timings, counts and a history entry."""
+    n_new, t_embed, first_batch = state.n_new, seconds["embed_s"], state.first_batch
+    info["status"] = status
+    info["updated"] = _now()
+    info["timings"] = {
+        **{k: round(v, 3) for k, v in seconds.items()},
+        "images_per_s": round(n_new / t_embed, 2) if t_embed > 0 else None,
+    }
+    if first_batch is not None and n_new > first_batch[1] and t_embed > first_batch[0]:
+        # throughput after the first batch: without worker start-up and compilation
+        info["timings"]["first_batch_s"] = round(first_batch[0], 3)
+        info["timings"]["steady_images_per_s"] = round(
+            (n_new - first_batch[1]) / (t_embed - first_batch[0]), 2
+        )
+    info["counts"] = {
+        "source_images": len(plan.items),
+        "embedded_this_run": n_new,
+        "already_stored": plan.n_already,
+        "failed": len(state.errors),
+        "stored": n_stored,
+    }
+    info["history"] = [
+        *info["history"],
+        {"finished": info["updated"], "status": status, **info["counts"]},
+    ][-50:]
+
+
+def _load_encoder(cfg: EmbedConfig) -> tuple[LoadedModel, float]:
+    """The run's model and the seconds its loading took; random-init weights are loud."""
+    t0 = time.perf_counter()
+    loaded = create_encoder(
+        cfg.model, input_size=cfg.input_size, weights=cfg.weights, random_init=cfg.random_init,
+        init_seed=cfg.init_seed, model_kwargs=cfg.model_kwargs,
+    )  # fmt: skip
+    t_model = time.perf_counter() - t0
+    if loaded.weights.random_init:
+        logger.warning(
+            "RANDOM-INIT WEIGHTS: embeddings carry no learned meaning (stamped in run.json)"
+        )
+    return loaded, t_model
+
+
+def _consume(
+    batches: Iterator[tuple[np.ndarray, list[tuple[int, str, int, int]], list[tuple[int, str]]]],
+    state: _LoopState,
+    plan: _ResumePlan,
+    show: bool,
+) -> None:
+    """Feed every batch into ``state`` behind a progress bar (closed however the loop ends)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(plan.indices), unit="img", disable=not show, desc="embedding", dynamic_ncols=True
+    )
+    try:
+        for feats, meta, bad in batches:
+            state.add(plan.items, feats, meta, bad)
+            bar.update(len(meta) + len(bad))
+    finally:
+        bar.close()
+
+
 def embed(
     source: str | os.PathLike[str] | ImageSource,
     out: str | os.PathLike[str],
@@ -423,258 +445,38 @@ def embed(
     fingerprint = _fingerprint(cfg, precision, _weights_identity(cfg))
     previous = _check_same_config(run_dir, fingerprint)
 
-    t0 = time.perf_counter()
-    loaded = create_encoder(
-        cfg.model, input_size=cfg.input_size, weights=cfg.weights, random_init=cfg.random_init,
-        init_seed=cfg.init_seed, model_kwargs=cfg.model_kwargs,
-    )  # fmt: skip
-    t_model = time.perf_counter() - t0
-    if loaded.weights.random_init:
-        logger.warning(
-            "RANDOM-INIT WEIGHTS: embeddings carry no learned meaning (stamped in run.json)"
-        )
-
-    items: list[Item] = src.items[:limit] if limit else src.items
-    indices = list(range(len(items)))
-    t0 = time.perf_counter()
-    done = stored_keys(run_dir)
-    if done:
-        stored_paths = {p for p, _ in done}
-        candidates = [i for i in indices if items[i].path in stored_paths]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            hashes = dict(zip(candidates, pool.map(src.sha256, candidates), strict=True))
-        indices = [i for i in indices if (items[i].path, hashes.get(i, "")) not in done]
-    t_plan = time.perf_counter() - t0
-    n_already = len(items) - len(indices)
-    runtime = resolve_runtime(cfg.runtime, device, precision, len(indices), cfg.compile)
+    loaded, t_model = _load_encoder(cfg)
+    plan = _resume_plan(src, run_dir, limit)
+    runtime = resolve_runtime(cfg.runtime, device, precision, len(plan.indices), cfg.compile)
     runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime}
-
     run_dir.mkdir(parents=True, exist_ok=True)
-    source_entry = {
-        **src.describe(),
-        "spec": str(source) if not isinstance(source, ImageSource) else src.kind,
-        "limit": limit,
-    }
-    info: dict[str, Any] = {
-        "dinomap_version": _dinomap_version(),
-        "created": (previous or {}).get("created", datetime.now(UTC).isoformat(timespec="seconds")),
-        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "status": "running",
-        "source": source_entry,
-        "sources": _merge_sources(
-            (previous or {}).get("sources")
-            or ([previous["source"]] if previous and previous.get("source") else []),
-            source_entry,
-        ),
-        "model": loaded.describe(),
-        "weights": loaded.weights_dict(),
-        "preprocessing": {
-            "source_size": cfg.source_size,
-            "source_resize": "cv2.resize INTER_LINEAR"
-            if cfg.source_size
-            else "cv2 INTER_AREA to input size",
-            "input_size": cfg.input_size,
-            "upsample": "bilinear (torch, on the batch)",
-            "mean": list(loaded.mean),
-            "std": list(loaded.std),
-            "batch_size": cfg.batch_size,
-        },
-        "precision": precision,
-        "runtime": runtime_report,
-        "device": {"type": device.type, "name": _device_name(device)},
-        "fingerprint": fingerprint,
-        "versions": _versions(),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "model_kwargs"},
-        "timings": {},
-        "counts": {},
-        "history": (previous or {}).get("history", []),
-    }
+    info = _run_info(
+        source, src, limit, previous, loaded, cfg, precision, runtime_report, device, fingerprint
+    )
     _write_info(run_dir, info)
 
     show = progress if progress is not None else sys.stderr.isatty()
-    errors: list[tuple[str, str]] = []
-    n_new = 0
-    pending: dict[str, list[Any]] = {k: [] for k in ("path", "sha", "label", "h", "w", "emb")}
-    last_flush = time.perf_counter()
-
-    writer = ThreadPoolExecutor(max_workers=1)  # shard writes overlap the model
-    writes: list[Future[Path]] = []
-
-    def flush() -> None:
-        nonlocal last_flush
-        if pending["path"]:
-            rows = {k: list(v) for k, v in pending.items()}
-            writes.append(writer.submit(
-                write_shard, run_dir, rows["path"], rows["sha"], rows["label"], rows["h"],
-                rows["w"], np.concatenate(rows["emb"]),
-            ))  # fmt: skip
-            for v in pending.values():
-                v.clear()
-        last_flush = time.perf_counter()
-
-    t0 = time.perf_counter()
-    first_batch: tuple[float, int] | None = None  # (seconds, images): start-up, compile included
+    state = _LoopState(run_dir, cfg.shard_size, cfg.flush_seconds)
     status = "interrupted"
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=len(indices), unit="img", disable=not show, desc="embedding", dynamic_ncols=True
-    )
     try:
-        batches = _iter_batches(
-            src, indices, loaded, cfg, device, precision, runtime, runtime_report
+        batches = iter_embeddings(
+            src, plan.indices, loaded, cfg, device, precision, runtime, runtime_report
         )
-        for feats, meta, bad in batches:
-            for index, sha, h, w in meta:
-                pending["path"].append(items[index].path)
-                pending["sha"].append(sha)
-                pending["label"].append(items[index].label)
-                pending["h"].append(h)
-                pending["w"].append(w)
-            if len(meta):
-                pending["emb"].append(feats)
-            errors += [(items[index].path, reason) for index, reason in bad]
-            n_new += len(meta)
-            if first_batch is None:
-                first_batch = (time.perf_counter() - t0, len(meta))
-            bar.update(len(meta) + len(bad))
-            if (
-                len(pending["path"]) >= cfg.shard_size
-                or time.perf_counter() - last_flush > cfg.flush_seconds
-            ):
-                flush()
+        _consume(batches, state, plan, show)
         status = "complete"
-    finally:
-        bar.close()
-        flush()  # also on KeyboardInterrupt or an exception: nothing finished is lost
-        writer.shutdown(wait=True)
-        for fut in writes:
-            fut.result()  # a failed write (disk full...) is an error, not a silent loss
-        t_embed = time.perf_counter() - t0
+    finally:  # also on KeyboardInterrupt or an exception: nothing finished is lost
+        t_embed = state.close()
         n_stored = len({path for path, _ in stored_keys(run_dir)})  # a changed file counts once
-        write_errors(run_dir, errors)
-        info["status"] = status
-        info["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
-        info["timings"] = {
-            "load_model_s": round(t_model, 3),
-            "plan_s": round(t_plan, 3),
-            "embed_s": round(t_embed, 3),
-            "total_s": round(time.perf_counter() - t_start, 3),
-            "images_per_s": round(n_new / t_embed, 2) if t_embed > 0 else None,
-        }
-        if first_batch is not None and n_new > first_batch[1] and t_embed > first_batch[0]:
-            # throughput after the first batch: without worker start-up and compilation
-            info["timings"]["first_batch_s"] = round(first_batch[0], 3)
-            info["timings"]["steady_images_per_s"] = round(
-                (n_new - first_batch[1]) / (t_embed - first_batch[0]), 2
-            )
-        info["counts"] = {
-            "source_images": len(items),
-            "embedded_this_run": n_new,
-            "already_stored": n_already,
-            "failed": len(errors),
-            "stored": n_stored,
-        }
-        info["history"] = [
-            *info["history"],
-            {"finished": info["updated"], "status": status, **info["counts"]},
-        ][-50:]
+        write_errors(run_dir, state.errors)
+        seconds = {"load_model_s": t_model, "plan_s": plan.seconds, "embed_s": t_embed,
+                   "total_s": time.perf_counter() - t_start}  # fmt: skip
+        _finish_info(info, state, status, plan, n_stored, seconds)
         _write_info(run_dir, info)
+    errors = state.errors
     if n_stored == 0:
         raise NoImagesError(
-            f"none of the {len(items)} images could be embedded; reasons are in {run_dir / 'errors.csv'}"
+            f"none of the {len(plan.items)} images could be embedded; reasons are in {run_dir / 'errors.csv'}"
             + (f" (first: {errors[0][0]}: {errors[0][1]})" if errors else "")
         )
-    return EmbedResult(run_dir, len(items), n_new, n_already, len(errors), errors,
+    return EmbedResult(run_dir, len(plan.items), state.n_new, plan.n_already, len(errors), errors,
                        time.perf_counter() - t_start, info)  # fmt: skip
-
-
-def encoder_from_run(run_dir: str | os.PathLike[str]) -> tuple[LoadedModel, Preprocess]:
-    """Re-create a run's model, weights and preprocessing from its ``run.json``.
-
-    The returned :class:`Preprocess` takes uint8 pixels of any size and applies the run's whole
-    preprocessing (source-size bottleneck included).
-    """
-    info = read_run_info(run_dir)
-    model, weights, prep = (
-        info.get("model", {}),
-        info.get("weights", {}),
-        info.get("preprocessing", {}),
-    )
-    if not model or not weights:
-        raise SourceNotFoundError(f"{run_dir}/{RUN_FILE} lacks the model or weights section.")
-    loaded = create_encoder(
-        model["timm_name"],
-        input_size=int(model.get("input_size", 224)),
-        weights=weights.get("file") if weights.get("source") == "file" else None,
-        random_init=bool(weights.get("random_init")),
-        init_seed=int(weights.get("seed") or 0),
-        model_kwargs=model.get("model_kwargs") or {},
-    )
-    loaded.name = model.get("name", loaded.name)
-    pre = Preprocess(
-        loaded.input_size, loaded.mean, loaded.std, source_size=prep.get("source_size")
-    )
-    return loaded, pre
-
-
-def embed_files(
-    paths: Sequence[str | os.PathLike[str]],
-    like_run: str | os.PathLike[str],
-    *,
-    batch_size: int = 64,
-    device: str = "auto",
-) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Embed image files with a run's own model, weights and preprocessing, without storing them.
-
-    Returns ``(X float32 (n_ok, dim), ok_paths, errors [(path, reason)])``.
-    """
-    from dinomap.data.sources import ArraySource
-
-    info = read_run_info(like_run)
-    loaded, _ = encoder_from_run(like_run)
-    prep = info.get("preprocessing", {})
-    dev = resolve_device(device)
-    precision = str(info.get("precision", "fp32"))
-    if precision != "fp32" and dev.type == "cpu" and precision == "fp16":
-        precision = "fp32"
-    src = (
-        _FileListSource([str(Path(p)) for p in paths])
-        if paths
-        else ArraySource(np.zeros((0, 1, 1), np.uint8), [])
-    )
-    cfg = EmbedConfig(source_size=prep.get("source_size"), input_size=loaded.input_size,
-                      batch_size=batch_size, num_workers=0, device=device)  # fmt: skip
-    runtime = resolve_runtime(cfg.runtime, dev, precision, len(paths), cfg.compile)
-    feats_all: list[np.ndarray] = []
-    ok: list[str] = []
-    errors: list[tuple[str, str]] = []
-    items = src.items
-    batches = _iter_batches(src, range(len(items)), loaded, cfg, dev, precision, runtime)
-    for feats, meta, bad in batches:
-        feats_all.append(feats)
-        ok += [items[m[0]].path for m in meta]
-        errors += [(items[i].path, reason) for i, reason in bad]
-    X = np.concatenate(feats_all) if feats_all else np.zeros((0, loaded.embed_dim), np.float32)
-    return X, ok, errors
-
-
-class _FileListSource(ImageSource):
-    """An explicit list of image files (used to embed query and new images)."""
-
-    kind = "files"
-
-    def __init__(self, paths: list[str]) -> None:
-        self._items = [Item(str(Path(p).resolve()), None) for p in paths]
-
-    @property
-    def items(self) -> list[Item]:
-        return self._items
-
-    def load(self, index: int) -> tuple[np.ndarray, str]:
-        from dinomap.data.decode import read_image_file
-
-        return read_image_file(self._items[index].path)
-
-    def sha256(self, index: int) -> str:  # pragma: no cover - never planned
-        return self.load(index)[1]

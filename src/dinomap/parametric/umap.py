@@ -11,16 +11,18 @@ first principal components of the data (scaled like UMAP's spectral initialisati
 a stable global layout.
 
 ``backend="keras"`` delegates to umap-learn's TensorFlow ``ParametricUMAP`` instead.
+
+The graph and its edges are built in :mod:`dinomap.parametric._umap_graph`, the Keras backend
+lives in :mod:`dinomap.parametric._keras`; their public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dinomap._device import resolve_device
-from dinomap._umap import import_parametric_umap, import_umap
+from dinomap._umap import import_umap
 from dinomap._validation import (
     check_choice,
     check_embeddings,
@@ -40,14 +42,18 @@ from dinomap._validation import (
 )
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import NeuralMapper
+from dinomap.parametric._keras import KERAS_ENCODER as KERAS_ENCODER
+from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, save_keras
+from dinomap.parametric._keras import MissingDependencyError as MissingDependencyError
+from dinomap.parametric._umap_graph import EXACT_KNN_MAX as EXACT_KNN_MAX
+from dinomap.parametric._umap_graph import Edges, check_graph, fuzzy_graph, graph_edges
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
     make_generator,
     seed_from_random_state,
     train,
 )
-from dinomap.reduce._persist import CONFIG_FILE, FORMAT_VERSION, read_mapper_config
-from dinomap.store import atomic_write_json
+from dinomap.reduce._persist import read_mapper_config
 
 __all__ = ["BACKENDS", "KERAS_HINT", "ParametricUMAP", "fuzzy_graph"]
 
@@ -55,73 +61,8 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "keras")
 INITS = ("pca", "random")
-KERAS_HINT = 'pip install "dinomap[keras]"'
-EXACT_KNN_MAX = 4096
 INIT_STEPS = 100
 AUTO_STEPS = 500
-KERAS_ENCODER = "encoder.keras"
-
-
-class MissingDependencyError(DinomapError, ImportError):
-    """An optional dependency needed for the requested feature is not installed."""
-
-
-def fuzzy_graph(
-    X: np.ndarray,
-    n_neighbors: int,
-    seed: int,
-    *,
-    deterministic: bool = True,
-    verbose: bool = False,
-) -> Any:
-    """Return umap-learn's fuzzy simplicial set of ``X`` as a ``scipy.sparse`` COO matrix.
-
-    Neighbours are exact (scikit-learn, chunked, no N x N matrix) up to 4,096 points and come
-    from pynndescent above, as in ``umap.UMAP``. With ``deterministic`` pynndescent runs on one
-    thread (its parallel updates race), as ``umap.UMAP`` does when given a ``random_state``.
-    """
-    import_umap()
-    from umap.umap_ import fuzzy_simplicial_set, nearest_neighbors
-
-    n = X.shape[0]
-    t0 = time.perf_counter()
-    if n <= EXACT_KNN_MAX:
-        from sklearn.neighbors import NearestNeighbors
-
-        dists, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(X).kneighbors(X)
-        # Duplicates can push a point out of its own list; UMAP expects itself first.
-        idx[:, 0] = np.arange(n)
-        dists[:, 0] = 0.0
-    else:
-        idx, dists, _ = nearest_neighbors(
-            X,
-            n_neighbors,
-            "euclidean",
-            {},
-            False,
-            np.random.RandomState(seed % (2**32)),
-            n_jobs=1 if deterministic else -1,
-            verbose=verbose,
-        )
-        if deterministic:
-            logger.info("nearest neighbours on one thread so that random_state fixes them")
-    t1 = time.perf_counter()
-    graph, _, _ = fuzzy_simplicial_set(
-        X,
-        n_neighbors,
-        np.random.RandomState(seed % (2**32)),
-        "euclidean",
-        knn_indices=idx,
-        knn_dists=dists.astype(np.float32),
-    )
-    logger.info(
-        "fuzzy graph: %d points, %d edges (neighbours %.1f s, graph %.1f s)",
-        n,
-        graph.nnz,
-        t1 - t0,
-        time.perf_counter() - t1,
-    )
-    return graph.tocoo()
 
 
 class ParametricUMAP(NeuralMapper):
@@ -192,6 +133,9 @@ class ParametricUMAP(NeuralMapper):
     >>> pumap.fit_transform(X).shape  # doctest: +SKIP
     (300, 2)
     """
+
+    method: ClassVar[str] = "parametric_umap"
+    display_name: ClassVar[str] = "Parametric UMAP"
 
     _saved_attributes: ClassVar[tuple[str, ...]] = (
         "a_",
@@ -296,33 +240,15 @@ class ParametricUMAP(NeuralMapper):
         x_std = Standardizer.fit(Xa)
         Xs = x_std.transform(Xa)
 
-        t0 = time.perf_counter()
-        if graph is None:
-            coo = fuzzy_graph(
-                Xa,
-                n_neighbors,
-                seed,
-                deterministic=self.random_state is not None,
-                verbose=bool(self.verbose),
-            )
-        else:
-            coo = _check_graph(graph, n)
-        self.graph_seconds_ = time.perf_counter() - t0
+        coo = self._graph(Xa, graph, n_neighbors, seed)
         import_umap()
         from umap.umap_ import find_ab_params
 
         a, b = (float(v) for v in find_ab_params(1.0, min_dist))
-        weights = coo.data.astype(np.float64)
-        keep = weights > 0
-        heads_np = coo.row[keep].astype(np.int64)
-        tails_np = coo.col[keep].astype(np.int64)
-        weights = weights[keep]
-        if weights.size == 0:
-            raise InvalidParameterError("the fuzzy graph has no edges; are all points identical?")
-        per_epoch = max(1, math.ceil(weights.sum() / weights.max()))
+        edges = graph_edges(coo)
         n_epochs = self.n_epochs
         if n_epochs is None:
-            n_epochs = _auto_epochs(per_epoch, batch_size)
+            n_epochs = _auto_epochs(edges.per_epoch, batch_size)
 
         mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
         net = MapperNet(mlp, x_std, Standardizer.identity(n_components)).to(device)
@@ -334,46 +260,10 @@ class ParametricUMAP(NeuralMapper):
             target = torch.from_numpy(_pca_target(Xa, n_components, seed)).to(device)
             history += self._pretrain(net.mlp, X_dev, target, gen, device, lr)
 
-        heads = torch.from_numpy(heads_np).to(device)
-        tails = torch.from_numpy(tails_np).to(device)
-        cdf = torch.from_numpy(np.cumsum(weights / weights.sum())).to(device)
-        log_a = math.log(a)
-        dedup = _dedup_batches(device)
-        arange2m = torch.arange(2 * batch_size, device=device)
-
-        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-            u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
-            edges = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[0] - 1)
-            for s in range(0, per_epoch, batch_size):
-                e = edges[s : s + batch_size]
-                m = e.shape[0]
-                neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
-                ends = torch.cat([heads[e], tails[e]])
-                if dedup:
-                    # Forward each distinct point once: with few points, batches repeat them
-                    # a lot. (Skipped on CUDA, where unique() would sync every step.)
-                    uniq, inv = torch.unique(ends, return_inverse=True)
-                    yield X_dev[uniq], inv, neg
-                else:
-                    yield X_dev[ends], arange2m[: 2 * m], neg
-
-        def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            points, inv, neg = batch
-            m = inv.shape[0] // 2
-            z = module(points)
-            zh, zt = z[inv[:m]], z[inv[m:]]
-            d_pos = ((zh - zt) ** 2).sum(dim=1)
-            d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
-            # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
-            logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
-            logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
-            total = F.softplus(-logit_pos).sum() + F.softplus(logit_neg).sum()
-            return total / (m * (1 + neg_rate))
-
         result = train(
             net.mlp,
-            batches,
-            loss_fn,
+            _edge_batches(edges, X_dev, gen, device, batch_size, neg_rate),
+            _umap_loss(a, b, neg_rate),
             n_epochs=n_epochs,
             learning_rate=lr,
             lr_schedule="linear",
@@ -385,7 +275,7 @@ class ParametricUMAP(NeuralMapper):
         self.device_ = device
         self.n_features_in_ = int(Xa.shape[1])
         self.a_, self.b_ = a, b
-        self.n_edges_ = int(heads_np.shape[0])
+        self.n_edges_ = int(edges.heads.shape[0])
         self.n_epochs_ = int(result.epochs_run)
         self.history_ = history
         self.graph_ = coo
@@ -395,11 +285,27 @@ class ParametricUMAP(NeuralMapper):
             "parametric UMAP: %d points, %d epochs x %d edges in %.1f s on %s",
             n,
             n_epochs,
-            per_epoch,
+            edges.per_epoch,
             self.fit_seconds_,
             device,
         )
         return self
+
+    def _graph(self, Xa: np.ndarray, graph: Any, n_neighbors: int, seed: int) -> Any:
+        """The fuzzy graph of ``Xa`` as COO: ``graph`` checked when given, else built."""
+        t0 = time.perf_counter()
+        if graph is None:
+            coo = fuzzy_graph(
+                Xa,
+                n_neighbors,
+                seed,
+                deterministic=self.random_state is not None,
+                verbose=bool(self.verbose),
+            )
+        else:
+            coo = check_graph(graph, Xa.shape[0])
+        self.graph_seconds_ = time.perf_counter() - t0
+        return coo
 
     def key_params(self) -> dict[str, Any]:
         """The parameters worth showing in a plot title or a metrics table."""
@@ -470,55 +376,12 @@ class ParametricUMAP(NeuralMapper):
 
     # ----------------------------------------------------------------- keras backend
     def _fit_keras(self, Xa: np.ndarray, batch_size: int, start: float) -> ParametricUMAP:
-        pumap_cls = _keras_module().ParametricUMAP
-        n = int(Xa.shape[0])
-        kwargs: dict[str, Any] = {
-            "n_components": self.n_components,
-            "n_neighbors": self.n_neighbors,
-            "min_dist": self.min_dist,
-            "negative_sample_rate": self.negative_sample_rate,
-            # umap-learn runs len(edges) / batch_size / 10 steps per Keras epoch on an endless
-            # edge stream: a batch above a tenth of the points can make that 0, which Keras
-            # takes as "no limit" and never stops. Each point has at least one edge.
-            "batch_size": min(batch_size, max(1, n // 10)),
-            "verbose": bool(self.verbose),
-        }
-        if self.n_epochs is not None:
-            kwargs["n_epochs"] = self.n_epochs
-        if isinstance(self.random_state, int | np.integer):
-            kwargs["random_state"] = int(self.random_state)
-        model = pumap_cls(**kwargs)
-        self.embedding_ = np.asarray(model.fit_transform(Xa), dtype=np.float32)
-        self.keras_model_ = model
-        self.n_features_in_ = int(Xa.shape[1])
-        self.fit_seconds_ = time.perf_counter() - start
-        return self
+        return fit_keras(self, Xa, batch_size, start)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         if getattr(self, "keras_model_", None) is None:
             return super().save(directory)
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        # Only the encoder: it is all that transform needs, and umap-learn's own save fails
-        # under Keras 3 (its training model cannot be serialised).
-        (out / "keras").mkdir(exist_ok=True)
-        partial = out / "keras" / "encoder.partial.keras"
-        self.keras_model_.encoder.save(str(partial))
-        os.replace(partial, out / "keras" / KERAS_ENCODER)
-        params = self.get_params(deep=False)
-        if not isinstance(params.get("random_state"), int | None):
-            params["random_state"] = None
-        atomic_write_json(
-            out / CONFIG_FILE,
-            {
-                "format_version": FORMAT_VERSION,
-                "class": type(self).__name__,
-                "backend": "keras",
-                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-                "fitted": {"n_features_in_": self.n_features_in_},
-            },
-        )
-        return out
+        return save_keras(self, directory)
 
     save.__doc__ = NeuralMapper.save.__doc__
 
@@ -527,38 +390,9 @@ class ParametricUMAP(NeuralMapper):
         config = read_mapper_config(directory)
         if config.get("backend") != "keras":
             return super().load(directory, device=device)
-        _keras_module()
-        import keras
-
-        params = dict(config["params"])
-        params["hidden"] = tuple(params["hidden"])
-        mapper = cls(**params)
-        encoder = keras.models.load_model(str(Path(directory) / "keras" / KERAS_ENCODER))
-        mapper.keras_model_ = _KerasEncoder(encoder, int(params["batch_size"]))
-        mapper.n_features_in_ = int(config["fitted"]["n_features_in_"])
-        return mapper
+        return load_keras(cls, directory, config)
 
     load.__func__.__doc__ = NeuralMapper.load.__doc__  # type: ignore[attr-defined]
-
-
-class _KerasEncoder:
-    """A reloaded Keras encoder, with the ``encoder`` / ``transform`` of umap-learn's class."""
-
-    def __init__(self, encoder: Any, batch_size: int) -> None:
-        self.encoder = encoder
-        self.batch_size = batch_size
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.encoder.predict(X, batch_size=self.batch_size, verbose=0))
-
-
-def _keras_module() -> Any:
-    if importlib.util.find_spec("tensorflow") is None:
-        raise MissingDependencyError(
-            "backend='keras' needs TensorFlow, which is not installed. "
-            f'Install it with {KERAS_HINT}, or use backend="torch" (the default).'
-        )
-    return import_parametric_umap()
 
 
 def _dedup_batches(device: torch.device) -> bool:
@@ -586,13 +420,59 @@ def _pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
     return Z.astype(np.float32)
 
 
-def _check_graph(graph: Any, n: int) -> Any:
-    import scipy.sparse
+def _edge_batches(
+    edges: Edges,
+    X_dev: torch.Tensor,
+    gen: torch.Generator,
+    device: torch.device,
+    batch_size: int,
+    neg_rate: int,
+) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
+    """Per epoch, ``edges.per_epoch`` edges drawn by weight, in batches of ``batch_size``, each
+    edge with ``neg_rate`` negatives paired inside its batch: ``(points, inv, neg)``."""
+    heads = torch.from_numpy(edges.heads).to(device)
+    tails = torch.from_numpy(edges.tails).to(device)
+    cdf = torch.from_numpy(np.cumsum(edges.weights / edges.weights.sum())).to(device)
+    per_epoch = edges.per_epoch
+    dedup = _dedup_batches(device)
+    arange2m = torch.arange(2 * batch_size, device=device)
 
-    if not scipy.sparse.issparse(graph) or graph.shape != (n, n):
-        shape = getattr(graph, "shape", None)
-        raise InvalidParameterError(
-            f"graph must be a scipy.sparse matrix of shape ({n}, {n}); got {type(graph).__name__}"
-            f" of shape {shape}."
-        )
-    return graph.tocoo()
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
+        e_all = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[0] - 1)
+        for s in range(0, per_epoch, batch_size):
+            e = e_all[s : s + batch_size]
+            m = e.shape[0]
+            neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
+            ends = torch.cat([heads[e], tails[e]])
+            if dedup:
+                # Forward each distinct point once: with few points, batches repeat them
+                # a lot. (Skipped on CUDA, where unique() would sync every step.)
+                uniq, inv = torch.unique(ends, return_inverse=True)
+                yield X_dev[uniq], inv, neg
+            else:
+                yield X_dev[ends], arange2m[: 2 * m], neg
+
+    return batches
+
+
+def _umap_loss(
+    a: float, b: float, neg_rate: int
+) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
+    """UMAP's cross-entropy of a batch of :func:`_edge_batches`, per pair."""
+    log_a = math.log(a)
+
+    def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        points, inv, neg = batch
+        m = inv.shape[0] // 2
+        z = module(points)
+        zh, zt = z[inv[:m]], z[inv[m:]]
+        d_pos = ((zh - zt) ** 2).sum(dim=1)
+        d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
+        # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
+        logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
+        logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
+        total = F.softplus(-logit_pos).sum() + F.softplus(logit_neg).sum()
+        return total / (m * (1 + neg_rate))
+
+    return loss_fn
