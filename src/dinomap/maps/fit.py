@@ -90,10 +90,6 @@ def make_maps(
     t_start = time.perf_counter()
     names, params = _check_methods(methods, params)
     X, lab, pths, info, run_dir = load_points(source, labels, paths)
-    if isinstance(source, Embeddings):
-        stamp: dict[str, Any] | None = source.stamp
-    else:
-        stamp = current_stamp(run_dir) if run_dir is not None else None
     n = X.shape[0]
     if n < 3:
         raise InvalidParameterError(f"a map needs at least 3 points; got {n}.")
@@ -103,11 +99,7 @@ def make_maps(
 
     mappers = _estimators(names, params, random_state, n_jobs, device, n)
     warm_thread = _start_warm_up(names, mappers, n, random_state) if warm_up_umap else None
-    evaluator = None
-    if evaluate:
-        from dinomap.metrics import MapEvaluator
-
-        evaluator = MapEvaluator(X, lab)
+    evaluator = _evaluator(X, lab) if evaluate else None
 
     coords: dict[str, np.ndarray] = {}
     entries: dict[str, dict[str, Any]] = {}
@@ -116,12 +108,7 @@ def make_maps(
             name, X, mappers, coords, evaluator, warm_thread, random_state
         )
         if verbose:
-            trust = entries[name].get("trustworthiness")
-            print(
-                f"{reducer_spec(name).label:>16}: {entries[name]['fit_seconds']:7.1f} s"
-                + (f", trustworthiness {trust:.3f}" if trust is not None else ""),
-                flush=True,
-            )
+            _print_fitted(name, entries[name])
 
     metrics: dict[str, Any] = {
         "n_samples": n,
@@ -132,21 +119,51 @@ def make_maps(
         if isinstance(random_state, int | None)
         else repr(random_state),
         "metrics": evaluator.info if evaluator is not None else None,
-        "embeddings": stamp,
+        "embeddings": _stamp(source, run_dir),
         "methods": entries,
         "total_seconds": None,
     }
     result = MapsResult(coords, metrics, mappers, pths, lab, out)
+    _write(result, t_start, save_mappers=save_mappers, plots=plots, verbose=verbose)
+    return result
+
+
+def _write(
+    result: MapsResult, t_start: float, *, save_mappers: bool, plots: bool, verbose: bool
+) -> None:
+    """Write the outputs (when there is an output directory), then metrics.json with the total."""
+    out = result.out_dir
     if out is not None:
         write_outputs(result, save_mappers=save_mappers, plots=plots)
-    metrics["total_seconds"] = time.perf_counter() - t_start
+    result.metrics["total_seconds"] = time.perf_counter() - t_start
     if out is not None:
-        result.files["metrics"] = atomic_write_json(out / METRICS_FILE, metrics)
+        result.files["metrics"] = atomic_write_json(out / METRICS_FILE, result.metrics)
     if verbose:
         print(result.table, flush=True)
         if out is not None:
             print(f"wrote {out / MAPS_FILE}, {out / METRICS_FILE}, {out / PLOTS_DIR}/", flush=True)
-    return result
+
+
+def _evaluator(X: np.ndarray, labels: list[str | None] | None) -> Any:
+    from dinomap.metrics import MapEvaluator
+
+    return MapEvaluator(X, labels)
+
+
+def _stamp(source: Any, run_dir: Path | None) -> dict[str, Any] | None:
+    """Which stored embeddings the maps are made from (None for plain arrays)."""
+    if isinstance(source, Embeddings):
+        return source.stamp
+    return current_stamp(run_dir) if run_dir is not None else None
+
+
+def _print_fitted(name: str, entry: Mapping[str, Any]) -> None:
+    trust = entry.get("trustworthiness")
+    print(
+        f"{reducer_spec(name).label:>16}: {entry['fit_seconds']:7.1f} s"
+        + (f", trustworthiness {trust:.3f}" if trust is not None else ""),
+        flush=True,
+    )
 
 
 def _check_methods(
