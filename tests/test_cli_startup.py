@@ -70,3 +70,15 @@ def test_importing_dinomap_is_light_and_names_load_on_use() -> None:
                           timeout=120, check=True)  # fmt: skip
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res == {"before": [], "after": True, "all": True}
+
+
+def test_a_lazy_name_that_is_also_a_submodule_stays_the_function() -> None:
+    code = (
+        "import dinomap.downstream.contact_sheet\n"
+        "from dinomap.downstream import contact_sheet\n"
+        "print(callable(contact_sheet) and not hasattr(contact_sheet, '__path__'), "
+        "type(contact_sheet).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert proc.stdout.split() == ["True", "function"]

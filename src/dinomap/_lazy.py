@@ -46,4 +46,13 @@ def lazy_exports(
     def __dir__() -> list[str]:
         return sorted(set(namespace) | set(exports))
 
+    # A name that is also a submodule's name (``downstream.contact_sheet`` the function, in
+    # ``downstream/contact_sheet.py``) would be replaced by the module object the first time the
+    # submodule is imported: such names are bound now, once.
+    for name, target in exports.items():
+        module = target.partition(":")[0]
+        full = module if module.startswith("dinomap") else f"{package}.{module}"
+        if full == f"{package}.{name}":
+            __getattr__(name)
+
     return __getattr__, __dir__

@@ -153,15 +153,7 @@ def contact_sheet(
     sheet = np.full((height, width, 3), _BG, dtype=np.uint8)
     read = loader or read_thumbnail
     highlighted = set(highlight)
-    y_text = 0
-    if random_init:
-        cv2.rectangle(sheet, (0, 0), (width - 1, 21), (0, 0, 200), -1)
-        stamp = _fit_text(RANDOM_INIT_STAMP, width - 8, 0.45)
-        cv2.putText(sheet, stamp, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
-        y_text = 22
-    if title:
-        text = _fit_text(title, width - 8, 0.5)
-        cv2.putText(sheet, text, (4, y_text + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    _draw_header(sheet, width, title, random_init)
     missing = 0
     for i, path in enumerate(paths):
         r, c = divmod(i, ncols)
@@ -177,31 +169,61 @@ def contact_sheet(
         if i in highlighted:
             cv2.rectangle(sheet, (x0 - 2, y0 - 2), (x0 + size + 1, y0 + size + 1), _HIGHLIGHT, 2)
         if captions is not None and i < len(captions):
-            text = _fit_text(str(captions[i]), size, 0.35)
-            cv2.putText(
-                sheet,
-                text,
-                (x0, y0 + size + 12),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.35,
-                (0, 0, 0),
-                1,
-            )
+            _draw_caption(sheet, str(captions[i]), x0, y0, size)
     if random_init:  # a diagonal watermark over the tiles as well as the banner
-        overlay = sheet.copy()
-        cv2.putText(
-            overlay,
-            "RANDOM-INIT",
-            (pad, height // 2 + header_h // 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            max(0.6, width / 400),
-            (0, 0, 220),
-            2,
-        )
-        sheet = np.asarray(cv2.addWeighted(overlay, 0.45, sheet, 0.55, 0), dtype=np.uint8)
+        sheet = _watermark(sheet, pad, header_h)
     if missing:
         logger.info("contact sheet %s: %d of %d images not found on disk", out, missing, n)
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:  # pragma: no cover - encoding an in-memory uint8 image does not fail
         raise RuntimeError(f"could not encode the contact sheet {out}")
     return atomic_write_bytes(out, buf.tobytes())
+
+
+def _draw_header(sheet: np.ndarray, width: int, title: str | None, random_init: bool) -> None:
+    """Draw the random-init banner and the title line above the grid, in place."""
+    import cv2
+
+    y_text = 0
+    if random_init:
+        cv2.rectangle(sheet, (0, 0), (width - 1, 21), (0, 0, 200), -1)
+        stamp = _fit_text(RANDOM_INIT_STAMP, width - 8, 0.45)
+        cv2.putText(sheet, stamp, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        y_text = 22
+    if title:
+        text = _fit_text(title, width - 8, 0.5)
+        cv2.putText(sheet, text, (4, y_text + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+
+
+def _draw_caption(sheet: np.ndarray, caption: str, x0: int, y0: int, size: int) -> None:
+    """Write ``caption`` (cut to the tile width) under the tile at ``(x0, y0)``, in place."""
+    import cv2
+
+    text = _fit_text(caption, size, 0.35)
+    cv2.putText(
+        sheet,
+        text,
+        (x0, y0 + size + 12),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.35,
+        (0, 0, 0),
+        1,
+    )
+
+
+def _watermark(sheet: np.ndarray, pad: int, header_h: int) -> np.ndarray:
+    """Return ``sheet`` with a translucent "RANDOM-INIT" across its tiles."""
+    import cv2
+
+    height, width = sheet.shape[:2]
+    overlay = sheet.copy()
+    cv2.putText(
+        overlay,
+        "RANDOM-INIT",
+        (pad, height // 2 + header_h // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        max(0.6, width / 400),
+        (0, 0, 220),
+        2,
+    )
+    return np.asarray(cv2.addWeighted(overlay, 0.45, sheet, 0.55, 0), dtype=np.uint8)

@@ -310,6 +310,31 @@ def project_embeddings(
 
     stale_outputs(run)  # the saved maps may predate images embedded since: say so
     mappers, skipped = load_mappers(run, methods)
+    coords, seconds = _transform_all(mappers, X, skipped)
+    result = ProjectionResult(
+        paths=list(paths), coords=coords, errors=list(errors), skipped=skipped
+    )
+    if not write:
+        return result
+    target = Path(out_dir) if out_dir is not None else run / DOWNSTREAM_DIR / PROJECTED_DIR
+    plots = _write_projection(result, target, run, emb, mappers, seconds)
+    return ProjectionResult(
+        paths=result.paths,
+        coords=coords,
+        errors=result.errors,
+        skipped=skipped,
+        directory=target,
+        plots=plots,
+    )
+
+
+def _transform_all(
+    mappers: dict[str, Any], X: np.ndarray, skipped: dict[str, str]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Place ``X`` with every mapper: coordinates and seconds per method.
+
+    A method that fails is logged and added to ``skipped``; none succeeding is an error.
+    """
     coords: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for method, mapper in mappers.items():
@@ -326,44 +351,43 @@ def project_embeddings(
             "no map could place the new points: "
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
-    result = ProjectionResult(
-        paths=list(paths), coords=coords, errors=list(errors), skipped=skipped
-    )
-    if not write:
-        return result
-    target = Path(out_dir) if out_dir is not None else run / DOWNSTREAM_DIR / PROJECTED_DIR
+    return coords, seconds
+
+
+def _write_projection(
+    result: ProjectionResult,
+    target: Path,
+    run: Path,
+    emb: Embeddings,
+    mappers: dict[str, Any],
+    seconds: dict[str, float],
+) -> dict[str, Path]:
+    """Write the coordinates, errors, one plot per map and ``projected.json``; return the plots."""
     frame = result.frame()
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
     atomic_write_bytes(target / "projected.parquet", buf.getvalue())
     atomic_write_text(target / "projected.csv", frame.to_csv(index=False))
-    if errors:
-        write_errors(target, errors)
+    if result.errors:
+        write_errors(target, result.errors)
     plots: dict[str, Path] = {}
-    for method, xy in coords.items():
+    for method, xy in result.coords.items():
         old, old_labels = _old_points(run, emb, method, mappers[method])
         plots[method] = _plot(
-            method, old, old_labels, xy, list(paths), target / f"{method}.png", emb.random_init
+            method, old, old_labels, xy, result.paths, target / f"{method}.png", emb.random_init
         )
     atomic_write_json(
         target / "projected.json",
         {
-            "n_new": len(paths),
-            "n_failed": len(errors),
-            "methods": sorted(coords),
+            "n_new": len(result.paths),
+            "n_failed": len(result.errors),
+            "methods": sorted(result.coords),
             "transform_seconds": seconds,
-            "skipped": skipped,
+            "skipped": result.skipped,
             "random_init": emb.random_init,
         },
     )
-    return ProjectionResult(
-        paths=result.paths,
-        coords=coords,
-        errors=result.errors,
-        skipped=skipped,
-        directory=target,
-        plots=plots,
-    )
+    return plots
 
 
 def project_images(

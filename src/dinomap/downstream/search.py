@@ -185,11 +185,40 @@ def search_similar(
     >>> [hit.path for hit in results[0].hits][:3]  # doctest: +SKIP
     """
     k = check_positive_int("k", k)
+    query_list = _as_query_list(queries)
+    nn, emb = run_index(run_dir, kind=index, rebuild=rebuild, **index_params)
+    rows, new_files = _place_queries(query_list, emb)
+    vectors: dict[int, np.ndarray] = {qi: emb.X[row] for qi, row in rows.items()}
+    if new_files:
+        _embed_new_queries(new_files, run_dir, vectors)
+    order = sorted(vectors)
+    Q = np.stack([vectors[qi] for qi in order])
+    sims, ids = nn.search(Q, min(k + 1, len(emb)))
+    target = Path(out_dir) if out_dir is not None else Path(run_dir) / DOWNSTREAM_DIR / SEARCH_DIR
+    results: list[SearchResult] = []
+    for pos, qi in enumerate(order):
+        query = query_list[qi]
+        own = rows.get(qi)
+        hits = _hits(emb, sims[pos], ids[pos], own, k)
+        result = SearchResult(query=query, in_run=own is not None, hits=hits)
+        if write:
+            result = _write_result(result, target, emb)
+        results.append(result)
+    return results
+
+
+def _as_query_list(queries: str | Sequence[str]) -> list[str]:
     query_list = [queries] if isinstance(queries, str | os.PathLike) else list(queries)
     query_list = [str(q) for q in query_list]
     if not query_list:
         raise DinomapError("search needs at least one query image.")
-    nn, emb = run_index(run_dir, kind=index, rebuild=rebuild, **index_params)
+    return query_list
+
+
+def _place_queries(
+    query_list: list[str], emb: Embeddings
+) -> tuple[dict[int, int], list[tuple[int, str]]]:
+    """Split the queries into images of the run (query index -> row) and new files on disk."""
     lookup = {p: i for i, p in enumerate(emb.paths)}
     rows: dict[int, int] = {}
     new_files: list[tuple[int, str]] = []
@@ -204,53 +233,59 @@ def search_similar(
                 f"query {query!r} is neither an image of the run ({len(emb)} images) nor a "
                 "file on disk." + _closest_path(query, emb.paths)
             )
-    vectors: dict[int, np.ndarray] = {qi: emb.X[row] for qi, row in rows.items()}
-    if new_files:
-        X_new, ok, errors = embed_new_images([p for _, p in new_files], run_dir)
-        for path, reason in errors:
-            logger.warning("could not embed query %s: %s", path, reason)
-        position: dict[str, list[int]] = {}
-        for qi, path in new_files:  # embed_files may return the path normalised
-            for key in {path, str(Path(path))}:
-                position.setdefault(key, []).append(qi)
-        for vec, path in zip(X_new, ok, strict=True):
-            for qi in position.get(path, position.get(str(Path(path)), [])):
-                vectors[qi] = vec
-        if not vectors:
-            raise NoImagesError("none of the query images could be embedded.")
-    order = sorted(vectors)
-    Q = np.stack([vectors[qi] for qi in order])
-    sims, ids = nn.search(Q, min(k + 1, len(emb)))
-    target = Path(out_dir) if out_dir is not None else Path(run_dir) / DOWNSTREAM_DIR / SEARCH_DIR
-    results: list[SearchResult] = []
-    for pos, qi in enumerate(order):
-        query = query_list[qi]
-        own = rows.get(qi)
-        hits = [
-            SearchHit(
-                row=int(j),
-                path=emb.paths[j],
-                similarity=float(s),
-                label=emb.labels[j] if emb.labels is not None else None,
-            )
-            for s, j in zip(sims[pos], ids[pos], strict=True)
-            if j >= 0 and j != own
-        ][:k]
-        result = SearchResult(query=query, in_run=own is not None, hits=hits)
-        if write:
-            slug = _slug(query)
-            table = _write_table(target / f"{slug}.csv", result)
-            shown = [query, *[h.path for h in hits]]
-            captions = ["query", *[f"{h.similarity:.3f} {h.label or ''}" for h in hits]]
-            sheet = contact_sheet(
-                shown,
-                target / f"{slug}.png",
-                captions=captions,
-                title=f"{len(hits)} nearest to {Path(query).name} (cosine)",
-                highlight=[0],
-                random_init=emb.random_init,
-                loader=run_thumbnail_loader(emb.info),
-            )
-            result = SearchResult(query, result.in_run, hits, sheet=sheet, table=table)
-        results.append(result)
-    return results
+    return rows, new_files
+
+
+def _embed_new_queries(
+    new_files: list[tuple[int, str]],
+    run_dir: str | os.PathLike[str],
+    vectors: dict[int, np.ndarray],
+) -> None:
+    """Embed the new query files and add their vectors to ``vectors`` (by query index)."""
+    X_new, ok, errors = embed_new_images([p for _, p in new_files], run_dir)
+    for path, reason in errors:
+        logger.warning("could not embed query %s: %s", path, reason)
+    position: dict[str, list[int]] = {}
+    for qi, path in new_files:  # embed_files may return the path normalised
+        for key in {path, str(Path(path))}:
+            position.setdefault(key, []).append(qi)
+    for vec, path in zip(X_new, ok, strict=True):
+        for qi in position.get(path, position.get(str(Path(path)), [])):
+            vectors[qi] = vec
+    if not vectors:
+        raise NoImagesError("none of the query images could be embedded.")
+
+
+def _hits(
+    emb: Embeddings, sims: np.ndarray, ids: np.ndarray, own: int | None, k: int
+) -> list[SearchHit]:
+    """The first ``k`` valid neighbours of one query, leaving out its own row."""
+    return [
+        SearchHit(
+            row=int(j),
+            path=emb.paths[j],
+            similarity=float(s),
+            label=emb.labels[j] if emb.labels is not None else None,
+        )
+        for s, j in zip(sims, ids, strict=True)
+        if j >= 0 and j != own
+    ][:k]
+
+
+def _write_result(result: SearchResult, target: Path, emb: Embeddings) -> SearchResult:
+    """Write the CSV and contact sheet of one query; return the result pointing at them."""
+    query, hits = result.query, result.hits
+    slug = _slug(query)
+    table = _write_table(target / f"{slug}.csv", result)
+    shown = [query, *[h.path for h in hits]]
+    captions = ["query", *[f"{h.similarity:.3f} {h.label or ''}" for h in hits]]
+    sheet = contact_sheet(
+        shown,
+        target / f"{slug}.png",
+        captions=captions,
+        title=f"{len(hits)} nearest to {Path(query).name} (cosine)",
+        highlight=[0],
+        random_init=emb.random_init,
+        loader=run_thumbnail_loader(emb.info),
+    )
+    return SearchResult(query, result.in_run, hits, sheet=sheet, table=table)

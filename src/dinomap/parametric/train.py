@@ -145,59 +145,25 @@ def train(
     -------
     TrainResult
     """
-    if lr_schedule not in ("constant", "linear"):
-        raise InvalidParameterError(
-            f"lr_schedule must be one of 'constant', 'linear'; got {lr_schedule!r}."
-        )
+    _check_lr_schedule(lr_schedule)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     result = TrainResult()
-    best_val = math.inf
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs = 0
+    best = _BestWeights()
     start = time.perf_counter()
-
-    epochs: Iterable[int] = range(n_epochs)
-    bar = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(epochs, desc=desc, unit="epoch", leave=False)
-        epochs = bar
+    epochs, bar = _epoch_iterator(n_epochs, verbose, desc)
 
     for epoch in epochs:
-        lr = learning_rate
-        if lr_schedule == "linear":
-            lr = learning_rate * max(0.05, 1.0 - epoch / max(n_epochs, 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        module.train()
-        total = torch.zeros((), device=_device_of(module))
-        n_batches = 0
-        for batch in batches(epoch):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module, batch)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-            n_batches += 1
+        lr = _set_epoch_lr(optimizer, learning_rate, lr_schedule, epoch, n_epochs)
         entry: dict[str, float] = {
             "epoch": float(epoch),
-            "loss": float(total) / max(n_batches, 1),
+            "loss": _run_epoch(module, optimizer, batches, loss_fn, epoch),
             "lr": lr,
         }
         if validate is not None:
-            module.eval()
-            with torch.no_grad():
-                val = float(validate(module))
-            entry["val_loss"] = val
-            if val < best_val:
-                best_val = val
+            entry["val_loss"] = _validation_loss(module, validate)
+            if best.update(module, entry["val_loss"]):
                 result.best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
         else:
             result.best_epoch = epoch
         result.history.append(entry)
@@ -209,9 +175,103 @@ def train(
         if bar is not None:
             bar.set_postfix({k: round(v, 5) for k, v in entry.items() if k.endswith("loss")})
         logger.debug("%s epoch %d: %s", desc, epoch, entry)
-        if patience is not None and validate is not None and bad_epochs >= patience:
+        if patience is not None and validate is not None and best.bad_epochs >= patience:
             result.stopped_early = True
             break
+    _finish_training(module, result, bar, best.state, start, desc)
+    return result
+
+
+def _check_lr_schedule(lr_schedule: str) -> None:
+    if lr_schedule not in ("constant", "linear"):
+        raise InvalidParameterError(
+            f"lr_schedule must be one of 'constant', 'linear'; got {lr_schedule!r}."
+        )
+
+
+def _epoch_iterator(n_epochs: int, verbose: bool, desc: str) -> tuple[Iterable[int], Any]:
+    """The epochs to loop over, wrapped in a tqdm bar (also returned) when ``verbose``."""
+    epochs: Iterable[int] = range(n_epochs)
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(epochs, desc=desc, unit="epoch", leave=False)
+        epochs = bar
+    return epochs, bar
+
+
+def _set_epoch_lr(
+    optimizer: torch.optim.Optimizer,
+    learning_rate: float,
+    lr_schedule: str,
+    epoch: int,
+    n_epochs: int,
+) -> float:
+    """Set (and return) the step size of ``epoch`` under ``lr_schedule``."""
+    lr = learning_rate
+    if lr_schedule == "linear":
+        lr = learning_rate * max(0.05, 1.0 - epoch / max(n_epochs, 1))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _run_epoch(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Callable[[int], Iterable[Batch]],
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+    epoch: int,
+) -> float:
+    """One optimiser step per batch of ``epoch``; return the mean training loss."""
+    module.train()
+    total = torch.zeros((), device=_device_of(module))
+    n_batches = 0
+    for batch in batches(epoch):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(module, batch)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+        n_batches += 1
+    return float(total) / max(n_batches, 1)
+
+
+def _validation_loss(module: nn.Module, validate: Callable[[nn.Module], float]) -> float:
+    module.eval()
+    with torch.no_grad():
+        return float(validate(module))
+
+
+@dataclass
+class _BestWeights:
+    """The best validation loss so far, a copy of its weights and the epochs since."""
+
+    best_val: float = math.inf
+    state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+
+    def update(self, module: nn.Module, val: float) -> bool:
+        """Record ``val``; return whether it is a new best (its weights are then kept)."""
+        if val < self.best_val:
+            self.best_val = val
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+def _finish_training(
+    module: nn.Module,
+    result: TrainResult,
+    bar: Any,
+    best_state: dict[str, torch.Tensor] | None,
+    start: float,
+    desc: str,
+) -> None:
+    """Close the bar, restore the best weights, time the run and log its summary."""
     if bar is not None:
         bar.close()
     if best_state is not None:
@@ -226,7 +286,6 @@ def train(
         result.best_epoch,
         ", stopped early" if result.stopped_early else "",
     )
-    return result
 
 
 def _device_of(module: nn.Module) -> torch.device:
