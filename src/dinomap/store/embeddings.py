@@ -40,6 +40,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: (run, output, digest) already warned about in this process: one line per stale output.
+_WARNED: set[tuple[str, str, str]] = set()
+
 _SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 
 
@@ -237,5 +240,8 @@ def check_fresh(
     change = (f"{n_then:,} images; the run now holds {n_now:,}" if n_then != n_now
               else f"{n_then:,} images, some of which changed since")  # fmt: skip
     message = f"{what} is stale: it was made from {change}. Run `{command}` to refresh it."
-    logger.warning(message)
+    key = (str(Path(run_dir).resolve()), what, str(now.get("keys_digest")))
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
     return message
