@@ -65,25 +65,10 @@ from typing import Any
 
 import numpy as np
 
+from dinomap.data.synthetic import make_clusters
+
 DINOMAP_METHODS = ("pca", "tsne", "umap", "parametric_umap", "tsne_nn")
 PEERS = ("sklearn_tsne", "umap_learn", "keras_parametric_umap")
-
-
-def make_clusters(
-    n: int, dim: int, clusters: int, intrinsic: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Clustered synthetic embeddings: per cluster a centre, a low-dimensional patch, noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=1.0, size=(clusters, dim)).astype(np.float32)
-    bases = rng.normal(scale=1.0 / np.sqrt(intrinsic), size=(clusters, intrinsic, dim))
-    y = rng.integers(0, clusters, size=n)
-    X = np.empty((n, dim), dtype=np.float32)
-    for c in range(clusters):
-        rows = np.flatnonzero(y == c)
-        z = rng.normal(size=(rows.size, intrinsic))
-        X[rows] = centres[c] + (z @ bases[c]).astype(np.float32)
-    X += rng.normal(scale=0.5, size=(n, dim)).astype(np.float32)
-    return X, y
 
 
 # ----------------------------------------------------------------------------- workers

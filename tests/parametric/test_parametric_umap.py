@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from dinomap import NotFittedError, ParametricUMAP
+from dinomap._umap import import_umap
+from dinomap.data.synthetic import make_clusters
 from dinomap.exceptions import InvalidParameterError
+from dinomap.metrics import knn_accuracy, trustworthiness
 from dinomap.parametric.umap import KERAS_HINT, MissingDependencyError, fuzzy_graph
 
+from .._quality import assert_at_least, one_torch_thread, within_cluster_shuffle
 from .conftest import json_from_fresh_process
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -177,13 +181,32 @@ def test_save_load_in_fresh_process(
     assert got["a"] == pytest.approx(fitted_small.a_)
 
 
-def test_quality_on_gaussian_clusters(blobs: tuple[np.ndarray, np.ndarray]) -> None:
-    X, labels = blobs
-    Z = ParametricUMAP(n_epochs=20, random_state=0, device="cpu").fit_transform(X)
-    tw = trustworthiness(X, Z, n_neighbors=10)
-    acc = cross_val_score(KNeighborsClassifier(n_neighbors=10), Z, labels, cv=5).mean()
-    assert tw >= 0.9, tw
-    assert acc >= 0.95, acc
+def test_quality_on_clusters_with_inner_structure() -> None:
+    """As trustworthy as umap-learn's own map of the same data, far above a shuffled map.
+
+    On clusters with an 8-d patch each (isotropic blobs cannot tell a map that keeps local
+    structure from one that scatters each blob at random). Measured: 0.9693 at the default
+    epochs, umap.UMAP 0.9709, the map shuffled within clusters 0.8914; 0.9458 after 8 epochs,
+    0.8621 trained on the graph with its nodes shuffled within clusters.
+    """
+    X, labels = make_clusters(1500, 64, 8, intrinsic=8, seed=0)
+    with one_torch_thread():
+        Z = ParametricUMAP(random_state=0, device="cpu").fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap-learn: a seed disables parallelism
+        peer = import_umap().UMAP(random_state=0).fit_transform(X)
+    assert_at_least(
+        trustworthiness(X, Z, k=10),
+        {
+            "umap.UMAP - 0.01": trustworthiness(X, peer, k=10) - 0.01,
+            "shuffled + 0.02": trustworthiness(X, within_cluster_shuffle(Z, labels), k=10) + 0.02,
+        },
+    )
+    assert_at_least(
+        knn_accuracy(Z, labels, k=10),
+        {"umap.UMAP - 0.01": knn_accuracy(peer, labels, k=10) - 0.01},
+        what="kNN accuracy",
+    )
 
 
 def test_fuzzy_graph_is_symmetric_and_local(small: tuple[np.ndarray, np.ndarray]) -> None:
