@@ -25,11 +25,15 @@ print(json.dumps({"loaded": [m for m in heavy if m in sys.modules], "help": out.
 """
 
 
-def _help_of(*argv: str) -> dict[str, object]:
-    code = CODE % json.dumps(HEAVY)
+def _last_line(code: str, *argv: str) -> str:
+    """Run ``code`` in a fresh interpreter; return the last line it prints."""
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           timeout=120, check=True)  # fmt: skip
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _help_of(*argv: str) -> dict[str, object]:
+    result: dict[str, object] = json.loads(_last_line(CODE % json.dumps(HEAVY), *argv))
     return result
 
 
@@ -66,9 +70,7 @@ def test_importing_dinomap_is_light_and_names_load_on_use() -> None:
         "print(json.dumps({'before': before, 'after': 'sklearn' in sys.modules or 'numpy' in sys.modules,"
         " 'all': sorted(dinomap.__all__) == sorted(set(dinomap.__all__) & set(dir(dinomap)))}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)  # fmt: skip
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = json.loads(_last_line(code))
     assert res == {"before": [], "after": True, "all": True}
 
 
@@ -79,6 +81,4 @@ def test_a_lazy_name_that_is_also_a_submodule_stays_the_function() -> None:
         "print(callable(contact_sheet) and not hasattr(contact_sheet, '__path__'), "
         "type(contact_sheet).__name__)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)  # fmt: skip
-    assert proc.stdout.split() == ["True", "function"]
+    assert _last_line(code).split() == ["True", "function"]
