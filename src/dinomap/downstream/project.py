@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dinomap._validation import check_choice, check_embeddings
+from dinomap._validation import check_embeddings
 from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP
 from dinomap.downstream.index import DOWNSTREAM_DIR
 from dinomap.exceptions import DinomapError, InvalidParameterError, NoImagesError
@@ -108,30 +108,9 @@ def load_mappers(
             f"{run_dir} has no fitted mappers ({MAPPERS_DIR}/); make the maps first with "
             "`dinomap map RUN`, which saves them."
         )
-    from dinomap.reduce import load_reducer
-    from dinomap.reduce._persist import read_mapper_config
+    from dinomap.store.mappers import load_mappers as load_saved
 
-    folders = sorted(p for p in base.iterdir() if (p / "config.json").is_file())
-    available = []
-    for folder in folders:
-        try:
-            available.append((str(read_mapper_config(folder).get("method") or folder.name), folder))
-        except (DinomapError, ValueError) as exc:
-            logger.warning("skipping mapper folder %s: %s", folder, exc)
-    names = [name for name, _ in available]
-    if methods is not None:
-        for method in methods:
-            check_choice("method", method, names)
-    mappers: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    for name, folder in available:
-        if methods is not None and name not in methods:
-            continue
-        try:
-            mappers[name] = load_reducer(folder)
-        except Exception as exc:  # one broken mapper must not stop the others
-            logger.warning("cannot load mapper %s: %s", folder, exc)
-            skipped[name] = f"cannot load: {exc}"
+    mappers, skipped = load_saved(run_dir, methods)
     if not mappers:
         raise DinomapError(
             f"no usable mapper in {base}"
@@ -145,24 +124,15 @@ def list_image_files(
     images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 ) -> list[str]:
     """Image files from a folder (recursive, sorted), a single file, or a list of files."""
-    from dinomap.data.sources import IMAGE_EXTENSIONS
+    from dinomap.data.sources import FolderSource
     from dinomap.exceptions import SourceNotFoundError
 
     items = [images] if isinstance(images, str | os.PathLike) else list(images)
     out: list[str] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not found:
-                raise SourceNotFoundError(f"no image files found under {path}.")
-            out += [str(p) for p in found]
+        if path.is_dir():  # the same walk, filter and order as `dinomap embed FOLDER`
+            out += [it.path for it in FolderSource(path).items]
         elif path.is_file():
             out.append(str(path))
         else:

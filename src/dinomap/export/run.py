@@ -23,7 +23,7 @@ from dinomap.exceptions import DinomapError
 from dinomap.export.repository import ExportResult, _demo_images, export_encoder
 from dinomap.export.targets import FORMATS, _check_name, parse_formats
 from dinomap.export.verify import VerificationError, VerificationReport
-from dinomap.store.layout import EXPORT_DIR, MAPPERS_DIR
+from dinomap.store.layout import EXPORT_DIR
 
 __all__ = ["CONSISTENCY_MIN_CENTERED_COSINE", "export_run", "load_run_mappers"]
 
@@ -42,28 +42,15 @@ def load_run_mappers(run_dir: str | os.PathLike[str]) -> dict[str, nn.Module]:
     t-SNE approximator) can be exported; classic ones (PCA, t-SNE, UMAP) are passed over. Returns
     an empty dict when the run has none; a mapper that cannot be loaded is skipped with a warning.
     """
-    import json
+    from dinomap.store.mappers import load_mappers
 
-    base = Path(run_dir) / MAPPERS_DIR
-    if not base.is_dir():
-        return {}
+    mappers, _ = load_mappers(run_dir, backend="torch")  # classic ones cannot be exported
     found: dict[str, nn.Module] = {}
-    for folder in sorted(p for p in base.iterdir() if (p / "config.json").is_file()):
+    for method, mapper in mappers.items():
         try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            if config.get("backend") != "torch":
-                logger.debug("not exportable (no PyTorch network): %s", folder)
-                continue
-            import dinomap.parametric as parametric
-
-            cls = getattr(parametric, str(config.get("class")), None)
-            if cls is None or not hasattr(cls, "load"):
-                raise DinomapError(f"unknown neural mapper class {config.get('class')!r}")
-            mapper = cls.load(folder, device="cpu")
-            method = _check_name("mapper", str(config.get("method") or folder.name))
-            found[method] = mapper.to_torch_module()
+            found[_check_name("mapper", method)] = mapper.to_torch_module()
         except Exception as exc:  # one broken mapper must not stop the export
-            logger.warning("skipping mapper %s: %s", folder, exc)
+            logger.warning("skipping mapper %s: %s", method, exc)
     return found
 
 
@@ -106,6 +93,10 @@ def export_run(
     info = read_run_info(run)
     encoder, preprocess = encoder_from_run(run)
     mappers = load_run_mappers(run) if include_mappers else {}
+    if mappers:  # the mappers were fitted with the maps: say so when embeddings came since
+        from dinomap.viz._run_data import stale_outputs
+
+        stale_outputs(run)
     stored = None
     try:
         stored = load_embeddings(run)
@@ -123,6 +114,7 @@ def export_run(
     section: dict[str, Any] = {
         "repository": str(repo.resolve()),
         "formats": list(parse_formats(formats)),
+        "embeddings": stored.stamp if stored is not None else None,
     }
     try:
         result = export_encoder(

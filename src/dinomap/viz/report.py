@@ -255,5 +255,19 @@ def write_report(
         sheets = write_thumb_sheets(data.paths, run / THUMBS_DIR, loader, size=size)
     page = render_report_html(data, sheets, page_dir=target.parent, self_contained=self_contained)
     atomic_write_text(target, page)
+    _record_report(run, target, data)
     logger.info("report written to %s (%.1f KB)", target, len(page) / 1024)
     return target
+
+
+def _record_report(run: Path, target: Path, data: RunData) -> None:
+    """run.json's report section: the page, the embeddings it shows, the outputs it found stale."""
+    from dinomap.store import current_stamp, update_run_info
+
+    section = {
+        "page": str(target.resolve()),
+        "embeddings": current_stamp(run),
+        "n_points": data.n_points,
+        "stale": list(data.stale),
+    }
+    update_run_info(run, lambda info: info.update(report=section))

@@ -1,0 +1,100 @@
+"""``mappers/<method>/``: the fitted mappers of a run, found and loaded in one place.
+
+Each folder holds a ``config.json`` (class, method, backend, params) and the state (a pickle for
+PCA, t-SNE and UMAP, a PyTorch state dict for the neural mappers). The method a folder holds is
+read from its config (``method``, else the registered class), never guessed from the folder name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dinomap._validation import check_choice
+from dinomap.exceptions import DinomapError
+from dinomap.store.layout import MAPPERS_DIR
+
+__all__ = ["SavedMapper", "load_mappers", "saved_mappers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SavedMapper:
+    """One saved mapper folder: its method, its folder and its ``config.json``."""
+
+    method: str
+    folder: Path
+    config: dict[str, Any]
+
+    @property
+    def backend(self) -> str:
+        return str(self.config.get("backend") or "pickle")
+
+
+def _method_of(config: dict[str, Any]) -> str | None:
+    if config.get("method"):
+        return str(config["method"])
+    from dinomap.reduce.registry import list_reducers, reducer_spec
+
+    cls = config.get("class")
+    return next((n for n in list_reducers() if reducer_spec(n).target.endswith(f":{cls}")), None)
+
+
+def saved_mappers(run_dir: str | os.PathLike[str]) -> list[SavedMapper]:
+    """Every readable mapper folder of a run (sorted); an unreadable one is skipped with a
+    warning."""
+    from dinomap.reduce._persist import CONFIG_FILE, read_mapper_config
+
+    base = Path(run_dir) / MAPPERS_DIR
+    if not base.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in base.iterdir() if (p / CONFIG_FILE).is_file()):
+        try:
+            config = read_mapper_config(folder)
+        except DinomapError as exc:
+            logger.warning("skipping mapper folder %s: %s", folder, exc)
+            continue
+        method = _method_of(config)
+        if method is None:
+            logger.warning(
+                "skipping mapper folder %s: unknown class %r", folder, config.get("class")
+            )
+            continue
+        found.append(SavedMapper(method, folder, config))
+    return found
+
+
+def load_mappers(
+    run_dir: str | os.PathLike[str],
+    methods: Sequence[str] | None = None,
+    *,
+    backend: str | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load a run's fitted mappers (only ``methods``, only one ``backend`` when given).
+
+    Returns the mappers by method and the folders that could not be loaded, with the reason
+    (one broken mapper never stops the others).
+    """
+    from dinomap.reduce.registry import load_reducer
+
+    saved = [s for s in saved_mappers(run_dir) if backend is None or s.backend == backend]
+    if methods is not None:
+        for method in methods:
+            check_choice("method", method, [s.method for s in saved])
+    mappers: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for s in saved:
+        if methods is not None and s.method not in methods:
+            continue
+        try:
+            mappers[s.method] = load_reducer(s.folder)
+        except Exception as exc:  # one broken mapper must not stop the others
+            logger.warning("cannot load mapper %s: %s", s.folder, exc)
+            skipped[s.method] = f"cannot load: {exc}"
+    return mappers, skipped
