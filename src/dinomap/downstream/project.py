@@ -276,7 +276,7 @@ def project_embeddings(
             f"X_new has {X.shape[1]} features but the run's embeddings have {emb.X.shape[1]}; "
             "embed the new images with the run's own model (project_images does)."
         )
-    from dinomap.viz._run_data import stale_outputs
+    from dinomap.store.staleness import stale_outputs
 
     stale_outputs(run)  # the saved maps may predate images embedded since: say so
     mappers, skipped = load_mappers(run, methods)

@@ -94,7 +94,7 @@ def export_run(
     encoder, preprocess = encoder_from_run(run)
     mappers = load_run_mappers(run) if include_mappers else {}
     if mappers:  # the mappers were fitted with the maps: say so when embeddings came since
-        from dinomap.viz._run_data import stale_outputs
+        from dinomap.store.staleness import stale_outputs
 
         stale_outputs(run)
     stored = None

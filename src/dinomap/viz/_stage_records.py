@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from dinomap.store import check_fresh, current_stamp, layout
-from dinomap.store.layout import EXPORT_DIR, MAPS_FILE, METRICS_FILE
+from dinomap.store import layout
+from dinomap.store.layout import EXPORT_DIR
 from dinomap.store.layout import EXPORT_METADATA_FILE as EXPORT_METADATA
+from dinomap.store.staleness import stale_outputs
 
 __all__ = ["DownstreamData", "stale_outputs"]
 
@@ -193,26 +194,3 @@ def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
         if check.get("atol") is not None:
             export.setdefault("tolerance", check["atol"])
     return export
-
-
-def stale_outputs(run_dir: Path, metrics: Mapping[str, Any] | None = None) -> list[str]:
-    """One line (also logged as a warning) per derived output made from other embeddings than
-    the run stores now: maps and metrics, clusters, outliers, duplicates."""
-    now = current_stamp(run_dir)
-    if now is None:
-        return []
-    if metrics is None:
-        metrics = _read_json(run_dir / METRICS_FILE) or {}
-    checks: list[tuple[Any, str, str]] = [
-        (metrics.get("embeddings"), f"{MAPS_FILE} / {METRICS_FILE}", "map"),
-        ((_read_json(run_dir / CLUSTERS_INFO) or {}).get("embeddings"), CLUSTERS_FILE, "cluster"),
-        ((_read_json(run_dir / OUTLIERS_INFO) or {}).get("embeddings"), OUTLIERS_FILE, "outliers"),
-        ((_read_json(run_dir / DUPLICATES_INFO) or {}).get("embeddings"), DUPLICATES_FILE,
-         "duplicates"),
-    ]  # fmt: skip
-    out = []
-    for recorded, what, command in checks:
-        msg = check_fresh(run_dir, recorded, what, f"dinomap {command} {run_dir}", current=now)
-        if msg:
-            out.append(msg)
-    return out
