@@ -69,3 +69,22 @@ def test_thumbnails_come_from_every_source_of_the_run(tmp_path: Path) -> None:
     for path in (demo_path, file_path):  # the demo images too, though the last source is a folder
         assert sheet(path, 24) is not None, path
         assert page(path) is not None, path
+
+
+def test_run_pipeline_refreshes_stale_downstream_outputs_with_their_settings(
+    tmp_path: Path,
+) -> None:
+    from dinomap.pipeline import refresh_stale_downstream
+
+    run = tmp_path / "run"
+    write_images(tmp_path / "a", n_per_class=3)
+    write_images(tmp_path / "b", n_per_class=2, classes=("owl",), seed=1)
+    embed(tmp_path / "a", run, CFG, progress=False)
+    cluster_images(run, method="kmeans", n_clusters=2)
+    assert refresh_stale_downstream(run) == []  # fresh: nothing to do
+    embed(tmp_path / "b", run, CFG, progress=False)
+    assert refresh_stale_downstream(run) == ["clusters"]
+    info = json.loads((run / "downstream" / "clusters.json").read_text())
+    assert info["embeddings"] == current_stamp(run) and info["embeddings"]["n_rows"] == 8
+    assert info["method"] == "kmeans" and info["n_clusters"] == 2  # the recorded settings
+    assert refresh_stale_downstream(run) == []

@@ -26,30 +26,30 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-#: Public name -> (module, attribute). Imported on first access (PEP 562), so that
+#: Public name -> "module:attribute". Imported on first access (PEP 562), so that
 #: ``import dinomap`` (and ``dinomap --help``) loads no torch, OpenCV, scikit-learn or FAISS.
-_LAZY: dict[str, tuple[str, str]] = {
-    "cluster_images": ("dinomap.downstream.cluster", "cluster_images"),
-    "find_duplicates": ("dinomap.downstream.duplicates", "find_duplicates"),
-    "find_outliers": ("dinomap.downstream.outliers", "find_outliers"),
-    "project_images": ("dinomap.downstream.project", "project_images"),
-    "search_similar": ("dinomap.downstream.search", "search_similar"),
-    "EmbedConfig": ("dinomap.embed.config", "EmbedConfig"),
-    "EmbedResult": ("dinomap.embed.config", "EmbedResult"),
-    "embed_images": ("dinomap.embed.extract", "embed"),
-    "ExportResult": ("dinomap.export", "ExportResult"),
-    "export_encoder": ("dinomap.export", "export_encoder"),
-    "export_models": ("dinomap.export", "export_models"),
-    "export_run": ("dinomap.export", "export_run"),
-    "make_maps": ("dinomap.maps", "make_maps"),
-    "run_pipeline": ("dinomap.pipeline", "run_pipeline"),
-    "ParametricUMAP": ("dinomap.parametric", "ParametricUMAP"),
-    "TSNEApproximator": ("dinomap.parametric", "TSNEApproximator"),
-    "Embeddings": ("dinomap.store", "Embeddings"),
-    "load_embeddings": ("dinomap.store", "load_embeddings"),
-    "read_run_info": ("dinomap.store", "read_run_info"),
-    "write_report": ("dinomap.viz.report", "write_report"),
-    "write_slides": ("dinomap.viz.slides", "write_slides"),
+_LAZY: dict[str, str] = {
+    "cluster_images": "dinomap.downstream.cluster:cluster_images",
+    "find_duplicates": "dinomap.downstream.duplicates:find_duplicates",
+    "find_outliers": "dinomap.downstream.outliers:find_outliers",
+    "project_images": "dinomap.downstream.project:project_images",
+    "search_similar": "dinomap.downstream.search:search_similar",
+    "EmbedConfig": "dinomap.embed.config:EmbedConfig",
+    "EmbedResult": "dinomap.embed.config:EmbedResult",
+    "embed_images": "dinomap.embed.extract:embed",
+    "ExportResult": "dinomap.export:ExportResult",
+    "export_encoder": "dinomap.export:export_encoder",
+    "export_models": "dinomap.export:export_models",
+    "export_run": "dinomap.export:export_run",
+    "make_maps": "dinomap.maps:make_maps",
+    "run_pipeline": "dinomap.pipeline:run_pipeline",
+    "ParametricUMAP": "dinomap.parametric:ParametricUMAP",
+    "TSNEApproximator": "dinomap.parametric:TSNEApproximator",
+    "Embeddings": "dinomap.store:Embeddings",
+    "load_embeddings": "dinomap.store:load_embeddings",
+    "read_run_info": "dinomap.store:read_run_info",
+    "write_report": "dinomap.viz.report:write_report",
+    "write_slides": "dinomap.viz.slides:write_slides",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dinomap.viz.slides import write_slides
 
 
-__getattr__, __dir__ = lazy_exports(__name__, {k: f"{m}:{a}" for k, (m, a) in _LAZY.items()})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ConfigMismatchError",

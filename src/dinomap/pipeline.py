@@ -10,7 +10,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -110,7 +109,8 @@ def refresh_stale_downstream(run_dir: str | Path) -> list[str]:
     """Recompute the downstream outputs (clusters, outliers, duplicates) that exist and were made
     from other embeddings than the run stores now, with their recorded settings; return their
     names."""
-    from dinomap.store import current_stamp
+    from dinomap.store import current_stamp, is_stale
+    from dinomap.store.info import read_json_record
     from dinomap.store.layout import (
         CLUSTERS_INFO_FILE,
         DOWNSTREAM_DIR,
@@ -124,16 +124,8 @@ def refresh_stale_downstream(run_dir: str | Path) -> list[str]:
         return []
 
     def recorded(name: str) -> dict[str, Any] | None:
-        path = run / DOWNSTREAM_DIR / name
-        if not path.is_file():
-            return None
-        try:
-            info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            return None
-        stamp = info.get("embeddings")
-        fresh = not isinstance(stamp, dict) or stamp.get("keys_digest") == now["keys_digest"]
-        return None if fresh else info
+        info = read_json_record(run / DOWNSTREAM_DIR / name)
+        return info if info is not None and is_stale(info.get("embeddings"), now) else None
 
     refreshed = []
     if (info := recorded(CLUSTERS_INFO_FILE)) is not None:

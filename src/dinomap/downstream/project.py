@@ -278,7 +278,7 @@ def project_embeddings(
         )
     from dinomap.store.staleness import stale_outputs
 
-    stale_outputs(run)  # the saved maps may predate images embedded since: say so
+    stale_outputs(run, now=emb.stamp)  # the saved maps may predate images embedded since: say so
     mappers, skipped = load_mappers(run, methods)
     coords, seconds = _transform_all(mappers, X, skipped)
     result = ProjectionResult(

@@ -93,15 +93,15 @@ def export_run(
     info = read_run_info(run)
     encoder, preprocess = encoder_from_run(run)
     mappers = load_run_mappers(run) if include_mappers else {}
-    if mappers:  # the mappers were fitted with the maps: say so when embeddings came since
-        from dinomap.store.staleness import stale_outputs
-
-        stale_outputs(run)
     stored = None
     try:
         stored = load_embeddings(run)
     except DinomapError as exc:
         logger.info("no stored embeddings to verify the mappers with (%s)", exc)
+    if mappers and stored is not None:  # fitted with the maps: say so when images came since
+        from dinomap.store.staleness import stale_outputs
+
+        stale_outputs(run, now=stored.stamp)
     real_embeddings = stored.X[: max(n_real, 1) * 2] if stored is not None else None
     paths, real_images = _run_images(info, n_real)
     description: dict[str, Any] = {"source_run": str(run.resolve())}

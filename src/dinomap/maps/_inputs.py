@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,10 +64,20 @@ def resolve_methods(methods: str | Iterable[str] | None = None) -> list[str]:
     return order
 
 
-def load_points(
-    source: Any, labels: Sequence[Any] | None, paths: Sequence[str] | None
-) -> tuple[np.ndarray, list[str | None] | None, list[str], dict[str, Any], Path | None]:
-    """Return X, labels, paths, run info and the run directory (None for arrays)."""
+class Points(NamedTuple):
+    """The points to map: embeddings, labels, paths, run info, the run directory (None for
+    arrays) and the stamp of the stored embeddings they are (None for arrays)."""
+
+    X: np.ndarray
+    labels: list[str | None] | None
+    paths: list[str]
+    info: dict[str, Any]
+    run_dir: Path | None
+    stamp: dict[str, Any] | None
+
+
+def load_points(source: Any, labels: Sequence[Any] | None, paths: Sequence[str] | None) -> Points:
+    """Read or check the points of ``source`` (a run directory, Embeddings, (X, labels), X)."""
     if isinstance(source, str | os.PathLike):
         run = Path(source)
         if not run.exists():
@@ -83,6 +93,7 @@ def load_points(
         run_dir = None
     lab: Any
     pth: list[str] | None
+    stamp = source.stamp if isinstance(source, Embeddings) else None
     if isinstance(source, Embeddings):
         X, lab, pth, info = source.X, source.labels, list(source.paths), dict(source.info)
     elif isinstance(source, tuple) and len(source) == 2:
@@ -112,7 +123,7 @@ def load_points(
         ]
         if all(v is None for v in out_labels):
             out_labels = None
-    return X, out_labels, pth, info, run_dir
+    return Points(X, out_labels, pth, info, run_dir, stamp)
 
 
 def build_estimator(

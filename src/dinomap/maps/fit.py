@@ -19,7 +19,7 @@ from dinomap.maps._inputs import build_estimator, load_points, resolve_methods
 from dinomap.maps._outputs import MapsResult, jsonable_key, jsonable_params, write_outputs
 from dinomap.maps.holdout import fit_with_holdout, reported_agreement, same_graph
 from dinomap.reduce.registry import reducer_spec
-from dinomap.store import Embeddings, atomic_write_json, current_stamp
+from dinomap.store import atomic_write_json
 from dinomap.store.layout import MAPS_FILE, METRICS_FILE, PLOTS_DIR
 
 __all__ = ["make_maps"]
@@ -89,7 +89,7 @@ def make_maps(
     """
     t_start = time.perf_counter()
     names, params = _check_methods(methods, params)
-    X, lab, pths, info, run_dir = load_points(source, labels, paths)
+    X, lab, pths, info, run_dir, stamp = load_points(source, labels, paths)
     n = X.shape[0]
     if n < 3:
         raise InvalidParameterError(f"a map needs at least 3 points; got {n}.")
@@ -119,7 +119,7 @@ def make_maps(
         if isinstance(random_state, int | None)
         else repr(random_state),
         "metrics": evaluator.info if evaluator is not None else None,
-        "embeddings": _stamp(source, run_dir),
+        "embeddings": stamp,
         "methods": entries,
         "total_seconds": None,
     }
@@ -148,13 +148,6 @@ def _evaluator(X: np.ndarray, labels: list[str | None] | None) -> Any:
     from dinomap.metrics import MapEvaluator
 
     return MapEvaluator(X, labels)
-
-
-def _stamp(source: Any, run_dir: Path | None) -> dict[str, Any] | None:
-    """Which stored embeddings the maps are made from (None for plain arrays)."""
-    if isinstance(source, Embeddings):
-        return source.stamp
-    return current_stamp(run_dir) if run_dir is not None else None
 
 
 def _print_fitted(name: str, entry: Mapping[str, Any]) -> None:

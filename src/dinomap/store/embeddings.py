@@ -31,6 +31,7 @@ __all__ = [
     "check_fresh",
     "current_stamp",
     "embedding_schema",
+    "is_stale",
     "keys_stamp",
     "load_embeddings",
     "stored_keys",
@@ -222,6 +223,14 @@ def current_stamp(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return keys_stamp(list(latest), list(latest.values()))
 
 
+def is_stale(recorded: Any, now: dict[str, Any] | None) -> bool:
+    """Whether an output that recorded the stamp ``recorded`` was made from other embeddings
+    than those stamped ``now`` (an output that recorded nothing is taken as fresh)."""
+    if not isinstance(recorded, dict) or "keys_digest" not in recorded or now is None:
+        return False
+    return bool(now.get("keys_digest") != recorded.get("keys_digest"))
+
+
 def check_fresh(
     run_dir: str | os.PathLike[str],
     recorded: Any,
@@ -234,7 +243,7 @@ def check_fresh(
     if not isinstance(recorded, dict) or "keys_digest" not in recorded:
         return None
     now = current if current is not None else current_stamp(run_dir)
-    if now is None or now.get("keys_digest") == recorded.get("keys_digest"):
+    if now is None or not is_stale(recorded, now):
         return None
     n_then, n_now = int(recorded.get("n_rows", 0)), int(now["n_rows"])
     change = (f"{n_then:,} images; the run now holds {n_now:,}" if n_then != n_now

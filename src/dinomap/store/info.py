@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +20,25 @@ from dinomap.exceptions import SourceNotFoundError
 from dinomap.store._atomic import atomic_write_json
 from dinomap.store.layout import RUN_FILE
 
-__all__ = ["is_random_init", "read_run_info", "update_run_info"]
+__all__ = ["is_random_init", "read_json_record", "read_run_info", "update_run_info"]
+
+logger = logging.getLogger(__name__)
 
 _LOCK_SUFFIX = ".lock"
+
+
+def read_json_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A stage's JSON record (``metrics.json``, ``downstream/*.json``...), or None when it is
+    missing or unreadable (logged): readers of optional outputs never fail on them."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        loaded = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", p, exc)
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -8,14 +8,13 @@ refreshes it.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dinomap.store.embeddings import check_fresh, current_stamp
+from dinomap.store.info import read_json_record
 from dinomap.store.layout import (
     CLUSTERS_FILE,
     CLUSTERS_INFO_FILE,
@@ -30,26 +29,22 @@ from dinomap.store.layout import (
 
 __all__ = ["stale_outputs"]
 
-logger = logging.getLogger(__name__)
-
 
 def _recorded(path: Path) -> Any:
-    """The ``"embeddings"`` stamp an output's JSON record holds (None when unreadable)."""
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s: %s", path, exc)
-        return None
-    return loaded.get("embeddings") if isinstance(loaded, dict) else None
+    """The ``"embeddings"`` stamp an output's JSON record holds (None when there is none)."""
+    return (read_json_record(path) or {}).get("embeddings")
 
 
 def stale_outputs(
-    run_dir: str | os.PathLike[str], metrics: Mapping[str, Any] | None = None
+    run_dir: str | os.PathLike[str],
+    metrics: Mapping[str, Any] | None = None,
+    now: dict[str, Any] | None = None,
 ) -> list[str]:
     """One line (also logged as a warning, once) per derived output made from other embeddings
-    than the run stores now: maps and metrics, clusters, outliers, duplicates."""
+    than the run stores now (``now``: its stamp, read when not given): maps and metrics,
+    clusters, outliers, duplicates."""
     run = Path(run_dir)
-    now = current_stamp(run)
+    now = now if now is not None else current_stamp(run)
     if now is None:
         return []
     ds = run / DOWNSTREAM_DIR

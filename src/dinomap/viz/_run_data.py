@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dinomap.exceptions import DinomapError
-from dinomap.store import ERRORS_FILE, read_run_info
+from dinomap.store import ERRORS_FILE, current_stamp, read_run_info
 from dinomap.store.layout import ALL_MAPS_PLOT, MAPS_FILE, METRICS_FILE, PLOTS_DIR
 from dinomap.viz._stage_records import (
     CLUSTERS_FILE,
@@ -99,6 +99,7 @@ class RunData:
     downstream : clusters, outliers and duplicates found by the downstream stage
     stale : one line per output made from other embeddings than the run stores now, naming
         the command that refreshes it
+    stamp : the stamp of the embeddings the run stores now (None without embeddings)
     """
 
     run_dir: Path
@@ -113,6 +114,7 @@ class RunData:
     export: dict[str, Any] = field(default_factory=dict)
     downstream: DownstreamData = field(default_factory=DownstreamData)
     stale: list[str] = field(default_factory=list)
+    stamp: dict[str, Any] | None = None
 
     @property
     def n_points(self) -> int:
@@ -286,6 +288,7 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
     """
     run = Path(run_dir)
     info = read_run_info(run)
+    stamp = current_stamp(run)
     paths, labels, coords = _read_maps(run)
     metrics: dict[str, Any] = {}
     metrics_path = run / METRICS_FILE
@@ -305,5 +308,6 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         plots=_find_plots(run),
         export=_read_export(run, info),
         downstream=_read_downstream(run, paths, labels),
-        stale=stale_outputs(run, metrics),
+        stamp=stamp,
+        stale=stale_outputs(run, metrics, now=stamp),
     )

@@ -4,7 +4,6 @@ outputs are stale (read-only, tolerant: a missing or unreadable file is left out
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dinomap.store import layout
+from dinomap.store.info import read_json_record
 from dinomap.store.layout import EXPORT_DIR
 from dinomap.store.layout import EXPORT_METADATA_FILE as EXPORT_METADATA
 from dinomap.store.staleness import stale_outputs
@@ -66,19 +66,6 @@ class DownstreamData:
         )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None when it is missing or unreadable (logged)."""
-    if not path.is_file():
-        return None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            loaded = json.load(fh)
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s: %s", path, exc)
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
 def _read_outlier_scores(path: Path) -> tuple[list[str], np.ndarray] | None:
     if not path.is_file():
         return None
@@ -120,9 +107,9 @@ def _read_downstream(
         )
         if (run_dir / rel).is_file()
     }
-    clusters = _read_json(run_dir / CLUSTERS_INFO)
-    outliers = _read_json(run_dir / OUTLIERS_INFO)
-    duplicates = _read_json(run_dir / DUPLICATES_INFO)
+    clusters = read_json_record(run_dir / CLUSTERS_INFO)
+    outliers = read_json_record(run_dir / OUTLIERS_INFO)
+    duplicates = read_json_record(run_dir / DUPLICATES_INFO)
     if duplicates is None and "duplicates_csv" in files:
         duplicates = _count_duplicate_groups(run_dir / DUPLICATES_FILE)
     scored = _read_outlier_scores(run_dir / OUTLIERS_FILE)
@@ -163,7 +150,7 @@ def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
     repo = Path(str(repo_hint)) if repo_hint else run_dir / EXPORT_DIR
     if not repo.is_absolute() and not repo.exists():
         repo = run_dir / repo
-    meta = _read_json(repo / EXPORT_METADATA)
+    meta = read_json_record(repo / EXPORT_METADATA)
     if meta is None:
         return export
     models = [m for m in meta.get("models") or [] if isinstance(m, Mapping)]

@@ -262,11 +262,11 @@ def write_report(
 
 def _record_report(run: Path, target: Path, data: RunData) -> None:
     """run.json's report section: the page, the embeddings it shows, the outputs it found stale."""
-    from dinomap.store import current_stamp, update_run_info
+    from dinomap.store import update_run_info
 
     section = {
         "page": str(target.resolve()),
-        "embeddings": current_stamp(run),
+        "embeddings": data.stamp,
         "n_points": data.n_points,
         "stale": list(data.stale),
     }
