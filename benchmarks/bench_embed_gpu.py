@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from dinomap import load_embeddings
 from dinomap.cli._common import parse_model_args
 from dinomap.embed import EmbedConfig, create_encoder, embed
-from dinomap.embed.extract import _collate, _DecodeDataset, _default_workers, _worker_init
+from dinomap.embed.loader import _collate, _DecodeDataset, _default_workers, _worker_init
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

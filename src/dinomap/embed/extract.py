@@ -37,12 +37,6 @@ from dinomap.embed.encode import (
     resolve_precision,
     resolve_runtime,
 )
-from dinomap.embed.loader import (  # noqa: F401 - benchmarks/bench_embed_gpu.py imports these here
-    _collate,
-    _DecodeDataset,
-    _default_workers,
-    _worker_init,
-)
 from dinomap.embed.models import (
     LoadedModel,
     WeightsInfo,
