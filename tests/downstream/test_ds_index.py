@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinomap.downstream.index import NeighborIndex, l2_normalize, run_index
+from dinomap.downstream.index import NeighborIndex, l2_normalize
+from dinomap.downstream.neighbors import run_index
 from dinomap.exceptions import InvalidParameterError, NotFittedError
 
 
@@ -139,7 +140,7 @@ def test_run_index_is_saved_reused_and_rebuilt(planted_run, tmp_path):
 
 def test_neighbour_graph_is_cached_and_shared(planted_run):
     from dinomap.downstream import find_duplicates, find_outliers
-    from dinomap.downstream.index import run_neighbors
+    from dinomap.downstream.neighbors import run_neighbors
 
     run, planted = planted_run
     find_outliers(run, k=10)  # computes and saves a 16-NN graph

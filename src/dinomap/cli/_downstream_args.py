@@ -27,7 +27,7 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def index_params(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :func:`dinomap.downstream.index.run_index` from parsed arguments."""
+    """Keyword arguments for :func:`dinomap.downstream.neighbors.run_index` from parsed arguments."""
     return {
         "index": args.index,
         "rebuild": args.rebuild_index,

@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         INDEX_KINDS,
         MissingDependencyError,
         NeighborIndex,
-        run_index,
     )
+    from dinomap.downstream.neighbors import run_index
     from dinomap.downstream.outliers import (
         OUTLIER_METHODS,
         OutlierReport,
@@ -103,7 +103,7 @@ __getattr__, __dir__ = lazy_exports(
         "INDEX_KINDS": "index",
         "MissingDependencyError": "index",
         "NeighborIndex": "index",
-        "run_index": "index",
+        "run_index": "neighbors",
         "OUTLIER_METHODS": "outliers",
         "OutlierReport": "outliers",
         "find_outliers": "outliers",

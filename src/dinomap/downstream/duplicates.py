@@ -25,7 +25,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dinomap._validation import check_embeddings
-from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize, run_neighbors
+from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize
+from dinomap.downstream.neighbors import run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_json, atomic_write_text
 from dinomap.store.layout import DUPLICATES_FILE, DUPLICATES_INFO_FILE

@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from dinomap._lazy import lazy_exports
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
 from dinomap.exceptions import (
     InvalidParameterError,
@@ -33,9 +32,6 @@ from dinomap.store.layout import (
     INDEX_INFO_FILE,
 )
 
-if TYPE_CHECKING:  # pragma: no cover - at run time they load on use (neighbors imports this)
-    from dinomap.downstream.neighbors import run_index, run_neighbors
-
 __all__ = [
     "DOWNSTREAM_DIR",
     "INDEX_FILE",
@@ -47,8 +43,6 @@ __all__ = [
     "exact_row_neighbors",
     "import_faiss",
     "l2_normalize",
-    "run_index",
-    "run_neighbors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -313,7 +307,7 @@ class NeighborIndex:
         threshold : float
         neighbors : (sims, ids) or None
             The rows' own nearest neighbours (self excluded, as from
-            ``search(X, k, exclude_self=True)`` or :func:`run_neighbors`), used as the first
+            ``search(X, k, exclude_self=True)`` or :func:`~dinomap.downstream.neighbors.run_neighbors`), used as the first
             round instead of a fresh search.
         max_neighbors : int, default=512
             Most neighbours looked at per row. A row with more than this many rows above the
@@ -376,7 +370,7 @@ class NeighborIndex:
 
     # -- persistence ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Serialise the FAISS index (the parameters are saved separately by :func:`run_index`)."""
+        """Serialise the FAISS index (the parameters are saved separately by :func:`~dinomap.downstream.neighbors.run_index`)."""
         self._check_fitted()
         faiss = import_faiss()
         return bytes(faiss.serialize_index(self.index_).tobytes())
@@ -437,14 +431,3 @@ def _exact_knn(
         d, i = faiss.knn(Xn[part], Xn, k, metric=faiss.METRIC_INNER_PRODUCT)
         sims[start : start + part.size], ids[start : start + part.size] = d, i
     return sims, ids
-
-
-# The cached index and neighbour graph of a run live in dinomap.downstream.neighbors, which
-# imports this module; they stay importable from here.
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "run_index": "dinomap.downstream.neighbors",
-        "run_neighbors": "dinomap.downstream.neighbors",
-    },
-)

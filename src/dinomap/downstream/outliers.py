@@ -31,8 +31,8 @@ from dinomap.downstream.index import (
     NeighborIndex,
     exact_row_neighbors,
     l2_normalize,
-    run_neighbors,
 )
+from dinomap.downstream.neighbors import run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store import atomic_write_bytes, atomic_write_json
 from dinomap.store.layout import OUTLIERS_FILE, OUTLIERS_INFO_FILE, OUTLIERS_SHEET
@@ -112,7 +112,7 @@ def outlier_scores(
         A fitted index over ``X`` (same rows, same order); an exact one is built when ``None``.
     neighbors : (sims, ids) or None
         Precomputed nearest neighbours of the rows (self excluded, at least ``k + 1`` columns,
-        e.g. from :func:`~dinomap.downstream.index.run_neighbors`); no search is run then.
+        e.g. from :func:`~dinomap.downstream.neighbors.run_neighbors`); no search is run then.
 
     Returns
     -------

@@ -23,7 +23,8 @@ import numpy as np
 
 from dinomap._validation import check_positive_int, suggest
 from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
-from dinomap.downstream.index import DOWNSTREAM_DIR, run_index
+from dinomap.downstream.index import DOWNSTREAM_DIR
+from dinomap.downstream.neighbors import run_index
 from dinomap.exceptions import DinomapError, NoImagesError, SourceNotFoundError
 from dinomap.store import Embeddings, atomic_write_text
 from dinomap.store.layout import SEARCH_DIR

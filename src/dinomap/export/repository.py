@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from dinomap._lazy import lazy_exports
 from dinomap._validation import check_choice, check_positive_int
 from dinomap.export.targets import (
     FORMATS,
@@ -84,16 +83,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Moved to dinomap.export.run; still importable from here (loaded on first use).
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "export_run": "dinomap.export.run",
-        "load_run_mappers": "dinomap.export.run",
-        "CONSISTENCY_MIN_CENTERED_COSINE": "dinomap.export.run",
-    },
-)
 
 RANDOM_INIT_WAIVER = (
     "waived: random-init embeddings are nearly identical, so the mapper's input "
