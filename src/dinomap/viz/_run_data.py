@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 from dinomap.exceptions import DinomapError
 from dinomap.store import ERRORS_FILE, current_stamp, read_run_info
 from dinomap.store.layout import ALL_MAPS_PLOT, MAPS_FILE, METRICS_FILE, PLOTS_DIR
+from dinomap.store.staleness import stale_outputs
 from dinomap.viz._stage_records import (
     CLUSTERS_FILE,
     DownstreamData,
     _read_downstream,
     _read_export,
-    stale_outputs,
 )
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "RunData",
     "find_key",
     "read_run_data",
-    "stale_outputs",
 ]
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,8 @@ from dinomap.store import layout
 from dinomap.store.info import read_json_record
 from dinomap.store.layout import EXPORT_DIR
 from dinomap.store.layout import EXPORT_METADATA_FILE as EXPORT_METADATA
-from dinomap.store.staleness import stale_outputs
 
-__all__ = ["DownstreamData", "stale_outputs"]
+__all__ = ["DownstreamData"]
 
 logger = logging.getLogger(__name__)
 
