@@ -196,7 +196,7 @@ def test_rows_lost_by_an_approximate_search_are_redone_exactly(planted):
 def test_missing_faiss_gives_an_install_hint(monkeypatch, planted):
     import sys
 
-    from dinomap.downstream.index import MissingDependencyError
+    from dinomap.exceptions import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
     with pytest.raises(MissingDependencyError, match=r'pip install "dinomap\[search\]"'):

@@ -16,9 +16,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from dinomap import NotFittedError, ParametricUMAP
 from dinomap._umap import import_umap
 from dinomap.data.synthetic import make_clusters
-from dinomap.exceptions import InvalidParameterError
+from dinomap.exceptions import InvalidParameterError, MissingDependencyError
 from dinomap.metrics import knn_accuracy, trustworthiness
-from dinomap.parametric.umap import KERAS_HINT, MissingDependencyError, fuzzy_graph
+from dinomap.parametric.umap import KERAS_HINT, fuzzy_graph
 
 from .._quality import assert_at_least, one_torch_thread, within_cluster_shuffle
 from .conftest import json_from_fresh_process

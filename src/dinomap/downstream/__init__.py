@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
     from dinomap.downstream.index import (
         DOWNSTREAM_DIR,
         INDEX_KINDS,
-        MissingDependencyError,
         NeighborIndex,
     )
     from dinomap.downstream.neighbors import run_index
@@ -52,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         project_images,
     )
     from dinomap.downstream.search import SearchHit, SearchResult, search_similar
+    from dinomap.exceptions import MissingDependencyError
 
 __all__ = [
     "CLUSTER_METHODS",
@@ -101,7 +101,7 @@ __getattr__, __dir__ = lazy_exports(
         "near_duplicate_groups": "duplicates",
         "DOWNSTREAM_DIR": "index",
         "INDEX_KINDS": "index",
-        "MissingDependencyError": "index",
+        "MissingDependencyError": "dinomap.exceptions",
         "NeighborIndex": "index",
         "run_index": "neighbors",
         "OUTLIER_METHODS": "outliers",

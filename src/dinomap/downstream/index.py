@@ -37,7 +37,6 @@ __all__ = [
     "INDEX_FILE",
     "INDEX_INFO_FILE",
     "INDEX_KINDS",
-    "MissingDependencyError",
     "NeighborIndex",
     "embeddings_fingerprint",
     "exact_row_neighbors",

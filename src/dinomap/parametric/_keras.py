@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "KERAS_ENCODER",
     "KERAS_HINT",
-    "MissingDependencyError",
     "fit_keras",
     "keras_module",
     "load_keras",

@@ -42,10 +42,7 @@ from dinomap._validation import (
 )
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import NeuralMapper
-from dinomap.parametric._keras import KERAS_ENCODER as KERAS_ENCODER
 from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, save_keras
-from dinomap.parametric._keras import MissingDependencyError as MissingDependencyError
-from dinomap.parametric._umap_graph import EXACT_KNN_MAX as EXACT_KNN_MAX
 from dinomap.parametric._umap_graph import Edges, check_graph, fuzzy_graph, graph_edges
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
