@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dinomap-installed
-EXTRAS := dev,export,search,report,openvino
+EXTRAS := dev,export,search,report,openvino,ray,s3,torchdr
 OUT    ?= runs/demo
 
 .PHONY: setup system-packages demo test test-slow lint bench clean
