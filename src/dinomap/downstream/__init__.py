@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         RANDOM_INIT_STAMP,
         contact_sheet,
         run_thumbnail_loader,
+        write_contact_sheet,
     )
     from dinomap.downstream.duplicates import (
         DuplicateReport,
@@ -82,6 +83,7 @@ __all__ = [
     "run_index",
     "run_thumbnail_loader",
     "search_similar",
+    "write_contact_sheet",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -95,6 +97,7 @@ __getattr__, __dir__ = lazy_exports(
         "RANDOM_INIT_STAMP": "contact_sheet",
         "contact_sheet": "contact_sheet",
         "run_thumbnail_loader": "contact_sheet",
+        "write_contact_sheet": "contact_sheet",
         "DuplicateReport": "duplicates",
         "exact_duplicate_groups": "duplicates",
         "find_duplicates": "duplicates",

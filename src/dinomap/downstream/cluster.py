@@ -7,7 +7,6 @@ noise) and ``clusters.json`` (method, parameters, sizes, scores, random-init fla
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -18,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
-from dinomap.downstream.index import DOWNSTREAM_DIR, l2_normalize
+from dinomap.downstream.index import l2_normalize
 from dinomap.exceptions import InvalidParameterError
-from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store import Embeddings, load_embeddings
+from dinomap.store.downstream import downstream_dir, write_downstream_table
 from dinomap.store.layout import CLUSTERS_FILE, CLUSTERS_INFO_FILE, CLUSTERS_SHEET
 
 __all__ = [
@@ -245,7 +244,7 @@ def _cluster_sheet(
     emb: Embeddings, labels: np.ndarray, out: Path, rows: int = 12, per_row: int = 8
 ) -> Path:
     """Contact sheet: one row per cluster (largest first), its most typical members."""
-    from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
+    from dinomap.downstream.contact_sheet import run_thumbnail_loader, write_contact_sheet
 
     Xn = l2_normalize(emb.X)
     ids, counts = np.unique(labels[labels >= 0], return_counts=True)
@@ -263,7 +262,7 @@ def _cluster_sheet(
         pad = per_row - typical.size
         paths += [""] * pad
         captions += [""] * pad
-    return contact_sheet(
+    return write_contact_sheet(
         paths,
         out,
         captions=captions,
@@ -311,16 +310,6 @@ def cluster_images(
     )
     if not write:
         return result
-    base = Path(run_dir) / DOWNSTREAM_DIR
-    table = pa.table(
-        {
-            "path": pa.array(emb.paths, pa.string()),
-            "cluster": pa.array(result.labels, pa.int32()),
-        }
-    )
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    out = atomic_write_bytes(base / CLUSTERS_FILE, buf.getvalue())
     info: dict[str, Any] = {
         "method": result.method,
         "params": result.params,
@@ -335,9 +324,18 @@ def cluster_images(
     }
     if emb.random_init:
         info["warning"] = "random-init weights: clusters of these embeddings are not meaningful"
-    atomic_write_json(base / CLUSTERS_INFO_FILE, info)
+    out = write_downstream_table(
+        run_dir,
+        CLUSTERS_FILE,
+        {
+            "path": pa.array(emb.paths, pa.string()),
+            "cluster": pa.array(result.labels, pa.int32()),
+        },
+        CLUSTERS_INFO_FILE,
+        info,
+    )
     if sheet:
-        _cluster_sheet(emb, result.labels, base / CLUSTERS_SHEET)
+        _cluster_sheet(emb, result.labels, downstream_dir(run_dir) / CLUSTERS_SHEET)
     return ClusterResult(
         labels=result.labels,
         method=result.method,

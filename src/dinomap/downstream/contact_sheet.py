@@ -17,9 +17,15 @@ from typing import Any
 import numpy as np
 
 from dinomap._validation import check_positive_int
-from dinomap.store import atomic_write_bytes
+from dinomap.store.downstream import write_png
 
-__all__ = ["RANDOM_INIT_STAMP", "contact_sheet", "read_thumbnail", "run_thumbnail_loader"]
+__all__ = [
+    "RANDOM_INIT_STAMP",
+    "contact_sheet",
+    "read_thumbnail",
+    "run_thumbnail_loader",
+    "write_contact_sheet",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +105,7 @@ def _fit_text(text: str, width: int, scale: float) -> str:
     return text
 
 
-def contact_sheet(
+def write_contact_sheet(
     paths: Sequence[str],
     out: str | os.PathLike[str],
     *,
@@ -136,7 +142,7 @@ def contact_sheet(
 
     Examples
     --------
-    >>> contact_sheet(["a.png", "b.png"], "sheet.png", captions=["0.99", "0.97"])  # doctest: +SKIP
+    >>> write_contact_sheet(["a.png", "b.png"], "sheet.png", captions=["0.99", "0.97"])  # doctest: +SKIP
     """
     import cv2
 
@@ -177,7 +183,11 @@ def contact_sheet(
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:  # pragma: no cover - encoding an in-memory uint8 image does not fail
         raise RuntimeError(f"could not encode the contact sheet {out}")
-    return atomic_write_bytes(out, buf.tobytes())
+    return write_png(out, buf.tobytes())
+
+
+#: The name of earlier releases (it writes the sheet, as :func:`write_contact_sheet`).
+contact_sheet = write_contact_sheet
 
 
 def _draw_header(sheet: np.ndarray, width: int, title: str | None, random_init: bool) -> None:

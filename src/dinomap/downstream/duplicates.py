@@ -25,10 +25,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dinomap._validation import check_embeddings
-from dinomap.downstream.index import DOWNSTREAM_DIR, NeighborIndex, l2_normalize
+from dinomap.downstream.index import NeighborIndex, l2_normalize
 from dinomap.downstream.neighbors import run_neighbors
 from dinomap.exceptions import InvalidParameterError
-from dinomap.store import atomic_write_json, atomic_write_text
+from dinomap.store.downstream import write_downstream_text
 from dinomap.store.layout import DUPLICATES_FILE, DUPLICATES_INFO_FILE
 
 __all__ = [
@@ -215,9 +215,9 @@ def find_duplicates(
                         [gid, kind, len(g), emb.paths[i], sha[i], f"{sim:.6f}", label or ""]
                     )
                 gid += 1
-        base = Path(run_dir) / DOWNSTREAM_DIR
-        out = atomic_write_text(base / DUPLICATES_FILE, buf.getvalue())
-        atomic_write_json(base / DUPLICATES_INFO_FILE, info)
+        out = write_downstream_text(
+            run_dir, DUPLICATES_FILE, buf.getvalue(), DUPLICATES_INFO_FILE, info
+        )
     logger.info(
         "%d exact groups, %d near-duplicate groups (threshold %.3f) in %.2fs",
         len(exact),

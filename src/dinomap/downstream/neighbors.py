@@ -9,7 +9,6 @@ them, so outliers and near-duplicates share one graph. Both stay importable from
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -21,7 +20,8 @@ import numpy as np
 
 from dinomap._validation import check_positive_int
 from dinomap.downstream.index import NeighborIndex, embeddings_fingerprint
-from dinomap.store import Embeddings, atomic_write_bytes, atomic_write_json, load_embeddings
+from dinomap.store import Embeddings, load_embeddings
+from dinomap.store.downstream import write_index, write_knn
 from dinomap.store.layout import (
     DOWNSTREAM_DIR,
     INDEX_FILE,
@@ -102,9 +102,9 @@ def run_index(
                 return loaded, emb
         logger.info("saved index of %s is out of date; rebuilding", run)
     index = wanted.fit(emb.X)
-    atomic_write_bytes(index_file, index.to_bytes())
-    atomic_write_json(
-        info_file,
+    write_index(
+        run,
+        index.to_bytes(),
         {
             "kind": index.kind_,
             "metric": "cosine (inner product of L2-normalised embeddings)",
@@ -185,11 +185,9 @@ def run_neighbors(
     start = time.perf_counter()
     sims, ids = nn.search(emb.X, k, exclude_self=True)
     seconds = time.perf_counter() - start
-    buf = io.BytesIO()
-    np.savez(buf, sims=sims, ids=ids.astype(np.int32 if len(emb) < 2**31 else np.int64))
-    atomic_write_bytes(knn_file, buf.getvalue())
-    atomic_write_json(
-        info_file,
+    write_knn(
+        run_dir,
+        {"sims": sims, "ids": ids.astype(np.int32 if len(emb) < 2**31 else np.int64)},
         {"k": k, "key": key, "seconds": round(seconds, 4), "random_init": emb.random_init},
     )
     logger.info("%d-NN graph of %d images in %.2fs", k, len(emb), seconds)

@@ -11,7 +11,6 @@ Outputs in ``RUN/downstream``: ``outliers.parquet`` (``path``, ``score``; run or
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -22,19 +21,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
-from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
+from dinomap.downstream.contact_sheet import run_thumbnail_loader, write_contact_sheet
 from dinomap.downstream.index import (
-    DOWNSTREAM_DIR,
     NeighborIndex,
     exact_row_neighbors,
     l2_normalize,
 )
 from dinomap.downstream.neighbors import run_neighbors
 from dinomap.exceptions import InvalidParameterError
-from dinomap.store import atomic_write_bytes, atomic_write_json
+from dinomap.store.downstream import downstream_dir, write_downstream_table
 from dinomap.store.layout import OUTLIERS_FILE, OUTLIERS_INFO_FILE, OUTLIERS_SHEET
 
 __all__ = [
@@ -271,20 +268,19 @@ def find_outliers(
     table: Path | None = None
     sheet: Path | None = None
     if write:
-        base = Path(run_dir) / DOWNSTREAM_DIR
-        arrow = pa.table(
+        table = write_downstream_table(
+            run_dir,
+            OUTLIERS_FILE,
             {
                 "path": pa.array(emb.paths, pa.string()),
                 "score": pa.array(scores, pa.float32()),
-            }
+            },
+            OUTLIERS_INFO_FILE,
+            info,
         )
-        buf = io.BytesIO()
-        pq.write_table(arrow, buf)
-        table = atomic_write_bytes(base / OUTLIERS_FILE, buf.getvalue())
-        atomic_write_json(base / OUTLIERS_INFO_FILE, info)
-        sheet = contact_sheet(
+        sheet = write_contact_sheet(
             [p for p, _ in top_list],
-            base / OUTLIERS_SHEET,
+            downstream_dir(run_dir) / OUTLIERS_SHEET,
             captions=[f"#{r} {s:.3f}" for r, (_, s) in enumerate(top_list, start=1)],
             title=f"top {len(top_list)} outliers ({name}, k={k_eff})",
             random_init=emb.random_init,

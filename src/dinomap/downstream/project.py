@@ -39,7 +39,14 @@ from dinomap.store import (
     read_maps,
     write_errors,
 )
-from dinomap.store.layout import MAPPERS_DIR, PROJECTED_DIR
+from dinomap.store.downstream import write_png
+from dinomap.store.layout import (
+    MAPPERS_DIR,
+    PROJECTED_CSV,
+    PROJECTED_DIR,
+    PROJECTED_FILE,
+    PROJECTED_INFO_FILE,
+)
 
 __all__ = [
     "MAPPERS_DIR",
@@ -230,7 +237,7 @@ def _plot(
         fig.text(0.5, 0.01, RANDOM_INIT_STAMP, fontsize=9, color="red", ha="center")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return atomic_write_bytes(out, buf.getvalue())
+    return write_png(out, buf.getvalue())
 
 
 def project_embeddings(
@@ -336,8 +343,8 @@ def _write_projection(
     frame = result.frame()
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
-    atomic_write_bytes(target / "projected.parquet", buf.getvalue())
-    atomic_write_text(target / "projected.csv", frame.to_csv(index=False))
+    atomic_write_bytes(target / PROJECTED_FILE, buf.getvalue())
+    atomic_write_text(target / PROJECTED_CSV, frame.to_csv(index=False))
     if result.errors:
         write_errors(target, result.errors)
     plots: dict[str, Path] = {}
@@ -347,7 +354,7 @@ def _write_projection(
             method, old, old_labels, xy, result.paths, target / f"{method}.png", emb.random_init
         )
     atomic_write_json(
-        target / "projected.json",
+        target / PROJECTED_INFO_FILE,
         {
             "n_new": len(result.paths),
             "n_failed": len(result.errors),

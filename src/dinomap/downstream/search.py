@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinomap._validation import check_positive_int, suggest
-from dinomap.downstream.contact_sheet import contact_sheet, run_thumbnail_loader
+from dinomap.downstream.contact_sheet import run_thumbnail_loader, write_contact_sheet
 from dinomap.downstream.index import DOWNSTREAM_DIR
 from dinomap.downstream.neighbors import run_index
 from dinomap.exceptions import DinomapError, NoImagesError, SourceNotFoundError
@@ -280,7 +280,7 @@ def _write_result(result: SearchResult, target: Path, emb: Embeddings) -> Search
     table = _write_table(target / f"{slug}.csv", result)
     shown = [query, *[h.path for h in hits]]
     captions = ["query", *[f"{h.similarity:.3f} {h.label or ''}" for h in hits]]
-    sheet = contact_sheet(
+    sheet = write_contact_sheet(
         shown,
         target / f"{slug}.png",
         captions=captions,

@@ -122,18 +122,26 @@ def _load_or_convert(
         )
     if entry is None:
         return model, "off"
+    _write_cache_entry(model, entry)
+    return model, "miss"
+
+
+def _write_cache_entry(model: Any, entry: Path) -> None:
+    """Save the converted ``model`` as cache ``entry`` (beside, then renamed: a crash never
+    leaves a half-written entry); a cache that cannot be written only costs the next run time."""
+    import openvino as ov
+
     partial: Path | None = None
-    try:  # write beside, then rename: a crash never leaves a half-written entry
+    try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
         ov.save_model(model, str(partial / "model.xml"), compress_to_fp16=False)
         partial.rename(entry)  # fails when another process cached it first: fine
         partial = None
-    except Exception as exc:  # a cache that cannot be written only costs the next run time
+    except Exception as exc:
         logger.info("OpenVINO model not cached (%s)", exc)
     if partial is not None:
         shutil.rmtree(partial, ignore_errors=True)
-    return model, "miss"
 
 
 def convert(

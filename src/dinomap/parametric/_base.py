@@ -25,7 +25,6 @@ from dinomap.reduce._persist import (
     read_mapper_config,
 )
 from dinomap.reduce.base import Reducer
-from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "NeuralMapper"]
 
@@ -115,12 +114,11 @@ class NeuralMapper(Reducer):
         Both are written atomically. Returns the directory.
         """
         self._check_fitted()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        from dinomap.store.mappers import write_mapper
+
         buf = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(state, buf)
-        atomic_write_bytes(out / WEIGHTS_FILE, buf.getvalue())
         fitted: dict[str, Any] = {
             "n_features_in_": int(self.n_features_in_),
             "n_outputs": self._n_outputs(),
@@ -137,7 +135,7 @@ class NeuralMapper(Reducer):
             "fitted": fitted,
             "torch_version": torch.__version__,
         }
-        atomic_write_json(out / CONFIG_FILE, config)
+        out = write_mapper(directory, {WEIGHTS_FILE: buf.getvalue()}, config)
         logger.info("saved %s to %s", type(self).__name__, out)
         return out
 

@@ -25,7 +25,7 @@ __all__ = [
     "fit_keras",
     "keras_module",
     "load_keras",
-    "save_keras",
+    "write_keras_mapper",
 ]
 
 KERAS_HINT = 'pip install "dinomap[keras]"'
@@ -82,7 +82,7 @@ def fit_keras(
     return mapper
 
 
-def save_keras(mapper: ParametricUMAP, directory: str | os.PathLike[str]) -> Path:
+def write_keras_mapper(mapper: ParametricUMAP, directory: str | os.PathLike[str]) -> Path:
     """Save a Keras-fitted ``mapper``: its encoder and a JSON config."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def save_keras(mapper: ParametricUMAP, directory: str | os.PathLike[str]) -> Pat
 def load_keras(
     cls: type[ParametricUMAP], directory: str | os.PathLike[str], config: dict[str, Any]
 ) -> ParametricUMAP:
-    """Reload what :func:`save_keras` wrote (``config`` is its JSON config)."""
+    """Reload what :func:`write_keras_mapper` wrote (``config`` is its JSON config)."""
     keras_module()
     import keras
 

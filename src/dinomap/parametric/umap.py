@@ -42,7 +42,7 @@ from dinomap._validation import (
 )
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import NeuralMapper
-from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, save_keras
+from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, write_keras_mapper
 from dinomap.parametric._umap_graph import Edges, check_graph, fuzzy_graph, graph_edges
 from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
 from dinomap.parametric.train import (
@@ -378,7 +378,7 @@ class ParametricUMAP(NeuralMapper):
     def save(self, directory: str | os.PathLike[str]) -> Path:
         if getattr(self, "keras_model_", None) is None:
             return super().save(directory)
-        return save_keras(self, directory)
+        return write_keras_mapper(self, directory)
 
     save.__doc__ = NeuralMapper.save.__doc__
 

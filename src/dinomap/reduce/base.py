@@ -28,7 +28,6 @@ from dinomap.reduce._persist import (
     not_fitted,
     read_mapper_config,
 )
-from dinomap.store import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "STATE_FILE", "Reducer", "read_mapper_config"]
 
@@ -55,6 +54,8 @@ class Reducer(BaseEstimator):
 
     #: Registry name of the method (``"pca"``, ``"tsne"``...).
     method: ClassVar[str] = ""
+    #: Implementation of the method (``"opentsne"``, ``"umap-learn"``, ``"torchdr"``...).
+    backend_name: ClassVar[str] = ""
     #: Name shown in plots and tables.
     display_name: ClassVar[str] = ""
     #: Fewest training points the method accepts.
@@ -151,11 +152,10 @@ class Reducer(BaseEstimator):
         runs code. Both files are written atomically.
         """
         self._check_fitted()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        from dinomap.store.mappers import write_mapper
+
         buf = io.BytesIO()
         pickle.dump(self._state(), buf, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write_bytes(out / STATE_FILE, buf.getvalue())
         config = {
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
@@ -168,7 +168,7 @@ class Reducer(BaseEstimator):
             },
             "versions": _versions(),
         }
-        atomic_write_json(out / CONFIG_FILE, config)
+        out = write_mapper(directory, {STATE_FILE: buf.getvalue()}, config)
         logger.info("saved %s to %s", type(self).__name__, out)
         return out
 

@@ -10,7 +10,8 @@
     plots/              one PNG per map and all_maps.png
     mappers/<method>/   fitted mappers (config.json + state.pkl or model.pt)
     model_repository/   Triton model repository (dinomap_export.json, verification.json)
-    downstream/         index, neighbour graph, clusters, outliers, duplicates, search, projected
+    downstream/         index, neighbour graph, clusters, outliers, label issues, duplicates,
+                        search, projected
     thumbs/             the report's thumbnail sprite sheets
     report.html, slides.md
 
@@ -41,6 +42,9 @@ __all__ = [
     "INDEX_INFO_FILE",
     "KNN_FILE",
     "KNN_INFO_FILE",
+    "LABEL_ISSUES_FILE",
+    "LABEL_ISSUES_INFO_FILE",
+    "LABEL_ISSUES_SHEET",
     "MAPPERS_DIR",
     "MAPS_FILE",
     "METRICS_FILE",
@@ -48,7 +52,10 @@ __all__ = [
     "OUTLIERS_INFO_FILE",
     "OUTLIERS_SHEET",
     "PLOTS_DIR",
+    "PROJECTED_CSV",
     "PROJECTED_DIR",
+    "PROJECTED_FILE",
+    "PROJECTED_INFO_FILE",
     "REPORT_FILE",
     "RUN_FILE",
     "SEARCH_DIR",
@@ -82,10 +89,16 @@ CLUSTERS_SHEET = "clusters.png"
 OUTLIERS_FILE = "outliers.parquet"
 OUTLIERS_INFO_FILE = "outliers.json"
 OUTLIERS_SHEET = "outliers.png"
+LABEL_ISSUES_FILE = "label_issues.parquet"
+LABEL_ISSUES_INFO_FILE = "label_issues.json"
+LABEL_ISSUES_SHEET = "label_issues.png"
 DUPLICATES_FILE = "duplicates.csv"
 DUPLICATES_INFO_FILE = "duplicates.json"
 SEARCH_DIR = "search"
 PROJECTED_DIR = "projected"
+PROJECTED_FILE = "projected.parquet"  # inside PROJECTED_DIR (or project --out)
+PROJECTED_CSV = "projected.csv"
+PROJECTED_INFO_FILE = "projected.json"
 REPORT_FILE = "report.html"
 SLIDES_FILE = "slides.md"
 THUMBS_DIR = "thumbs"

@@ -18,7 +18,7 @@ from dinomap._validation import check_choice
 from dinomap.exceptions import DinomapError
 from dinomap.store.layout import MAPPERS_DIR
 
-__all__ = ["SavedMapper", "load_mappers", "saved_mappers"]
+__all__ = ["SavedMapper", "load_mappers", "saved_mappers", "write_mapper"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +98,22 @@ def load_mappers(
             logger.warning("cannot load mapper %s: %s", s.folder, exc)
             skipped[s.method] = f"cannot load: {exc}"
     return mappers, skipped
+
+
+def write_mapper(
+    directory: str | os.PathLike[str], files: dict[str, bytes], config: dict[str, Any]
+) -> Path:
+    """Write a fitted mapper's folder: each of ``files`` (name -> bytes), then ``config.json``.
+
+    Every file is written atomically and the config last, so a folder with a ``config.json``
+    always holds the state it describes. Returns the folder. The estimators' ``save`` methods
+    serialise their state and call this.
+    """
+    from dinomap.reduce._persist import CONFIG_FILE
+    from dinomap.store._atomic import atomic_write_bytes, atomic_write_json
+
+    out = Path(directory)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    atomic_write_json(out / CONFIG_FILE, config)
+    return out

@@ -208,7 +208,7 @@ def _legend(fig: Any, ax: Any, handles: list[Any], outside: bool) -> None:
         target.legend(handles=shown, loc="center left", bbox_to_anchor=(1.01, 0.5), **kwargs)
 
 
-def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
+def _write_png(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -242,7 +242,7 @@ def save_map(
     _legend(fig, ax, handles, outside=False)
     if random_init:
         _watermark(fig)
-    return _save(fig, path, dpi)
+    return _write_png(fig, path, dpi)
 
 
 def save_all_maps(
@@ -277,4 +277,4 @@ def save_all_maps(
         fig.suptitle("RANDOM-INIT WEIGHTS: these maps are not meaningful", color="#D55E00")
         _watermark(fig)
     fig.tight_layout()
-    return _save(fig, path, dpi)
+    return _write_png(fig, path, dpi)
