@@ -21,10 +21,13 @@ from dinomap.store import (
     RunLayout,
     atomic_write_bytes,
     atomic_write_json,
+    layout,
     write_errors,
     write_shard,
 )
 from dinomap.store.layout import ALL_MAPS_PLOT, CLUSTERS_FILE
+
+LABEL_ISSUES_FILE = layout.LABEL_ISSUES_FILE
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic_run"]
 
@@ -90,6 +93,9 @@ def make_synthetic_run(
     export: dict[str, Any] | None = None,
     unplaced: int = 0,
     source_kind: str = "synthetic",
+    classes: tuple[str, ...] = SYNTHETIC_CLASSES,
+    odd_paths: bool = False,
+    label_issues: bool = False,
 ) -> Path:
     """Write a synthetic run directory of ``n`` labelled points and return its path.
 
@@ -110,12 +116,15 @@ def make_synthetic_run(
     export : an ``export`` section for ``run.json``
     unplaced : how many points the last method leaves unplaced (NaN coordinates)
     source_kind : ``run.json["source"]["kind"]`` (``"demo"`` makes virtual paths resolvable)
+    classes : the label names (ten by default)
+    odd_paths : put each class name (``/`` replaced) into the folder and file names
+    label_issues : write ``downstream/label_issues.parquet`` (score, suggested label)
     """
     run = Path(run_dir)
     rng = np.random.default_rng(seed)
-    k_classes = len(SYNTHETIC_CLASSES)
+    k_classes = len(classes)
     codes = np.arange(n) % k_classes
-    labels = [SYNTHETIC_CLASSES[k] for k in codes]
+    labels = [classes[k] for k in codes]
     img_dir = run / "images"
     paths: list[str] = []
     for i in range(n):
@@ -123,10 +132,11 @@ def make_synthetic_run(
             split, j = ("train", i) if i < 60_000 else ("test", i - 60_000)
             paths.append(f"fashion-mnist/{split}/{j:05d}")
             continue
-        rel = img_dir / f"class{codes[i]}" / f"img_{i:06d}.png"
+        odd = " " + classes[codes[i]].replace("/", "_") if odd_paths else ""
+        rel = img_dir / f"class{codes[i]}{odd}" / f"img_{i:06d}{odd}.png"
         if image_files:
             rel.parent.mkdir(parents=True, exist_ok=True)
-            rel.write_bytes(_png(_image(int(codes[i]), i, rng)))
+            rel.write_bytes(_png(_image(int(codes[i]) % 10, i, rng)))
         paths.append(str(rel.resolve()))
     order = np.argsort(paths)  # the store's order: sorted by path
     paths = [paths[i] for i in order]
@@ -151,7 +161,7 @@ def make_synthetic_run(
         "timings": {"load_seconds": 0.5, "embed_seconds": 12.25, "total_seconds": 13.1},
         "counts": {"total": n + n_failed, "embedded": n, "failed": n_failed},
         "source": {"kind": source_kind, "n_items": n + n_failed,
-                   "classes": list(SYNTHETIC_CLASSES)},
+                   "classes": list(classes)},
     }  # fmt: skip
     if export is not None:
         info["export"] = export
@@ -205,4 +215,30 @@ def make_synthetic_run(
             pa.table({"path": pa.array(paths), "cluster": pa.array(cl, pa.int64())}), buf
         )
         atomic_write_bytes(RunLayout(run).downstream / CLUSTERS_FILE, buf.getvalue().to_pybytes())
+    if label_issues:
+        _write_label_issues(run, paths, labels, codes, classes, rng)
     return run
+
+
+def _write_label_issues(
+    run: Path,
+    paths: list[str],
+    labels: list[str],
+    codes: np.ndarray,
+    classes: tuple[str, ...],
+    rng: np.random.Generator,
+) -> None:
+    """A label-issues table as the label-issues stage writes it: every 7th point "mislabelled"
+    (high score, another suggested label), the rest low scores and their own label."""
+    n = len(paths)
+    flipped = np.arange(n) % 7 == 3
+    score = np.where(flipped, rng.uniform(0.7, 1.0, n), rng.uniform(0.0, 0.4, n))
+    suggested = [classes[(k + 1) % len(classes)] if f else lab
+                 for k, f, lab in zip(codes, flipped, labels, strict=True)]  # fmt: skip
+    table = pa.table({"path": pa.array(paths), "label": pa.array(labels),
+                      "suggested_label": pa.array(suggested),
+                      "label_issue_score": pa.array(score, pa.float64())})  # fmt: skip
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    target = RunLayout(run).downstream / LABEL_ISSUES_FILE
+    atomic_write_bytes(target, buf.getvalue().to_pybytes())

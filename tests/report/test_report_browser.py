@@ -91,7 +91,10 @@ def test_hover_shows_thumbnail_path_and_label(page: Any, small_run: Path, artifa
     _hover_point(page, index)
     tip = page.locator("#dm-tip")
     assert tip.is_visible()
-    assert page.inner_text("#dm-tip-path") == data.paths[index]
+    # paths inside the run are shown relative to it
+    root = str(small_run.resolve()) + "/"
+    assert data.paths[index].startswith(root)
+    assert page.inner_text("#dm-tip-path") == data.paths[index][len(root) :]
     assert page.inner_text("#dm-tip-label") == data.labels[index]  # type: ignore[index]
     page.wait_for_function(
         "() => { const im = document.getElementById('dm-tip-img'); return im.complete && im.naturalWidth > 0; }"

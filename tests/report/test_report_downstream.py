@@ -77,7 +77,7 @@ def test_outlier_table_matches_outliers_json(downstream_run: Path) -> None:
     for rank, (shown, expected) in enumerate(zip(rows, top, strict=False), start=1):
         assert shown == (
             str(rank),
-            escape(expected["path"]),
+            escape(expected["path"].removeprefix(str(downstream_run.resolve()) + "/")),
             escape(expected["label"]),
             fmt_number(expected["score"], 3),
         )

@@ -95,7 +95,14 @@ def test_payload_points_labels_paths(small_run: Path) -> None:
         f"{dirs[d]}/{name}" if dirs[d] else name
         for d, name in zip(idx, payload["paths"]["names"], strict=True)
     ]
-    assert rebuilt == data.paths
+    # shown relative to the run where inside it; in_run marks them, root makes them absolute
+    inside = np.unpackbits(np.frombuffer(base64.b64decode(payload["paths"]["in_run"]), np.uint8))
+    absolute = [
+        f"{payload['paths']['root']}/{p}" if inside[i] else p for i, p in enumerate(rebuilt)
+    ]
+    assert absolute == data.paths
+    assert int(inside[:N_POINTS].sum()) == N_POINTS - N_VIRTUAL
+    assert not any(p.startswith("/") for p in rebuilt)
     assert payload["clusters"] is not None and payload["random_init"] is True
     assert payload["thumbs"]["size"] == 32  # the 32 px images are not upscaled to 48
     missing = np.unpackbits(np.frombuffer(base64.b64decode(payload["thumbs"]["missing"]), np.uint8))
@@ -244,9 +251,10 @@ def test_export_found_in_the_model_repository(tmp_path: Path) -> None:
     assert data.export["onnx_path"].endswith("dino_model_onnx/1/model.onnx")
     assert data.export["verified_against_eager"] is True and data.export["max_abs_diff"] == 3e-7
     html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
-    assert f"<code>{ts}</code>" in html
+    rel = "model_repository/dino_model/1/model.pt"  # shown relative to the run
+    assert f"<code>{rel}</code>" in html and ts not in html
     slides = render_slides(run)
-    assert f"TorchScript saved to `{ts}`" in slides and "**max abs diff**: 3.000e-07" in slides
+    assert f"TorchScript saved to `{rel}`" in slides and "**max abs diff**: 3.000e-07" in slides
 
 
 def test_links_survive_odd_folder_names(tmp_path: Path) -> None:

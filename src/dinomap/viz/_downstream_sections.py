@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomap.viz._format import fmt_number, fmt_seconds, fmt_value, params_text
+from dinomap.viz._format import fmt_number, fmt_seconds, fmt_value, params_text, run_rel
 from dinomap.viz._html import _dl, _esc
 from dinomap.viz._run_data import DownstreamData, RunData
 
@@ -105,7 +105,7 @@ def _outliers_block(data: RunData, href: dict[str, str]) -> str:
     table = ""
     if top:
         body = "".join(
-            f"<tr><td class='num'>{r}</td><td><code>{_esc(t.get('path'))}</code></td>"
+            f"<tr><td class='num'>{r}</td><td><code>{_esc(run_rel(data.run_dir, t.get('path')))}</code></td>"
             f"<td>{_esc(t.get('label') if t.get('label') is not None else '—')}</td>"
             f"<td class='num'>{_esc(fmt_number(t.get('score'), 3))}</td></tr>"
             for r, t in enumerate(top[:OUTLIER_ROWS], start=1)
@@ -155,12 +155,47 @@ def _duplicates_block(data: RunData, href: dict[str, str]) -> str:
     return _ds_block("ds-duplicates", "Duplicates", _dl(rows))
 
 
+def _label_issues_block(data: RunData, href: dict[str, str]) -> str:
+    """The label-issues stage's most suspicious images: contact sheet and table."""
+    ds = data.downstream
+    rel = ds.files.get("label_issues_table")
+    if rel is None:
+        return ""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(data.run_dir / rel).to_pylist()
+    except (OSError, ValueError) as exc:
+        return f'<p class="dm-empty">{_esc(rel)} unreadable: {_esc(exc)}</p>'
+    table.sort(key=lambda r: -float(r.get("label_issue_score") or 0.0))
+    body = "".join(
+        f"<tr><td class='num'>{r}</td><td><code>{_esc(run_rel(data.run_dir, t.get('path')))}</code>"
+        f"</td><td>{_esc(t.get('label'))}</td><td>{_esc(t.get('suggested_label'))}</td>"
+        f"<td class='num'>{_esc(fmt_number(t.get('label_issue_score'), 3))}</td></tr>"
+        for r, t in enumerate(table[:OUTLIER_ROWS], start=1)
+    )
+    link = _esc(href.get(rel, rel))
+    card = _dl(
+        [
+            ("images scored", _esc(fmt_number(len(table)))),
+            ("table", f'<a href="{link}">label_issues.parquet</a>'),
+        ]
+    )
+    extra = _ds_figure("label_issues_sheet", "Most likely mislabelled", ds, href) + (
+        "<div class='dm-ds-table'><table class='dm-table' id='label-issues-table'><thead><tr>"
+        "<th>#</th><th>path</th><th>label</th><th>suggested</th><th>score</th></tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
+    return _ds_block("ds-label-issues", "Label issues", card, extra)
+
+
 def _downstream_section(data: RunData, href: dict[str, str]) -> str:
     """Clusters, outliers and duplicates; empty when the downstream stage has not run."""
     blocks = [
         _clusters_block(data, href),
         _outliers_block(data, href),
         _duplicates_block(data, href),
+        _label_issues_block(data, href),
     ]
     if not any(blocks):
         return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,3 +99,12 @@ def flatten_timings(timings: Any, prefix: str = "") -> list[tuple[str, float]]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             rows.append((_stage_name(name), float(value)))
     return rows
+
+
+def run_rel(run_dir: Any, value: Any) -> Any:
+    """A path inside the run as run-relative text (``export/dinov2/1/model.pt``); any other
+    value unchanged. The report and the slides show paths this way."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    root = str(Path(run_dir).resolve()).rstrip("/") + "/"
+    return value[len(root) :] if value.startswith(root) else value

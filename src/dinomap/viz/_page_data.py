@@ -2,7 +2,7 @@
 
 Point data travel as quantised ``uint16`` coordinates (base64), about 5.3 bytes per point and
 method; labels, clusters and outlier bins as integer codes; paths with their directories
-factored out. The page's script (``templates/report.js``) decodes them.
+factored out. The page's script (``templates/*.js``) decodes them.
 """
 
 from __future__ import annotations
@@ -158,7 +158,15 @@ def _outlier_coloring(scores: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
+def _payload(
+    data: RunData, thumbs: dict[str, Any] | None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The page's data; ``extra`` (the workbench's neighbours, label issues...) is merged in.
+
+    Paths inside the run are shown relative to it; ``paths.in_run`` (one bit a point, or None
+    when no path was changed) and ``paths.root`` let the page export absolute paths again."""
+    from dinomap.viz._workbench_data import display_paths
+
     n = data.n_points
     methods = []
     for method, xy in data.coords.items():
@@ -196,6 +204,10 @@ def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
         }
     scores = data.downstream.outlier_scores
     outliers = _outlier_coloring(scores) if scores is not None and n else None
+    shown, inside = display_paths(data.paths, data.run_dir)
+    path_table = _path_table(shown)
+    path_table["root"] = str(data.run_dir.resolve())
+    path_table["in_run"] = _b64(np.packbits(inside)) if inside.any() else None
     return {
         "n": n,
         "methods": methods,
@@ -203,15 +215,17 @@ def _payload(data: RunData, thumbs: dict[str, Any] | None) -> dict[str, Any]:
         "clusters": clusters,
         "outliers": outliers,
         "default_color": "cluster" if clusters and not labels else "label" if labels else "none",
-        "paths": _path_table(data.paths),
+        "paths": path_table,
         "thumbs": thumbs,
         "point_size": _default_point_size(n),
         "alpha": 210 if n <= 5_000 else 170 if n <= 30_000 else 140,
         "random_init": data.random_init,
-    }
+    } | dict(extra or {})
 
 
 def _json_for_script(obj: Any) -> str:
-    """JSON that is safe inside ``<script type="application/json">``."""
+    """JSON that is safe inside ``<script type="application/json">``: every ``<``, ``>`` and
+    ``&`` is written as a JSON ``\\u`` escape, so no string (``</script>``, ``<!--``...) can end
+    the element or open a comment, and ``JSON.parse`` reads the strings back unchanged."""
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

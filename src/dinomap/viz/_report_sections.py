@@ -12,6 +12,7 @@ from dinomap.viz._format import (
     fmt_seconds,
     fmt_value,
     params_text,
+    run_rel,
 )
 from dinomap.viz._html import _METRIC_COLUMNS, _card, _dl, _esc, _metric_text, _rows
 from dinomap.viz._run_data import RunData, find_key, method_title
@@ -118,7 +119,7 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
     if export:
         rows = []
         for k, v in export.items():
-            text = _esc(fmt_value(v))
+            text = _esc(fmt_value(run_rel(data.run_dir, v)))
             if isinstance(v, str) and ("path" in k or "dir" in k or "repo" in k):
                 text = f"<code>{text}</code>"
             rows.append((k.replace("_", " "), text))
@@ -197,6 +198,9 @@ def _map_section(data: RunData) -> str:
         f'<button type="button" data-method="{_esc(m)}" aria-pressed="false">{_esc(method_title(m))}</button>'
         for m in data.methods
     )
+    second = "".join(
+        f'<option value="{_esc(m)}">{_esc(method_title(m))}</option>' for m in data.methods
+    )
     options = []
     if data.labels is not None:
         options.append('<option value="label">label</option>')
@@ -204,27 +208,64 @@ def _map_section(data: RunData) -> str:
         options.append('<option value="cluster">cluster</option>')
     if data.downstream.outlier_scores is not None:
         options.append('<option value="outlier">outlier score</option>')
+    options.append('<option value="issue" hidden>label-issue score</option>')
     options.append('<option value="none">none</option>')
     watermark = (
-        '<div class="dm-watermark" id="dm-watermark">RANDOM-INIT WEIGHTS<br>not a trained map</div>'
+        '<div class="dm-watermark">RANDOM-INIT WEIGHTS<br>not a trained map</div>'
         if data.random_init
         else ""
     )
     return f"""<section id="map"><h2>Interactive map</h2>
 <div class="dm-toolbar">
   <div class="dm-tabs" id="dm-tabs" role="group" aria-label="map method">{tabs}</div>
+  <div class="dm-tools" role="group" aria-label="mouse tool">
+    <button type="button" data-tool="pan" aria-pressed="true" title="drag to pan (P)">pan</button>
+    <button type="button" data-tool="lasso" aria-pressed="false" title="drag to lasso (L); shift adds, alt removes">lasso</button>
+    <button type="button" data-tool="box" aria-pressed="false" title="drag a box (B); shift adds, alt removes">box</button>
+  </div>
   <label>colour by <select id="dm-colorby">{"".join(options)}</select></label>
   <label>point size <input id="dm-size" type="range" min="1" max="16" step="0.5"></label>
   <button type="button" class="dm-reset" id="dm-reset">reset view</button>
+  <label><input type="checkbox" id="dm-split"> side by side with <select id="dm-second">{second}</select></label>
+</div>
+<div class="dm-toolbar dm-filters" id="dm-filters">
+  <label>hidden points <select id="dm-hidemode"><option value="hide">hide</option><option value="grey">grey out</option></select></label>
+  <label id="dm-f-outlier" hidden>outlier score &ge; <input type="range" id="dm-min-outlier" min="0" max="1000" value="0"> <output id="dm-min-outlier-v"></output></label>
+  <label id="dm-f-issue" hidden>label-issue score &ge; <input type="range" id="dm-min-issue" min="0" max="1000" value="0"> <output id="dm-min-issue-v"></output></label>
+</div>
+<div class="dm-selbar" id="dm-selbar">
+  <span id="dm-selcount" aria-live="polite">no selection</span>
+  <button type="button" id="dm-sel-clear">clear (Esc)</button>
+  <button type="button" id="dm-sel-csv">export CSV</button>
+  <button type="button" id="dm-sel-copy">copy paths</button>
+  <span class="dm-muted" id="dm-sel-msg"></span>
 </div>
 <div class="dm-mapwrap">
-  <div class="dm-plot" id="dm-plot">
-    <canvas id="dm-canvas"></canvas><canvas id="dm-overlay"></canvas>{watermark}
-    <div class="dm-status" id="dm-status"></div>
+  <div class="dm-plots-live" id="dm-plots-live">
+    <div class="dm-plot" id="dm-plot" tabindex="0" aria-label="map">
+      <canvas id="dm-canvas"></canvas><canvas id="dm-overlay"></canvas>{watermark}
+      <div class="dm-status" id="dm-status"></div>
+    </div>
+    <div class="dm-plot" id="dm-plot2" tabindex="0" aria-label="second map" hidden>
+      <canvas id="dm-canvas2"></canvas><canvas id="dm-overlay2"></canvas>{watermark}
+      <div class="dm-status" id="dm-status2"></div>
+    </div>
   </div>
-  <div class="dm-legend" id="dm-legend"></div>
+  <div class="dm-side">
+    <div class="dm-inspect" id="dm-inspect" hidden></div>
+    <div class="dm-legend" id="dm-legend"></div>
+  </div>
 </div>
 <p class="dm-methodinfo" id="dm-methodinfo"></p>
+<div class="dm-grid" id="dm-grid" hidden>
+  <div class="dm-toolbar"><strong>Selection</strong>
+    <label>sort by <select id="dm-grid-sort"></select></label>
+    <button type="button" id="dm-grid-prev">&larr; previous</button>
+    <span id="dm-grid-page"></span>
+    <button type="button" id="dm-grid-next">next &rarr;</button>
+  </div>
+  <div class="dm-grid-cells" id="dm-grid-cells"></div>
+</div>
 <div class="dm-tip" id="dm-tip" data-index="-1">
   <div class="dm-thumb" id="dm-tip-thumb"><img id="dm-tip-img" alt="thumbnail"><div class="dm-nothumb" id="dm-tip-nothumb">no thumbnail</div></div>
   <div class="dm-tipinfo"><div class="p" id="dm-tip-path"></div><div class="l" id="dm-tip-label"></div><div class="c" id="dm-tip-extra"></div></div>

@@ -31,6 +31,8 @@ OUTLIERS_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_INFO_FILE}"
 OUTLIERS_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.OUTLIERS_SHEET}"
 DUPLICATES_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_FILE}"
 DUPLICATES_INFO = f"{layout.DOWNSTREAM_DIR}/{layout.DUPLICATES_INFO_FILE}"
+LABEL_ISSUES_FILE = f"{layout.DOWNSTREAM_DIR}/{layout.LABEL_ISSUES_FILE}"
+LABEL_ISSUES_SHEET = f"{layout.DOWNSTREAM_DIR}/{layout.LABEL_ISSUES_SHEET}"
 
 
 @dataclass
@@ -103,6 +105,8 @@ def _read_downstream(
             ("outliers_sheet", OUTLIERS_SHEET),
             ("outliers_table", OUTLIERS_FILE),
             ("duplicates_csv", DUPLICATES_FILE),
+            ("label_issues_table", LABEL_ISSUES_FILE),
+            ("label_issues_sheet", LABEL_ISSUES_SHEET),
         )
         if (run_dir / rel).is_file()
     }

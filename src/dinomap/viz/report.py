@@ -1,19 +1,22 @@
 """The run report: one offline HTML page per run (``RUN/report.html``).
 
-The page holds the run summary, the metrics of every map, an interactive scatter of every map,
-the static PNG maps and, when the downstream stage has run, its clusters, outliers and duplicates.
-It needs no network: the styles, the script and the point data are inline, thumbnails are JPEG
-sprite sheets in ``RUN/thumbs/`` and the static maps and contact sheets are the PNGs in
-``RUN/plots/`` and ``RUN/downstream/`` (or all of it inline as ``data:`` URIs with
-``self_contained=True``).
+The page opens on the interactive map of every 2-D map, a workbench: lasso and box selection
+(shift adds, alt removes, escape clears; one selection shared by every map and by the
+side-by-side mode), a paged thumbnail grid of the selection, CSV manifest export and "copy
+paths", a click-to-inspect panel with the point's 12 nearest neighbours from the run's kNN
+graph, and filters and colourings by label, cluster, outlier and label-issue score. The run
+summary, the metrics, the static PNG maps and the downstream results follow below. It needs
+no network: the styles, the script and the point data are inline, thumbnails are JPEG sprite
+sheets in ``RUN/thumbs/`` and the static maps and contact sheets are the PNGs in ``RUN/plots/``
+and ``RUN/downstream/`` (or all of it inline as ``data:`` URIs with ``self_contained=True``).
 
-Why a small self-written WebGL page rather than Bokeh or Plotly: the whole viewer is ~20 KB of
-inline script instead of a 1-4 MB library bundle per page, it draws 70,000 points in one
-``drawArrays`` call, hit-tests hover with a uniform grid in microseconds, and loads thumbnails
-lazily from sprite sheets: a point's thumbnail is a CSS crop of a sheet image, so 70,000
-thumbnails cost nothing until hovered. Point data travel as quantised ``uint16`` coordinates
-(base64), about 5.3 bytes per point and method, so a 70,000-point page with five maps stays a
-few MB. No new dependency is needed.
+Why a small self-written WebGL page rather than Bokeh, Plotly or regl-scatterplot: the whole
+viewer is ~50 KB of inline script in five files (``templates/*.js``) instead of a library
+bundle per page, it draws 70,000 points in one ``drawArrays`` call (1,000,000 too, with a
+random sample while the map moves), hit-tests hover with a uniform grid in microseconds,
+lassoes 35,000 points in a few ms and loads thumbnails lazily from sprite sheets. Point data
+travel as quantised ``uint16`` coordinates and integer codes (base64, see ``_page_data.py``
+and ``_workbench_data.py``). No new dependency is needed.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dinomap.store.layout import REPORT_FILE, THUMBS_DIR
 from dinomap.viz._downstream_sections import OUTLIER_ROWS, _downstream_section
 from dinomap.viz._format import fmt_number
 from dinomap.viz._html import _esc
-from dinomap.viz._page_data import _json_for_script, _payload
+from dinomap.viz._page_data import _categories, _json_for_script, _payload
 from dinomap.viz._report_sections import (
     _banner,
     _map_section,
@@ -47,6 +50,13 @@ from dinomap.viz._report_sections import (
 )
 from dinomap.viz._run_data import RunData, read_run_data
 from dinomap.viz._thumbs import ThumbSheets, make_thumbnail_loader, write_thumb_sheets
+from dinomap.viz._workbench_data import page_neighbors, workbench_payload
+
+#: The page's script files, in order (one scope: they are joined inside one function).
+_JS_FILES = ("report.js", "viewer.js", "select.js", "panels.js", "main.js")
+#: Above this many points no thumbnail sheets are drawn (1,000,000 thumbnails of 48 px would
+#: be about 450 MB of JPEG sheets); the tooltip and panels then show path and label only.
+THUMB_LIMIT = 250_000
 
 __all__ = ["OUTLIER_ROWS", "REPORT_FILE", "THUMBS_DIR", "render_report_html", "write_report"]
 
@@ -139,6 +149,7 @@ def render_report_html(
     *,
     page_dir: str | os.PathLike[str] | None = None,
     self_contained: bool = False,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> str:
     """Render the report page of a run as an HTML string.
 
@@ -153,6 +164,9 @@ def render_report_html(
         directory by default.
     self_contained : bool
         Inline the thumbnails and static maps as ``data:`` URIs (a single portable file).
+    neighbors : (ids, sims), optional
+        The nearest neighbours of every map point (map-order ids, cosine similarities) for the
+        inspect panel, as :func:`dinomap.viz._workbench_data.page_neighbors` returns them.
 
     Returns
     -------
@@ -160,13 +174,15 @@ def render_report_html(
     """
     base = Path(page_dir) if page_dir is not None else data.run_dir
     href = _links(data, base, self_contained)
-    payload = _payload(data, _thumbs_payload(sheets, base, self_contained))
+    label_names = _categories(data.labels)[0] if data.labels is not None else None
+    extra = workbench_payload(data.run_dir, data.paths, label_names, neighbors)
+    payload = _payload(data, _thumbs_payload(sheets, base, self_contained), extra)
     title = f"dinomap report — {data.run_dir.resolve().name}"
     downstream = _downstream_section(data, href)
     body = "\n".join(
         [
-            _summary(data, href),
             _map_section(data),
+            _summary(data, href),
             _metrics_table(data),
             _plots_section(data, href),
             downstream,
@@ -192,10 +208,16 @@ def render_report_html(
         "<!--@BODY-->": body,
         "<!--@FOOTER-->": footer,
         "/*@CSS*/": _asset("report.css"),
-        "/*@JS*/": _asset("report.js").replace("</script", "<\\/script"),
+        "/*@JS*/": _script(),
         "<!--@DATA-->": _json_for_script(payload),
     }
     return _fill_markers(page, replacements)
+
+
+def _script() -> str:
+    """The page's script files joined in one strict-mode scope."""
+    body = "\n".join(_asset(name) for name in _JS_FILES)
+    return ('(function () {\n"use strict";\n' + body + "\n})();").replace("</script", "<\\/script")
 
 
 def _thumb_side(paths: Sequence[str], loader: Any, limit: int, sample: int = 16) -> int:
@@ -249,11 +271,16 @@ def write_report(
     data = read_run_data(run)
     target = Path(out) if out is not None else run / REPORT_FILE
     sheets = None
-    if thumbnails and data.n_points:
+    if thumbnails and data.n_points > THUMB_LIMIT:
+        logger.info("%d points: no thumbnails above %d points", data.n_points, THUMB_LIMIT)
+    elif thumbnails and data.n_points:
         loader = make_thumbnail_loader(data.info, size)
         size = _thumb_side(data.paths, loader, size)
         sheets = write_thumb_sheets(data.paths, run / THUMBS_DIR, loader, size=size)
-    page = render_report_html(data, sheets, page_dir=target.parent, self_contained=self_contained)
+    neighbors = page_neighbors(run, data.paths) if data.n_points else None
+    page = render_report_html(
+        data, sheets, page_dir=target.parent, self_contained=self_contained, neighbors=neighbors
+    )
     atomic_write_text(target, page)
     _record_report(run, target, data)
     logger.info("report written to %s (%.1f KB)", target, len(page) / 1024)

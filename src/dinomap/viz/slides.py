@@ -22,7 +22,14 @@ from typing import Any
 from dinomap.exceptions import DinomapError
 from dinomap.store import atomic_write_text, load_embeddings
 from dinomap.store.layout import SLIDES_FILE
-from dinomap.viz._format import HIDDEN_PARAMS, flatten_timings, fmt_number, fmt_seconds, fmt_value
+from dinomap.viz._format import (
+    HIDDEN_PARAMS,
+    flatten_timings,
+    fmt_number,
+    fmt_seconds,
+    fmt_value,
+    run_rel,
+)
 from dinomap.viz._run_data import RunData, find_key, method_title, read_run_data
 
 __all__ = ["SLIDES_FILE", "render_slides", "write_slides"]
@@ -66,6 +73,10 @@ def _md(text: Any) -> str:
 
 def _code(text: Any) -> str:
     return f"`{str(text).replace('`', '')}`"
+
+
+def _run_rel(data: RunData, value: Any) -> Any:
+    return run_rel(data.run_dir, value)
 
 
 def _slide(body: str, front: Mapping[str, str] | None = None) -> str:
@@ -140,7 +151,7 @@ def _setup(data: RunData) -> str:
     info = data.info
     model = info.get("model") or {}
     weights = info.get("weights") or {}
-    ts = data.export.get("torchscript_path")
+    ts = _run_rel(data, data.export.get("torchscript_path"))
     lines = [
         "# Setup and model",
         "",
@@ -332,7 +343,7 @@ def _export(data: RunData) -> str:
         return _slide("\n".join(lines))
     for key, value in export.items():
         pathlike = isinstance(value, str) and key.endswith(("path", "repository", "dir"))
-        text = _code(value) if pathlike else _md(fmt_value(value))
+        text = _code(_run_rel(data, value)) if pathlike else _md(fmt_value(value))
         lines.append(f"- **{_md(key.replace('_', ' '))}**: {text}")
     return _slide("\n".join(lines))
 
@@ -364,7 +375,9 @@ def _summary(data: RunData, shape: tuple[int, int] | None) -> str:
     if total is not None:
         lines.append(f"- Total time: {fmt_seconds(total)} on {_md(data.device_text or '?')}")
     if data.export.get("torchscript_path"):
-        lines.append(f"- Deployable model: {_code(data.export['torchscript_path'])}")
+        lines.append(
+            f"- Deployable model: {_code(_run_rel(data, data.export['torchscript_path']))}"
+        )
     lines.append("- Interactive map with thumbnails: `report.html` in the run folder")
     return _slide("\n".join(lines) + _random_init_note(data))
 
