@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from dinomap.cli._commands import command_help
 from dinomap.cli._common import (
@@ -14,7 +15,13 @@ from dinomap.cli._common import (
 )
 from dinomap.embed.config import EmbedResult
 
-__all__ = ["add_source_arguments", "print_embed_summary", "register"]
+__all__ = [
+    "add_engine_arguments",
+    "add_source_arguments",
+    "engine_kwargs",
+    "print_embed_summary",
+    "register",
+]
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +42,33 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine local|ray, --address, --ray-actors."""
+    g = parser.add_argument_group("engine")
+    g.add_argument(
+        "--engine", default="local", choices=("local", "ray"),
+        help="local: this process (default); ray: Ray Data tasks + an actor pool of encoders",
+    )  # fmt: skip
+    g.add_argument(
+        "--address", default=None,
+        help="Ray cluster to join (auto, host:6379, ray://host:10001); default: a local Ray",
+    )  # fmt: skip
+    g.add_argument(
+        "--ray-actors", type=int, default=None,
+        help="encoder actors (default: one per GPU of the cluster, else one per 4 CPUs)",
+    )  # fmt: skip
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``engine=`` and ``ray_options=`` for :func:`dinomap.embed.extract.embed`."""
+    engine = getattr(args, "engine", "local")
+    if engine != "ray":
+        return {"engine": "local"}
+    from dinomap.embed.ray_engine import RayOptions
+
+    return {"engine": "ray", "ray_options": RayOptions(args.address, args.ray_actors)}
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser(
         "embed",
@@ -44,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     add_source_arguments(p)
     add_model_arguments(p)
+    add_engine_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -77,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
     res = embed(
         args.source, args.out, cfg, data_dir=args.data_dir, split=args.split, limit=args.limit,
-        progress=False if args.quiet else None,
+        progress=False if args.quiet else None, **engine_kwargs(args),
     )  # fmt: skip
     if not args.quiet:
         print_embed_summary(res)

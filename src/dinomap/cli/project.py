@@ -32,14 +32,19 @@ def register(subparsers: Any) -> None:
         help="only this map (repeatable; default: every saved mapper)",
     )
     parser.add_argument("--out", default=None, help="output folder")
+    from dinomap.cli.embed import add_engine_arguments
+
+    add_engine_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``dinomap project``."""
+    from dinomap.cli.embed import engine_kwargs
     from dinomap.downstream.project import project_images
 
-    result = project_images(args.run, args.images, methods=args.methods, out_dir=args.out)
+    result = project_images(args.run, args.images, methods=args.methods, out_dir=args.out,
+                            **engine_kwargs(args))  # fmt: skip
     print(f"placed {len(result.paths)} new images on {len(result.coords)} maps")
     for method, png in result.plots.items():
         print(f"  {method}: {png}")

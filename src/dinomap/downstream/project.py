@@ -136,7 +136,14 @@ def list_image_files(
 
     items = [images] if isinstance(images, str | os.PathLike) else list(images)
     out: list[str] = []
+    from dinomap.store._fs import is_url
+
     for item in items:
+        if is_url(item):  # a bucket prefix: the same listing as `dinomap embed s3://...`
+            from dinomap.data.sources import UrlFolderSource
+
+            out += [it.path for it in UrlFolderSource(os.fspath(item)).items]
+            continue
         path = Path(item)
         if path.is_dir():  # the same walk, filter and order as `dinomap embed FOLDER`
             out += [it.path for it in FolderSource(path).items]
@@ -288,6 +295,23 @@ def project_embeddings(
     stale_outputs(run, now=emb.stamp)  # the saved maps may predate images embedded since: say so
     mappers, skipped = load_mappers(run, methods)
     coords, seconds = _transform_all(mappers, X, skipped)
+    return _finish(run, emb, mappers, coords, seconds, list(paths), errors, skipped, write,
+                   out_dir)  # fmt: skip
+
+
+def _finish(
+    run: Path,
+    emb: Embeddings,
+    mappers: dict[str, Any],
+    coords: dict[str, np.ndarray],
+    seconds: dict[str, float],
+    paths: list[str],
+    errors: Sequence[tuple[str, str]],
+    skipped: dict[str, str],
+    write: bool,
+    out_dir: str | os.PathLike[str] | None,
+) -> ProjectionResult:
+    """The result of a projection, written to ``out_dir`` (default RUN/downstream/projected)."""
     result = ProjectionResult(
         paths=list(paths), coords=coords, errors=list(errors), skipped=skipped
     )
@@ -374,6 +398,8 @@ def project_images(
     methods: Sequence[str] | None = None,
     write: bool = True,
     out_dir: str | os.PathLike[str] | None = None,
+    engine: str = "local",
+    ray_options: Any = None,
 ) -> ProjectionResult:
     """Embed new image files with the run's model and place them on the run's maps.
 
@@ -389,6 +415,9 @@ def project_images(
         Write coordinates and one PNG per map into ``out_dir``.
     out_dir : path or None
         Default ``RUN/downstream/projected``.
+    engine : {"local", "ray"}
+        ``"ray"``: embedding and placing run as Ray Data stages (``ray_options``: a
+        :class:`dinomap.embed.ray_engine.RayOptions`), for millions of new images.
 
     Examples
     --------
@@ -399,6 +428,8 @@ def project_images(
     from dinomap.downstream.search import embed_new_images
 
     files = list_image_files(images)
+    if engine == "ray":
+        return _project_on_ray(run_dir, files, methods, write, out_dir, ray_options)
     X_new, ok, errors = embed_new_images(files, run_dir)
     for path, reason in errors:
         logger.warning("could not embed %s: %s", path, reason)
@@ -407,3 +438,31 @@ def project_images(
     return project_embeddings(
         run_dir, X_new, ok, methods=methods, write=write, out_dir=out_dir, errors=errors
     )
+
+
+def _project_on_ray(
+    run_dir: str | os.PathLike[str],
+    files: list[str],
+    methods: Sequence[str] | None,
+    write: bool,
+    out_dir: str | os.PathLike[str] | None,
+    ray_options: Any,
+) -> ProjectionResult:
+    """:func:`project_images` with the embedding and the mappers as Ray Data stages."""
+    from dinomap.embed.ray_project import project_ray
+
+    run = Path(run_dir)
+    emb = load_embeddings(run)
+    mappers, skipped = load_mappers(run, methods)  # checked here first, then once per actor
+    start = time.perf_counter()
+    ok, coords, errors = project_ray(run, files, list(mappers), ray_options)
+    if not ok:
+        raise NoImagesError(f"none of the {len(files)} new images could be embedded.")
+    for method in [m for m, xy in coords.items() if np.isnan(xy).any()]:
+        skipped[method] = "its transform failed on the Ray workers"
+        del coords[method]
+    if not coords:
+        raise DinomapError("no map could place the new points: " + "; ".join(skipped))
+    seconds = {m: round((time.perf_counter() - start) / len(coords), 4) for m in coords}
+    return _finish(run, emb, {m: mappers[m] for m in coords}, coords, seconds, ok, errors,
+                   skipped, write, out_dir)  # fmt: skip

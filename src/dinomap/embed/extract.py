@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 import torch
 
-from dinomap._device import resolve_device
 from dinomap._validation import check_positive_int
 from dinomap.data.sources import ImageSource, Item, open_source
 from dinomap.embed.config import PRECISIONS, EmbedConfig, EmbedResult
@@ -44,6 +43,7 @@ from dinomap.embed.models import (
     create_encoder,
     resolve_model_name,
 )
+from dinomap.embed.ray_engine import embed_ray_run, engine_device
 from dinomap.exceptions import (
     ConfigMismatchError,
     InvalidParameterError,
@@ -57,6 +57,7 @@ from dinomap.store import (
     write_errors,
     write_shard,
 )
+from dinomap.store._fs import run_path
 
 __all__ = [
     "PRECISIONS",
@@ -93,8 +94,8 @@ def _versions() -> dict[str, str]:
 
 
 def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+    if device.type == "cuda":  # a CPU driver of a Ray GPU cluster has none itself
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "ray GPUs"
     return platform.processor() or platform.machine()
 
 
@@ -379,6 +380,28 @@ def _consume(
         bar.close()
 
 
+def _embed_all(
+    src: ImageSource,
+    plan: _ResumePlan,
+    loaded: LoadedModel,
+    cfg: EmbedConfig,
+    how: tuple[torch.device, str, str],
+    report: dict[str, Any],
+    state: _LoopState,
+    show: bool,
+    engine: tuple[str, Any],
+) -> None:
+    """Embed ``plan`` into ``state``: here (``local``) or on Ray (its workers write the shards)."""
+    device, precision, runtime = how
+    if engine[0] == "ray":
+        report["engine"] = "ray"
+        state.n_new, state.errors = embed_ray_run(src, plan.items, plan.indices, cfg, precision,
+                                                  runtime, str(state.run_dir), engine[1])  # fmt: skip
+        return
+    batches = iter_embeddings(src, plan.indices, loaded, cfg, device, precision, runtime, report)
+    _consume(batches, state, plan, show)
+
+
 def embed(
     source: str | os.PathLike[str] | ImageSource,
     out: str | os.PathLike[str],
@@ -388,6 +411,7 @@ def embed(
     split: str = "all",
     limit: int | None = None,
     progress: bool | None = None,
+    engine: str = "local", ray_options: Any = None,
     **overrides: Any,
 ) -> EmbedResult:
     """Embed every image of ``source`` into the run directory ``out`` (resumable).
@@ -406,6 +430,8 @@ def embed(
         Embed only the first ``limit`` images of the source (deterministic order).
     progress : bool, optional
         Progress bar with images/s; default: only when stderr is a terminal.
+    engine, ray_options : {"local", "ray"}, RayOptions
+        ``"ray"``: the same stage on a Ray cluster (:mod:`dinomap.embed.ray_engine`).
 
     Returns
     -------
@@ -430,10 +456,10 @@ def embed(
     cfg = replace(config or EmbedConfig(), **overrides).validate()
     if limit is not None:
         check_positive_int("limit", limit)
-    device = resolve_device(cfg.device)
+    device = engine_device(engine, cfg.device, ray_options)  # ray: the workers' device
     precision = resolve_precision(cfg.precision, device)
     src = source if isinstance(source, ImageSource) else open_source(source, data_dir, split)
-    run_dir = Path(out)
+    run_dir = run_path(out)  # a Path, or a UrlPath on object storage (s3://...)
     if run_dir.exists() and not run_dir.is_dir():
         raise InvalidParameterError(f"--out {run_dir} exists and is not a directory.")
     fingerprint = _fingerprint(cfg, precision, _weights_identity(cfg))
@@ -453,10 +479,8 @@ def embed(
     state = _LoopState(run_dir, cfg.shard_size, cfg.flush_seconds)
     status = "interrupted"
     try:
-        batches = iter_embeddings(
-            src, plan.indices, loaded, cfg, device, precision, runtime, runtime_report
-        )
-        _consume(batches, state, plan, show)
+        _embed_all(src, plan, loaded, cfg, (device, precision, runtime), runtime_report, state,
+                   show, (engine, ray_options))  # fmt: skip
         status = "complete"
     finally:  # also on KeyboardInterrupt or an exception: nothing finished is lost
         t_embed = state.close()

@@ -21,7 +21,14 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); on object
+    storage (an ``s3://``... URL) as one PUT of the whole object, which is atomic there."""
+    from dinomap.store._fs import is_url, run_path
+
+    if is_url(path):
+        remote = run_path(path)
+        remote.write_bytes(data)
+        return remote
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from dinomap.exceptions import DinomapError
 from dinomap.store._atomic import atomic_write_bytes, atomic_write_text
+from dinomap.store._fs import run_path
 from dinomap.store.info import read_run_info
 from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE
 
@@ -34,6 +35,7 @@ __all__ = [
     "is_stale",
     "keys_stamp",
     "load_embeddings",
+    "next_shard_index",
     "stored_keys",
     "write_errors",
     "write_shard",
@@ -44,7 +46,20 @@ logger = logging.getLogger(__name__)
 #: (run, output, digest) already warned about in this process: one line per stale output.
 _WARNED: set[tuple[str, str, str]] = set()
 
-_SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+#: ``part-NNNNN.parquet`` (local engine) and ``part-NNNNN-<key digest>.parquet`` (Ray engine:
+#: every shard of one run shares NNNNN; the digest of its keys makes a retried write overwrite
+#: itself instead of duplicating rows).
+_SHARD_RE = re.compile(r"^part-(\d{5,})(?:-([0-9a-f]{8,64}))?\.parquet$")
+#: Ray Data's own ``write_parquet`` names: ``{uuid}_{block...}.parquet`` (read as oldest).
+_RAY_SHARD_RE = re.compile(r"^[0-9a-f]{32}_[0-9_]+\.parquet$")
+
+
+def _shard_key(name: str) -> tuple[int, str] | None:
+    """Sort key of a shard file name (the order in which "the latest wins"), None if not one."""
+    m = _SHARD_RE.match(name)
+    if m:
+        return int(m.group(1)), m.group(2) or ""
+    return (-1, name) if _RAY_SHARD_RE.match(name) else None
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -65,8 +80,14 @@ def _shards(run_dir: Path) -> list[Path]:
     emb_dir = run_dir / EMBEDDINGS_DIR
     if not emb_dir.is_dir():
         return []
-    found = [p for p in emb_dir.iterdir() if _SHARD_RE.match(p.name)]
-    return sorted(found, key=lambda p: int(_SHARD_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+    found = [(key, p) for p in emb_dir.iterdir() if (key := _shard_key(p.name)) is not None]
+    return [p for _, p in sorted(found, key=lambda t: t[0])]
+
+
+def next_shard_index(run_dir: str | os.PathLike[str]) -> int:
+    """The ``NNNNN`` of the next ``part-NNNNN`` shard: one more than any stored."""
+    keys = [_shard_key(p.name) for p in _shards(run_path(run_dir))]
+    return max((k[0] for k in keys if k is not None), default=-1) + 1
 
 
 def write_shard(
@@ -77,9 +98,13 @@ def write_shard(
     heights: Sequence[int],
     widths: Sequence[int],
     embeddings: np.ndarray,
+    *,
+    name: str | None = None,
 ) -> Path:
-    """Append one shard of embeddings to the run store, atomically; return its path."""
-    run = Path(run_dir)
+    """Append one shard of embeddings to the run store, atomically; return its path.
+
+    ``name`` (default: the next ``part-NNNNN.parquet``) must be a shard name of the store."""
+    run = run_path(run_dir)
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
         raise ValueError(f"embeddings shape {emb.shape} does not match {len(paths)} paths")
@@ -96,24 +121,27 @@ def write_shard(
         ],
         schema=embedding_schema(dim),
     )
-    existing = _shards(run)
-    index = int(_SHARD_RE.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+    if name is None:
+        name = f"part-{next_shard_index(run):05d}.parquet"
+    elif _shard_key(name) is None:
+        raise ValueError(f"shard name must look like part-NNNNN[-hexdigest].parquet; got {name!r}")
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    return atomic_write_bytes(run / EMBEDDINGS_DIR / f"part-{index:05d}.parquet", buf.getvalue())
+    return atomic_write_bytes(run / EMBEDDINGS_DIR / name, buf.getvalue())
 
 
 def _read_table(run: Path, columns: list[str] | None = None) -> pa.Table | None:
     shards = _shards(run)
     if not shards:
         return None
-    tables = [pq.read_table(p, columns=columns) for p in shards]
+    tables = [pq.read_table(p if isinstance(p, Path) else p.open("rb"), columns=columns)
+              for p in shards]  # fmt: skip
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def stored_keys(run_dir: str | os.PathLike[str]) -> set[tuple[str, str]]:
     """The ``(path, sha256)`` pairs already embedded in a run directory."""
-    table = _read_table(Path(run_dir), columns=["path", "sha256"])
+    table = _read_table(run_path(run_dir), columns=["path", "sha256"])
     if table is None:
         return set()
     return set(
@@ -166,7 +194,7 @@ def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:
     >>> emb.X.shape
     (2000, 384)
     """
-    run = Path(run_dir)
+    run = run_path(run_dir)
     info = read_run_info(run)
     table = _read_table(run)
     if table is None or table.num_rows == 0:
@@ -200,7 +228,7 @@ def write_errors(run_dir: str | os.PathLike[str], errors: Iterable[tuple[str, st
     writer.writerow(["path", "reason"])
     for path, reason in errors:
         writer.writerow([path, reason])
-    return atomic_write_text(Path(run_dir) / ERRORS_FILE, buf.getvalue())
+    return atomic_write_text(run_path(run_dir) / ERRORS_FILE, buf.getvalue())
 
 
 def keys_stamp(paths: Sequence[str], sha256: Sequence[str]) -> dict[str, Any]:
@@ -213,7 +241,7 @@ def keys_stamp(paths: Sequence[str], sha256: Sequence[str]) -> dict[str, Any]:
 
 def current_stamp(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The stamp of what the run stores now (reads only the key columns), or None if empty."""
-    table = _read_table(Path(run_dir), columns=["path", "sha256"])
+    table = _read_table(run_path(run_dir), columns=["path", "sha256"])
     if table is None:
         return None
     latest: dict[str, str] = {}

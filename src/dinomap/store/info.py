@@ -18,6 +18,7 @@ from typing import Any
 
 from dinomap.exceptions import SourceNotFoundError
 from dinomap.store._atomic import atomic_write_json
+from dinomap.store._fs import is_url, run_path
 from dinomap.store.layout import RUN_FILE
 
 __all__ = ["is_random_init", "read_json_record", "read_run_info", "update_run_info"]
@@ -43,7 +44,7 @@ def read_json_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read ``run.json`` of a run directory."""
-    path = Path(run_dir) / RUN_FILE
+    path = run_path(run_dir) / RUN_FILE
     if not path.is_file():
         raise SourceNotFoundError(
             f"{run_dir} is not a dinomap run directory (no {RUN_FILE}); "
@@ -61,7 +62,11 @@ def is_random_init(run_dir: str | os.PathLike[str]) -> bool:
 
 @contextlib.contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``run.json`` (a sibling ``.run.json.lock`` file)."""
+    """An exclusive advisory lock on ``run.json`` (a sibling ``.run.json.lock`` file). Object
+    storage has no locks: a remote run directory has one writing command at a time (docs/scale.md)."""
+    if is_url(run_dir):
+        yield
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / f".{RUN_FILE}{_LOCK_SUFFIX}").open("a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -86,7 +91,7 @@ def update_run_info(
     --------
     >>> update_run_info("runs/fm", lambda info: info.update(export={"models": 3}))  # doctest: +SKIP
     """
-    run = Path(run_dir)
+    run = run_path(run_dir)
     with _locked(run):
         path = run / RUN_FILE
         info = read_run_info(run) if (path.is_file() or not create) else {}

@@ -1,0 +1,145 @@
+"""``project --engine ray``: place many new images on a run's saved maps as Ray Data stages.
+
+The same read tasks as the Ray embedding engine (:func:`dinomap.embed.ray_engine._decode_batch`)
+feed an actor pool holding the *run's* encoder (:func:`dinomap.embed.encode.encoder_from_run`,
+as ``embed_files`` uses it), then an actor pool holding the run's fitted mappers (PCA, the
+neural mappers, openTSNE / umap-learn transforms: every one that ``project`` loads), each
+placing a whole batch with ``transform``. Only paths and 2-D coordinates come back to the
+driver, so 10M new points need no 10M-point t-SNE and no 10M x 384 array in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dinomap.embed.ray_engine import RayOptions, _decode_batch, ray_session
+
+__all__ = ["project_ray"]
+
+
+class _RunEncoder:
+    """The run's own model, weights and preprocessing, once per actor."""
+
+    def __init__(self, run_dir: str, threads: int) -> None:
+        import torch
+
+        from dinomap._device import resolve_device
+        from dinomap.embed.config import EmbedConfig
+        from dinomap.embed.encode import _make_encode, encoder_from_run
+        from dinomap.store import read_run_info
+
+        if threads:
+            torch.set_num_threads(threads)
+        info = read_run_info(run_dir)
+        self.loaded, _ = encoder_from_run(run_dir)
+        self.device = resolve_device("auto")
+        precision = str(info.get("precision", "fp32"))
+        if self.device.type == "cpu" and precision == "fp16":
+            precision = "fp32"  # as embed_files does
+        cfg = EmbedConfig(input_size=self.loaded.input_size, compile=False)
+        self.encode = _make_encode(self.loaded, cfg, self.device, precision, 0, "torch")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        ok = np.asarray([not e for e in batch["error"]], bool)
+        emb = np.zeros((len(ok), self.loaded.embed_dim), np.float32)
+        if ok.any():
+            with torch.inference_mode():
+                pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok]))
+                emb[ok] = self.encode(pixels.to(self.device)).cpu().numpy()
+        return {"path": batch["path"], "error": batch["error"], "embedding": emb}
+
+
+class _Placer:
+    """The run's fitted mappers, once per actor: a batch of embeddings -> coordinates."""
+
+    def __init__(self, run_dir: str, methods: Sequence[str] | None, threads: int) -> None:
+        import torch
+
+        from dinomap.downstream.project import load_mappers
+
+        torch.set_num_threads(max(1, threads))
+        self.mappers, self.skipped = load_mappers(run_dir, methods)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = np.asarray([not e for e in batch["error"]], bool)
+        X = np.ascontiguousarray(batch["embedding"][ok], dtype=np.float32)
+        out: dict[str, np.ndarray] = {"path": batch["path"], "error": batch["error"]}
+        for method, mapper in self.mappers.items():
+            xy = np.full((len(ok), 2), np.nan, np.float32)
+            try:
+                if len(X):
+                    xy[ok] = np.asarray(mapper.transform(X), np.float32)
+            except Exception:  # the driver reports the method as skipped (NaN coordinates)
+                pass
+            out[f"{method}_x"], out[f"{method}_y"] = xy[:, 0], xy[:, 1]
+        return out
+
+
+def _blocks(rows: Any, n_blocks: int) -> list[Any]:
+    """``rows`` (a pyarrow Table) in ``n_blocks`` slices: Ray Data blocks, read in parallel."""
+    step = max(1, -(-rows.num_rows // n_blocks))
+    return [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
+
+
+def project_ray(
+    run_dir: str | os.PathLike[str],
+    files: Sequence[str],
+    methods: Sequence[str] | None,
+    options: RayOptions | None = None,
+    batch_size: int = 256,
+) -> tuple[list[str], dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Embed ``files`` with the run's model and place them with its mappers, on Ray.
+
+    Returns ``(ok_paths, {method: (n_ok, 2) float32}, errors [(path, reason)])`` in the order of
+    ``files``; a method whose ``transform`` failed has NaN coordinates (the caller skips it).
+    """
+    from dinomap.store import read_run_info
+
+    ray = ray_session(options or RayOptions())
+    prep = read_run_info(run_dir).get("preprocessing", {})
+    source_size = prep.get("source_size")
+    size = int(source_size or read_run_info(run_dir).get("model", {}).get("input_size", 224))
+    import pyarrow as pa
+
+    n = len(files)
+    rows = pa.table({"index": pa.array(range(n), pa.int64()),
+                     "path": pa.array([str(p) for p in files], pa.string()),
+                     "label": pa.array([""] * n, pa.string())})  # fmt: skip
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+    n_enc = (options.num_actors if options else None) or (gpus or max(1, cpus // 4))
+    threads = 0 if gpus else max(1, (os.cpu_count() or 1) // max(n_enc, 1))
+    ds = (
+        ray.data.from_arrow(_blocks(rows, max(1, min(n, 2 * cpus), -(-n // batch_size))))
+        .map_batches(_decode_batch, batch_format="numpy", batch_size=batch_size,
+                     fn_kwargs={"source": None, "size": size, "area": source_size is None},
+                     num_cpus=1)
+        .map_batches(_RunEncoder, batch_format="numpy", batch_size=batch_size,
+                     fn_constructor_kwargs={"run_dir": str(run_dir), "threads": threads},
+                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_enc),
+                     num_gpus=1.0 if gpus else 0.0, num_cpus=0.5 if gpus else 2)
+        .map_batches(_Placer, batch_format="numpy", batch_size=batch_size,
+                     fn_constructor_kwargs={"run_dir": str(run_dir), "methods": methods,
+                                            "threads": 1},
+                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 4)),
+                     num_cpus=1)  # 2 (encoder) + 1 leaves 1 of 4 CPUs to the reads
+    )  # fmt: skip
+    order = {str(p): i for i, p in enumerate(files)}
+    frames = list(ds.iter_batches(batch_format="pandas", batch_size=None))
+    import pandas as pd
+
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"path": [], "error": []})  # fmt: skip
+    frame = frame.assign(_order=frame["path"].map(order)).sort_values("_order")
+    bad = frame["error"].astype(bool)
+    errors = list(zip(frame.loc[bad, "path"], frame.loc[bad, "error"], strict=True))
+    good = frame.loc[~bad]
+    methods_done = [c[:-2] for c in good.columns if c.endswith("_x")]
+    coords = {m: good[[f"{m}_x", f"{m}_y"]].to_numpy(np.float32) for m in methods_done}
+    return list(good["path"]), coords, [(str(p), str(e)) for p, e in errors]
