@@ -6,8 +6,8 @@ and checked against each other. ``dinomap demo`` runs in a fresh process whose H
 cache is an empty folder and which is offline, so the pretrained weights cannot be had: the demo
 must fall back to random-init weights after a loud banner and stamp every output.
 
-96 images, not fewer: t-SNE's default perplexity (30) needs at least 91 points, and neither
-``run`` nor ``demo`` takes map parameters.
+96 images, so that t-SNE's default perplexity (30, which needs 91 points) is used as is: small
+collections, where the n-dependent defaults adapt, are checked in ``tests/test_small_runs.py``.
 """
 
 from __future__ import annotations
@@ -172,6 +172,19 @@ def test_run_exits_zero_and_says_what_it_did(cli_run: dict[str, Any]) -> None:
     assert f"exported {len(EXPORTED)} model(s)" in out and "(verified)" in out
     assert f"report: {cli_run['run'] / 'report.html'}" in out
     assert "RANDOM-INIT WEIGHTS: this run uses an untrained model." in err  # the banner
+
+
+def test_run_finds_the_label_issues_of_a_labelled_run(cli_run: dict[str, Any]) -> None:
+    """A labelled run gets its label issues (the report shows them), with the run's stamp."""
+    assert "label issues: " in cli_run["stdout"]
+    ds = cli_run["run"] / "downstream"
+    issues = pq.read_table(ds / "label_issues.parquet").to_pandas()
+    assert len(issues) == N_GOOD and set(issues["label"]) == set(CLASSES)
+    assert issues["label_issue_score"].between(0, 1).all()
+    info = json.loads((ds / "label_issues.json").read_text())
+    metrics = json.loads((cli_run["run"] / "metrics.json").read_text())
+    assert info["embeddings"] == metrics["embeddings"] and info["random_init"] is True
+    assert (ds / "label_issues.png").is_file()
 
 
 def test_run_json_counts_stamp_and_timings(cli_run: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 _LAZY: dict[str, str] = {
     "cluster_images": "dinomap.downstream.cluster:cluster_images",
     "find_duplicates": "dinomap.downstream.duplicates:find_duplicates",
+    "find_label_issues": "dinomap.downstream.label_issues:find_label_issues",
     "find_outliers": "dinomap.downstream.outliers:find_outliers",
     "project_images": "dinomap.downstream.project:project_images",
     "search_similar": "dinomap.downstream.search:search_similar",
@@ -55,6 +56,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dinomap.downstream.cluster import cluster_images
     from dinomap.downstream.duplicates import find_duplicates
+    from dinomap.downstream.label_issues import find_label_issues
     from dinomap.downstream.outliers import find_outliers
     from dinomap.downstream.project import project_images
     from dinomap.downstream.search import search_similar
@@ -92,6 +94,7 @@ __all__ = [
     "export_models",
     "export_run",
     "find_duplicates",
+    "find_label_issues",
     "find_outliers",
     "load_embeddings",
     "make_maps",

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dinomap.embed.config import EmbedConfig
 
-__all__ = ["refresh_stale_downstream", "run_pipeline"]
+__all__ = ["label_issues_if_labelled", "refresh_stale_downstream", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def run_pipeline(
     config: EmbedConfig,
     *,
     methods: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
     export: bool = True,
     verify: bool = True,
@@ -51,8 +52,11 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Embed, map, export and report; return what each stage wrote and how long it took.
 
-    Downstream outputs (clusters, outliers, duplicates) that an earlier command wrote and that
-    the new embeddings made stale are recomputed with their recorded settings.
+    ``params`` are per-method map parameters (``{"tsne": {"perplexity": 5}}``, as
+    ``--param tsne.perplexity=5``); defaults that depend on the number of images adapt to small
+    collections (:mod:`dinomap.maps.small_n`). Downstream outputs (clusters, outliers,
+    duplicates, label issues) that an earlier command wrote and that the new embeddings made
+    stale are recomputed with their recorded settings; a labelled run gets its label issues.
     """
 
     def done(name: str, entry: dict[str, Any]) -> None:
@@ -77,14 +81,33 @@ def run_pipeline(
     done("embed", {"seconds": round(time.perf_counter() - t0, 2), "result": res})
 
     from dinomap.maps import make_maps
+    from dinomap.maps.small_n import TooFewPointsError
 
     t0 = time.perf_counter()
-    maps = make_maps(out, methods=methods, random_state=seed, device=config.device,
-                     verbose=not quiet)  # fmt: skip
-    done("maps", {"seconds": round(time.perf_counter() - t0, 2), "result": maps})
+    try:
+        maps = make_maps(out, methods=methods, random_state=seed, device=config.device,
+                         params=params, verbose=not quiet)  # fmt: skip
+    except TooFewPointsError as exc:  # one image: embedded, but no map can say anything
+        if on_stage is None:
+            logger.warning("no maps: %s", exc)
+        _record_no_maps(out, str(exc))
+        done("maps", {"seconds": round(time.perf_counter() - t0, 2), "result": None,
+                      "skipped": str(exc)})  # fmt: skip
+    else:
+        from dinomap.store.info import read_run_info, update_run_info
+
+        if "maps" in read_run_info(out):  # an earlier run had too few images for a map
+            update_run_info(out, lambda info: info.pop("maps", None) and None)
+        done("maps", {"seconds": round(time.perf_counter() - t0, 2), "result": maps})
     refreshed = refresh_stale_downstream(out)
     if refreshed:
         done("downstream", {"refreshed": refreshed})
+    if "label_issues" not in refreshed:
+        t0 = time.perf_counter()
+        issues = label_issues_if_labelled(out)
+        if issues is not None:
+            done("label_issues", {"seconds": round(time.perf_counter() - t0, 2),
+                                  "result": issues})  # fmt: skip
 
     if export:
         from dinomap.export import export_run
@@ -105,8 +128,17 @@ def run_pipeline(
     return stages
 
 
+def _record_no_maps(run_dir: Path, reason: str) -> None:
+    """Say in run.json (``"maps": {"skipped": ...}``) why the run has no maps, so the report
+    can show it; a later run with maps drops it."""
+    from dinomap.store.info import update_run_info
+
+    update_run_info(run_dir, lambda info: info.update(maps={"skipped": reason}))
+
+
 def refresh_stale_downstream(run_dir: str | Path) -> list[str]:
-    """Recompute the downstream outputs (clusters, outliers, duplicates) that exist and were made
+    """Recompute the downstream outputs (clusters, outliers, duplicates, label issues) that exist
+    and were made
     from other embeddings than the run stores now, with their recorded settings; return their
     names."""
     from dinomap.store import current_stamp, is_stale
@@ -115,6 +147,7 @@ def refresh_stale_downstream(run_dir: str | Path) -> list[str]:
         CLUSTERS_INFO_FILE,
         DOWNSTREAM_DIR,
         DUPLICATES_INFO_FILE,
+        LABEL_ISSUES_INFO_FILE,
         OUTLIERS_INFO_FILE,
     )
 
@@ -148,6 +181,32 @@ def refresh_stale_downstream(run_dir: str | Path) -> list[str]:
 
         find_duplicates(run, threshold=float(info.get("threshold", 0.95)))
         refreshed.append("duplicates")
+    if (info := recorded(LABEL_ISSUES_INFO_FILE)) is not None:
+        from dinomap.downstream.label_issues import label_issues_run
+
+        top = len(info.get("top") or []) or 50
+        label_issues_run(run, k=int(info.get("k", 15)), top=top)
+        refreshed.append("label_issues")
     for name in refreshed:
         logger.warning("%s were stale (made from other embeddings): recomputed", name)
     return refreshed
+
+
+def label_issues_if_labelled(run_dir: str | Path, top: int = 50) -> Any:
+    """Find the label issues of a run whose images carry at least two labels (so ``run``'s
+    report can show them); ``None`` (and nothing written) for an unlabelled run, one image, or
+    when ``downstream/label_issues.json`` is already up to date."""
+    from dinomap.store import current_stamp, is_stale, load_embeddings
+    from dinomap.store.info import read_json_record
+    from dinomap.store.layout import DOWNSTREAM_DIR, LABEL_ISSUES_INFO_FILE
+
+    run = Path(run_dir)
+    info = read_json_record(run / DOWNSTREAM_DIR / LABEL_ISSUES_INFO_FILE)
+    if info is not None and not is_stale(info.get("embeddings"), current_stamp(run)):
+        return None
+    emb = load_embeddings(run)
+    if emb.labels is None or len(emb) < 2 or len({x for x in emb.labels if x is not None}) < 2:
+        return None
+    from dinomap.downstream.label_issues import label_issues_run
+
+    return label_issues_run(run, top=top)

@@ -108,8 +108,8 @@ def test_bad_parameters_fail_before_any_work(tmp_path: Path, make_clusters) -> N
     X[0, 0] = np.nan
     with pytest.raises(InvalidParameterError, match="NaN or infinite"):
         make_maps((X, labels), methods="pca")
-    with pytest.raises(InvalidParameterError, match="at least 3 points"):
-        make_maps((X[1:3], labels[1:3]), methods="pca")
+    with pytest.raises(DinomapError, match="no map can be made from 1 point"):
+        make_maps((X[1:2], labels[1:2]), methods="pca")  # 2 points make a PCA map (small_n)
     with pytest.raises(InvalidParameterError, match="labels must have 39 entries"):
         make_maps((X[1:], labels[:3]), methods="pca")
     with pytest.raises(DinomapError, match="does not exist"):

@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "find the images of a run most similar to a query image"),
     "cluster": ("cluster", "cluster the images of a run (HDBSCAN or k-means)"),
     "outliers": ("outliers", "score how unusual each image of a run is"),
+    "label-issues": (
+        "label_issues",
+        "find images whose neighbours disagree with their label (suggests a label)",
+    ),
     "duplicates": ("duplicates", "find exact copies and near-duplicate images in a run"),
     "project": ("project", "place new images on the existing maps of a run"),
     "report": ("report", "write RUN/report.html (interactive offline maps) and RUN/slides.md"),

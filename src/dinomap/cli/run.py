@@ -14,7 +14,13 @@ from dinomap.cli._common import (
     banner,
     embed_config_from_args,
 )
-from dinomap.cli.embed import add_source_arguments, print_embed_summary
+from dinomap.cli.embed import (
+    add_engine_arguments,
+    add_source_arguments,
+    engine_kwargs,
+    print_embed_summary,
+)
+from dinomap.cli.map import parse_params
 from dinomap.embed.config import EmbedConfig
 from dinomap.exceptions import WeightsUnavailableError
 from dinomap.pipeline import run_pipeline
@@ -27,8 +33,15 @@ logger = logging.getLogger(__name__)
 def _print_stage(name: str, entry: dict[str, Any]) -> None:
     if name == "embed":
         print_embed_summary(entry["result"])
+    elif name == "maps" and entry.get("skipped"):
+        print(f"no maps: {entry['skipped']}")
     elif name == "downstream":
         print(f"refreshed stale {', '.join(entry['refreshed'])}")
+    elif name == "label_issues":
+        rep = entry["result"]
+        print(f"label issues: {rep.info['n_label_issues']} of {rep.info['n_labelled']} "
+              f"labelled images flagged; top {len(rep.top)} in "
+              f"{rep.files.get('sheet')}")  # fmt: skip
     elif name == "export":
         exp = entry["result"]
         print(f"exported {len(exp.models)} model(s) to {exp.repository}"
@@ -46,6 +59,11 @@ def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", "--map-seed", dest="seed", type=int, default=0,
         help="random_state of the maps (default: 0); the random-init weights take --init-seed",
     )  # fmt: skip
+    g.add_argument(
+        "--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
+        help="a map parameter, repeatable, as in `dinomap map` (e.g. tsne.perplexity=5); "
+        "defaults that depend on the number of images adapt to small collections",
+    )  # fmt: skip
     g.add_argument("--no-export", action="store_true", help="skip the Triton model repository")
     g.add_argument("--no-verify", action="store_true", help="export without verification")
     g.add_argument("--no-report", action="store_true", help="skip report.html and slides.md")
@@ -61,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     add_source_arguments(p)
     add_model_arguments(p)
     _add_pipeline_arguments(p)
+    add_engine_arguments(p)
     p.set_defaults(func=_run)
 
     d = sub.add_parser(
@@ -79,8 +98,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 
 def _pipeline(args: argparse.Namespace, cfg: EmbedConfig) -> int:
+    params = parse_params(args.param)  # a malformed --param fails before any embedding
+    if getattr(args, "engine", "local") == "ray":  # embed on Ray first; the pipeline's own
+        from dinomap.embed.extract import embed  # embed step then finds nothing missing
+
+        res = embed(args.source, args.out, cfg, data_dir=args.data_dir, split=args.split,
+                    limit=args.limit, progress=False if args.quiet else None,
+                    **engine_kwargs(args))  # fmt: skip
+        if not args.quiet:
+            print_embed_summary(res)
     run_pipeline(
-        args.source, args.out, cfg, methods=args.methods, seed=args.seed,
+        args.source, args.out, cfg, methods=args.methods, params=params,
+        seed=args.seed,
         export=not args.no_export, verify=not args.no_verify, report=not args.no_report,
         data_dir=args.data_dir, split=args.split, limit=args.limit, quiet=args.quiet,
         on_stage=None if args.quiet else _print_stage,

@@ -32,6 +32,7 @@ __all__ = [
     "ImageSource",
     "Item",
     "ManifestSource",
+    "UrlFolderSource",
     "cifar10_source",
     "demo_source",
     "fashion_mnist_source",
@@ -138,7 +139,8 @@ class FolderSource(ImageSource):
 class ManifestSource(FolderSource):
     """A CSV or Parquet manifest with a ``path`` column and an optional ``label`` column.
 
-    Relative paths are resolved against the manifest's folder; duplicate paths are kept once.
+    Relative paths are resolved against the manifest's folder; duplicate paths are kept once;
+    any other column (the scores of a selection exported from ``report.html``) is ignored.
     """
 
     kind = "manifest"
@@ -151,13 +153,15 @@ class ManifestSource(FolderSource):
             raise SourceNotFoundError(f"manifest {manifest} does not exist.")
         suffix = self.manifest.suffix.lower()
         if suffix == ".csv":
-            df = pd.read_csv(self.manifest, dtype=str, keep_default_na=False)
+            # utf-8-sig: a manifest saved by a browser or a spreadsheet may start with a BOM
+            df = pd.read_csv(self.manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif suffix in {".parquet", ".pq"}:
             df = pd.read_parquet(self.manifest)
         else:
             raise InvalidParameterError(
                 f"manifest must be a .csv or .parquet file; got {self.manifest.name!r}."
             )
+        df.columns = [str(c).strip() for c in df.columns]  # other columns (scores) are ignored
         if "path" not in df.columns:
             raise InvalidParameterError(
                 f"manifest {manifest} needs a 'path' column; it has {list(df.columns)}."
@@ -233,6 +237,65 @@ class ArraySource(ImageSource):
     def thumbnail(self, index: int) -> np.ndarray:
         """The RGB image of item ``index`` (for reports and contact sheets)."""
         return self._rgb(index)
+
+
+def read_image_url(url: str) -> tuple[np.ndarray, str]:
+    """Read and decode one image of object storage (any fsspec URL); ``(rgb, sha256)``."""
+    from dinomap.data.decode import DecodeError, decode_image
+    from dinomap.store._fs import read_bytes
+
+    try:
+        data = read_bytes(url)
+    except (OSError, ValueError) as exc:  # missing object, no permission, network
+        raise DecodeError(f"unreadable: {type(exc).__name__}: {exc}") from exc
+    return decode_image(data), sha256_bytes(data)
+
+
+class UrlFolderSource(ImageSource):
+    """Every image object under a URL prefix (``s3://bucket/images/``, ``gs://...``, any fsspec
+    URL), sorted by key; the label is the first sub-folder, as for :class:`FolderSource`."""
+
+    kind = "url-folder"
+    by_path = True  # the Ray engine's read tasks need only each item's URL
+
+    def __init__(self, url: str, labels_from: str = "folder") -> None:
+        from dinomap.store._fs import filesystem
+
+        self.url = url.rstrip("/")
+        fs, root = filesystem(self.url)
+        self.protocol = url.split("://", 1)[0]
+        try:
+            keys = sorted(k for k in fs.find(root) if not Path(k).name.startswith(".")
+                          and Path(k).suffix.lower() in IMAGE_EXTENSIONS)  # fmt: skip
+        except OSError as exc:
+            raise SourceNotFoundError(f"cannot list {url}: {exc}") from exc
+        if not keys:
+            raise SourceNotFoundError(f"no image objects found under {url}.")
+        prefix = root.rstrip("/") + "/"
+        rels = [k[len(prefix):] if k.startswith(prefix) else k for k in keys]
+        self._items = [
+            Item(f"{self.url}/{rel}",
+                 rel.split("/", 1)[0] if labels_from == "folder" and "/" in rel else None)
+            for rel in rels
+        ]  # fmt: skip
+
+    @property
+    def items(self) -> list[Item]:
+        return self._items
+
+    def load(self, index: int) -> tuple[np.ndarray, str]:
+        return read_image_url(self._items[index].path)
+
+    def sha256(self, index: int) -> str:
+        from dinomap.store._fs import read_bytes
+
+        try:
+            return sha256_bytes(read_bytes(self._items[index].path))
+        except (OSError, ValueError):
+            return "unreadable"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "root": self.url}
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -361,6 +424,10 @@ def open_source(
     >>> len(open_source("demo"))
     2000
     """
+    from dinomap.store._fs import is_url
+
+    if is_url(spec):
+        return UrlFolderSource(os.fspath(spec))
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path)

@@ -38,6 +38,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         INDEX_KINDS,
         NeighborIndex,
     )
+    from dinomap.downstream.label_issues import (
+        LabelIssuesReport,
+        find_label_issues,
+        label_issues_run,
+    )
     from dinomap.downstream.neighbors import run_index
     from dinomap.downstream.outliers import (
         OUTLIER_METHODS,
@@ -62,6 +67,7 @@ __all__ = [
     "RANDOM_INIT_STAMP",
     "ClusterResult",
     "DuplicateReport",
+    "LabelIssuesReport",
     "MissingDependencyError",
     "NeighborIndex",
     "OutlierReport",
@@ -74,7 +80,9 @@ __all__ = [
     "contact_sheet",
     "exact_duplicate_groups",
     "find_duplicates",
+    "find_label_issues",
     "find_outliers",
+    "label_issues_run",
     "load_mappers",
     "near_duplicate_groups",
     "outlier_scores",
@@ -102,6 +110,9 @@ __getattr__, __dir__ = lazy_exports(
         "exact_duplicate_groups": "duplicates",
         "find_duplicates": "duplicates",
         "near_duplicate_groups": "duplicates",
+        "LabelIssuesReport": "label_issues",
+        "find_label_issues": "label_issues",
+        "label_issues_run": "label_issues",
         "DOWNSTREAM_DIR": "index",
         "INDEX_KINDS": "index",
         "MissingDependencyError": "dinomap.exceptions",

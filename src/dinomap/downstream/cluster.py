@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 
 def _default_min_cluster_size(n: int) -> int:
     # Small enough to keep a cluster of 0.5% of the images (200 equal clusters), capped so
-    # large collections still find their smaller groups.
-    return int(max(5, min(n // 200, 100)))
+    # large collections still find their smaller groups; under 15 images, a third of them
+    # (at least 2), so a handful of images can still form clusters.
+    return int(max(min(5, max(2, n // 3)), min(n // 200, 100)))
 
 
 def _hdbscan(
@@ -57,7 +58,7 @@ def _hdbscan(
     )
     min_samples = params.get("min_samples")
     if min_samples is None:
-        min_samples = min(10, mcs)  # less noise and faster than sklearn's min_cluster_size
+        min_samples = min(10, mcs, n)  # less noise and faster than sklearn's min_cluster_size
     min_samples = check_positive_int("min_samples", min_samples)
     model = HDBSCAN(min_cluster_size=min(mcs, n), min_samples=min_samples, copy=True)
     labels = model.fit_predict(Z)
@@ -175,9 +176,10 @@ def cluster_embeddings(
     n_clusters : int or None
         Number of clusters for ``kmeans`` (required there).
     min_cluster_size : int or None
-        HDBSCAN's smallest cluster; ``None`` uses ``max(5, min(n // 200, 100))``.
+        HDBSCAN's smallest cluster; ``None`` uses ``max(5, min(n // 200, 100))``, and under
+        15 images a third of them (at least 2).
     min_samples : int or None
-        HDBSCAN's density parameter (``None``: ``min(10, min_cluster_size)``).
+        HDBSCAN's density parameter (``None``: ``min(10, min_cluster_size, n)``).
     labels : sequence or None
         Known labels, to compute ARI and NMI.
     random_state : int, default=0

@@ -21,6 +21,8 @@ from dinomap.store.layout import (
     DOWNSTREAM_DIR,
     DUPLICATES_FILE,
     DUPLICATES_INFO_FILE,
+    LABEL_ISSUES_FILE,
+    LABEL_ISSUES_INFO_FILE,
     MAPS_FILE,
     METRICS_FILE,
     OUTLIERS_FILE,
@@ -42,7 +44,7 @@ def stale_outputs(
 ) -> list[str]:
     """One line (also logged as a warning, once) per derived output made from other embeddings
     than the run stores now (``now``: its stamp, read when not given): maps and metrics,
-    clusters, outliers, duplicates."""
+    clusters, outliers, duplicates, label issues."""
     run = Path(run_dir)
     now = now if now is not None else current_stamp(run)
     if now is None:
@@ -54,6 +56,11 @@ def stale_outputs(
         (_recorded(ds / CLUSTERS_INFO_FILE), f"{DOWNSTREAM_DIR}/{CLUSTERS_FILE}", "cluster"),
         (_recorded(ds / OUTLIERS_INFO_FILE), f"{DOWNSTREAM_DIR}/{OUTLIERS_FILE}", "outliers"),
         (_recorded(ds / DUPLICATES_INFO_FILE), f"{DOWNSTREAM_DIR}/{DUPLICATES_FILE}", "duplicates"),
+        (
+            _recorded(ds / LABEL_ISSUES_INFO_FILE),
+            f"{DOWNSTREAM_DIR}/{LABEL_ISSUES_FILE}",
+            "label-issues",
+        ),
     ]
     out = []
     for recorded, what, command in checks:
