@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	bash tests/export/get_tritonserver.sh $(VENV)
 	touch $(STAMP)
 
 # Debian packages: the Fashion-MNIST data set and Chromium for the report's browser tests.

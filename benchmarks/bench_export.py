@@ -7,6 +7,10 @@ absolute difference of each exported model from eager on the timed batch. Writes
 
     nice -n 10 python benchmarks/bench_export.py --out bench_export.json
     python benchmarks/bench_export.py --tiny --out /tmp/b.json      # seconds, for a smoke test
+    python benchmarks/bench_export.py --repository runs/demo/model_repository  # its size on disk
+
+``--repository`` measures an exported repository instead: bytes per model folder (members and
+ensembles, from its ``dinomap_export.json``) and the total, in MB (10^6 bytes).
 """
 
 from __future__ import annotations
@@ -37,6 +41,27 @@ def _time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def repository_size(repo: Path) -> dict[str, Any]:
+    """Bytes on disk of each model folder of an exported repository, and the total."""
+    meta_path = repo / "dinomap_export.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    folders = {}
+    for d in sorted(p for p in repo.iterdir() if p.is_dir()):
+        folders[d.name] = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+    total = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file())
+    return {
+        "benchmark": "bench_export.repository_size",
+        "repository": str(repo),
+        "model": (meta.get("model") or {}).get("name"),
+        "formats": sorted({m["format"] for m in meta.get("models", [])}),
+        "members": meta.get("members"),
+        "ensembles": meta.get("ensembles"),
+        "bytes_per_folder": folders,
+        "total_bytes": total,
+        "total_mb": round(total / 1e6, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="dinov2-s14")
@@ -49,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (default: torch's)")
     ap.add_argument("--tiny", action="store_true", help="one-block 32-d ViT (smoke test)")
     ap.add_argument("--out", type=Path, help="write the JSON here (default: stdout only)")
+    ap.add_argument("--repository", type=Path, help="measure this exported repository's size")
     args = ap.parse_args(argv)
+    if args.repository is not None:
+        text = json.dumps(repository_size(args.repository), indent=2)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
+        print(text)
+        return 0
 
     import onnxruntime as ort
 

@@ -1,5 +1,6 @@
 """Exports that must fail: a wrong file on disk, a preprocessing that differs in the exported
-graph, and the ONNX exporter's fallback (which must still be verified and recorded)."""
+graph, an ensemble wired wrongly in its config, and the ONNX exporter's fallback (which must
+still be verified and recorded)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def test_a_wrong_file_on_disk_stops_the_export_and_is_recorded_as_failed(
 
 
 class _OneGreyLevelOffWhenExported(Preprocess):
-    """The bug the preprocessing diagnostic exists for: the exported graph's preprocessing is
-    one grey level off eager (as a resize that rounds differently in a runtime would be)."""
+    """The bug the strict check of the ``preprocess`` member exists for: the exported graph's
+    preprocessing is one grey level off eager (as a resize that rounds differently in a runtime
+    would be)."""
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         out = super().forward(pixels)
@@ -69,29 +71,30 @@ class _OneGreyLevelOffWhenExported(Preprocess):
         return out
 
 
-def test_a_failed_preprocessing_diagnostic_stops_the_export(tmp_path: Path) -> None:
+def test_a_preprocess_member_one_grey_level_off_stops_the_export(tmp_path: Path) -> None:
     enc = tiny_encoder()
     pre = _OneGreyLevelOffWhenExported(TINY_INPUT_SIZE, enc.mean, enc.std, source_size=32)
     out = tmp_path / "repo"
-    with pytest.raises(VerificationError, match=r"dino_pipeline_onnx\[preprocessing\]"):
+    with pytest.raises(VerificationError, match=r"within 0.0001: preprocess_onnx\. See"):
         export_models(
             out, enc.extractor, input_size=TINY_INPUT_SIZE, preprocess=pre, formats="onnx",
             device="cpu", random_init=True, real_images=real_like_images(),
         )  # fmt: skip
     report = json.loads((out / "verification.json").read_text())
     assert report["passed"] is False and report["status"] == "failed"
-    # The random-init model hides one grey level: the whole pipeline passes its own check...
-    assert all(m["passed"] for m in report["models"]), report["models"]
-    # ...and the preprocessing alone shows it (1 / (0.224 * 255) = 0.0175 after normalising).
-    (diag,) = report["diagnostics"]
-    assert diag["name"] == "dino_pipeline_onnx[preprocessing]" and diag["passed"] is False
-    assert diag["max_abs_diff"] == pytest.approx(1 / (0.224 * 255), rel=0.02)
+    by_name = {m["name"]: m for m in report["models"]}
+    # The random-init model hides one grey level: the ensemble built on the member passes...
+    assert by_name["dino_pipeline_onnx"]["passed"] is True
+    assert by_name["dino_pipeline_onnx"]["steps"] == ["preprocess_onnx", "dino_model_onnx"]
+    # ...and the member alone shows it (1 / (0.224 * 255) = 0.0175 after normalising).
+    pre_check = by_name["preprocess_onnx"]
+    assert pre_check["passed"] is False
+    assert pre_check["max_abs_diff"] == pytest.approx(1 / (0.224 * 255), rel=0.02)
+    labels = [c["label"] for c in pre_check["cases"]]
+    assert any("28x28" in lbl for lbl in labels) and any("56x56" in lbl for lbl in labels)
     ver = json.loads((out / "dinomap_export.json").read_text())["verification"]
-    assert ver["status"] == "failed" and ver["failed"] == ["dino_pipeline_onnx[preprocessing]"]
-    assert ver["diagnostics"]["dino_pipeline_onnx[preprocessing]"]["passed"] is False
-    assert (
-        "diagnostic `dino_pipeline_onnx[preprocessing]`: FAILED" in (out / "README.md").read_text()
-    )
+    assert ver["status"] == "failed" and ver["failed"] == ["preprocess_onnx"]
+    assert "`preprocess_onnx`: FAILED" in (out / "README.md").read_text()
 
 
 def test_onnx_falls_back_to_the_legacy_exporter_and_records_it(

@@ -22,24 +22,38 @@ ORT_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(uint8)": "TYPE_UINT8"}
 
 def test_layout_metadata_and_random_init_stamp(tiny_repo: ExportResult, repo_root: Path) -> None:
     names = sorted(m.name for m in tiny_repo.models)
-    expected = ["dino_model", "dino_pipeline", "parametric_umap", "dino_pipeline_parametric_umap"]
-    assert names == sorted(expected + [f"{n}_onnx" for n in expected])
+    members = ["dino_model", "preprocess", "parametric_umap"]
+    ensembles = ["dino_pipeline", "dino_pipeline_parametric_umap"]
+    assert names == sorted(n + s for n in members + ensembles for s in ("", "_onnx"))
     for m in tiny_repo.models:
+        assert m.config_path == repo_root / m.name / "config.pbtxt"
+        if m.is_ensemble:  # no file of its own: an empty version folder
+            assert m.path == repo_root / m.name / "1" and list(m.path.iterdir()) == []
+            continue
         suffix = "model.pt" if m.format == "torchscript" else "model.onnx"
         assert m.path == repo_root / m.name / "1" / suffix and m.path.stat().st_size > 0
-        assert m.config_path == repo_root / m.name / "config.pbtxt"
     meta = json.loads((repo_root / "dinomap_export.json").read_text())
     assert meta["random_init"] is True and meta["weights"]["source"] == "random-init"
     ver = meta["verification"]
     assert ver["passed"] is True and ver["status"] == "passed"
     assert ver["waived"] == {} and ver["failed"] == []
     assert set(ver["max_abs_diff"]) == {m.name for m in tiny_repo.models}
-    assert all(d["passed"] for d in ver["diagnostics"].values()) and len(ver["diagnostics"]) == 2
+    assert ver["diagnostics"] == {}  # preprocess is a member, checked strictly on its own
+    assert meta["members"] == [m.name for m in tiny_repo.models if not m.is_ensemble]
+    assert meta["ensembles"] == {
+        "dino_pipeline": ["preprocess", "dino_model"],
+        "dino_pipeline_onnx": ["preprocess_onnx", "dino_model_onnx"],
+        "dino_pipeline_parametric_umap": ["preprocess", "dino_model", "parametric_umap"],
+        "dino_pipeline_parametric_umap_onnx": [
+            "preprocess_onnx", "dino_model_onnx", "parametric_umap_onnx"],
+    }  # fmt: skip
     assert meta["preprocessing"]["source_size"] == 32
     assert "RANDOM-INIT" in (repo_root / "README.md").read_text()
     # The eager models ran in this process; the scripted ones were made by torch.jit.script.
-    assert {m.method for m in tiny_repo.models if m.format == "torchscript"} == {"script"}
-    assert {m.method for m in tiny_repo.models if m.format == "onnx"} == {"dynamo"}
+    files = [m for m in tiny_repo.models if not m.is_ensemble]
+    assert {m.method for m in files if m.format == "torchscript"} == {"script"}
+    assert {m.method for m in files if m.format == "onnx"} == {"dynamo"}
+    assert {m.method for m in tiny_repo.models if m.is_ensemble} == {"ensemble"}
 
 
 def _batch(dims: list[int], dtype: type, n: int = 2) -> np.ndarray:
@@ -55,6 +69,8 @@ def test_every_config_parses_with_triton_schema_and_matches_the_model(
 ) -> None:
     schema_kinds = {"torchscript": "pytorch_libtorch", "onnx": "onnxruntime_onnx"}
     for m in tiny_repo.models:
+        if m.is_ensemble:  # see test_export_ensembles.py
+            continue
         cfg = parse_config(m.config_path.read_text())
         assert cfg.name == m.config_path.parent.name == m.name
         assert cfg.platform == schema_kinds[m.format]
@@ -85,8 +101,9 @@ def test_every_config_parses_with_triton_schema_and_matches_the_model(
             y = sess.run(None, {gi.name: x})[0]
         assert y.dtype == np.float32 and list(y.shape) == [2, *out_dims], m.name
     kinds = {m.name: m for m in tiny_repo.models}
-    pipe = parse_config(kinds["dino_pipeline"].config_path.read_text())
+    pipe = parse_config(kinds["preprocess"].config_path.read_text())
     assert list(pipe.input[0].dims) == [-1, -1, 3]
+    assert list(pipe.output[0].dims) == [3, TINY_INPUT_SIZE, TINY_INPUT_SIZE]
     feat = parse_config(kinds["dino_model"].config_path.read_text())
     assert list(feat.input[0].dims) == [3, TINY_INPUT_SIZE, TINY_INPUT_SIZE]
     assert list(feat.output[0].dims) == [32]
@@ -106,19 +123,20 @@ def test_verification_ran_in_a_fresh_process_with_real_inputs(
         assert any("real" in lbl for lbl in labels), m["name"]
         assert all(c["passed"] and c["max_abs_diff"] <= 1e-4 for c in m["cases"])
         assert all(c["expected_max_abs"] > 1e-3 for c in m["cases"])  # not comparing zeros
-    # The preprocessing alone, exported like each pipeline: every case passes, the rounding
-    # ties of 28x28 and 56x56 (Fashion-MNIST's size, and 56 -> 32 down) included.
-    diags = {d["name"]: d for d in report["diagnostics"]}
-    assert set(diags) == {"dino_pipeline[preprocessing]", "dino_pipeline_onnx[preprocessing]"}
-    for diag in diags.values():
-        labels = [c["label"] for c in diag["cases"]]
+    # The preprocess member on its own: every case passes, the rounding ties of 28x28 and
+    # 56x56 (Fashion-MNIST's size, and 56 -> 32 down) included.
+    assert report["diagnostics"] == []
+    by_name = {m["name"]: m for m in report["models"]}
+    for name in ("preprocess", "preprocess_onnx"):
+        labels = [c["label"] for c in by_name[name]["cases"]]
         assert any("28x28" in lbl for lbl in labels) and any("56x56" in lbl for lbl in labels)
-        assert diag["passed"] and all(c["passed"] and c["max_abs_diff"] <= 1e-4
-                                      for c in diag["cases"]), diag  # fmt: skip
     assert report["status"] == "passed" and report["waived"] == []
-    pipe = next(m for m in report["models"] if m["name"] == "dino_pipeline_onnx")
-    sizes = {tuple(c["input_shape"][1:3]) for c in pipe["cases"]}
-    assert {(32, 32), (45, 37), (28, 28)} <= sizes  # the bottleneck size, odd sizes, real ones
+    for name in ("dino_pipeline_onnx", "preprocess_onnx"):
+        sizes = {tuple(c["input_shape"][1:3]) for c in by_name[name]["cases"]}
+        assert {(32, 32), (45, 37), (28, 28)} <= sizes  # the bottleneck size, odd, real ones
+    # Ensembles were run member file by member file, as their config wires them.
+    assert by_name["dino_pipeline_parametric_umap_onnx"]["steps"] == [
+        "preprocess_onnx", "dino_model_onnx", "parametric_umap_onnx"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +149,16 @@ def pool_repo(tmp_path_factory: pytest.TempPathFactory, pool_preprocess: nn.Modu
 
 
 def _pipeline_outputs(res: ExportResult, batch: np.ndarray) -> dict[str, np.ndarray]:
-    ts = load_torchscript_bytes(res.model("dino_pipeline").path.read_bytes())
-    sess = ort.InferenceSession(
-        str(res.model("dino_pipeline_onnx").path), providers=["CPUExecutionProvider"]
-    )
+    """``dino_pipeline`` and its ONNX twin, their member files chained by hand."""
+    ts = [load_torchscript_bytes(res.model(n).path.read_bytes()) for n in ("preprocess", "dino_model")]
+    sessions = [
+        ort.InferenceSession(str(res.model(n).path), providers=["CPUExecutionProvider"])
+        for n in ("preprocess_onnx", "dino_model_onnx")
+    ]
     with torch.no_grad():
-        out = {"torchscript": ts(torch.from_numpy(batch)).numpy()}
-    out["onnx"] = sess.run(None, {"INPUT__0": batch})[0]
+        out = {"torchscript": ts[1](ts[0](torch.from_numpy(batch))).numpy()}
+    x = sessions[0].run(None, {"INPUT__0": batch})[0]
+    out["onnx"] = sessions[1].run(None, {"INPUT__0": x})[0]
     return out
 
 

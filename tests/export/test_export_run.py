@@ -52,8 +52,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) -> None:
     res = export_run(run_dir, formats="torchscript", device="cpu")
     assert res.repository == run_dir / "model_repository"
-    assert [m.name for m in res.models] == ["dino_model", "dino_pipeline", "tsne_nn",
-                                            "dino_pipeline_tsne_nn"]  # fmt: skip
+    assert [m.name for m in res.models] == ["dino_model", "preprocess", "tsne_nn",
+                                            "dino_pipeline", "dino_pipeline_tsne_nn"]  # fmt: skip
+    assert res.metadata["ensembles"] == {
+        "dino_pipeline": ["preprocess", "dino_model"],
+        "dino_pipeline_tsne_nn": ["preprocess", "dino_model", "tsne_nn"],
+    }
+    assert res.metadata["members"] == ["dino_model", "preprocess", "tsne_nn"]
     assert res.passed and res.random_init
     meta = res.metadata
     assert meta["source_run"] == str(run_dir.resolve()) and meta["random_init"] is True
@@ -83,13 +88,15 @@ def test_export_run_exports_the_runs_model_and_its_neural_mapper(run_dir: Path) 
         np.testing.assert_allclose(
             model(torch.from_numpy(emb)).numpy(), fitted.transform(emb), atol=1e-4
         )
-    # The raw-pixel model reproduces the run's encoder + preprocessing.
+    # The raw-pixel ensemble's members reproduce the run's encoder + preprocessing.
     enc, pre = encoder_from_run(run_dir)
     pix = np.random.default_rng(1).integers(0, 256, (2, 40, 30, 3), dtype=np.uint8)
-    pipe_model = load_torchscript_bytes(res.model("dino_pipeline").path.read_bytes())
+    pre_model = load_torchscript_bytes(res.model("preprocess").path.read_bytes())
+    feat_model = load_torchscript_bytes(res.model("dino_model").path.read_bytes())
     with torch.no_grad():
         ref = enc.extractor(pre(torch.from_numpy(pix))).numpy()
-        np.testing.assert_allclose(pipe_model(torch.from_numpy(pix)).numpy(), ref, atol=1e-4)
+        got = feat_model(pre_model(torch.from_numpy(pix))).numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-4)
     cfg = parse_config(res.model("dino_pipeline_tsne_nn").config_path.read_text())
     assert list(cfg.output[0].dims) == [2] and cfg.parameters["method"].string_value == "tsne_nn"
 
@@ -153,7 +160,8 @@ def test_export_run_records_a_failed_verification(
         export_run(run_copy, formats="torchscript", include_mappers=False, device="cpu")
     section = json.loads((run_copy / "run.json").read_text())["export"]
     assert section["verified_against_eager"] is False and section["verification"] == "failed"
-    assert section["failed"] == ["dino_model"] and section["max_abs_diff"] > 1e-3
+    # the ensemble built on the changed file fails with it
+    assert section["failed"] == ["dino_model", "dino_pipeline"] and section["max_abs_diff"] > 1e-3
     meta = json.loads((run_copy / "model_repository" / "dinomap_export.json").read_text())
     assert meta["verification"]["status"] == "failed"
 
@@ -202,13 +210,14 @@ def test_cli_export_run_without_verification_and_bad_arguments(
     code = main(["export", str(run_dir), "--out", str(out), "--no-verify", "--no-mappers",
                  "--format", "torchscript"])  # fmt: skip
     assert code == 0
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["dino_model", "dino_pipeline"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "dino_model", "dino_pipeline", "preprocess"]  # fmt: skip
     (out / "not_ours").mkdir()
     code = main(["export", str(run_dir), "--out", str(out), "--no-verify", "--no-mappers",
                  "--format", "onnx", "-q"])  # fmt: skip
     assert code == 0  # the TorchScript folders of the earlier export are gone, others stay
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
-        "dino_model_onnx", "dino_pipeline_onnx", "not_ours"]  # fmt: skip
+        "dino_model_onnx", "dino_pipeline_onnx", "not_ours", "preprocess_onnx"]  # fmt: skip
     assert not (out / "verification.json").exists()
     assert json.loads((out / "dinomap_export.json").read_text())["verification"] is None
     capsys.readouterr()

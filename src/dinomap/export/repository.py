@@ -4,13 +4,18 @@ What :func:`export_models` writes (``_onnx`` folders only with the ``onnx`` form
 
     model_repository/
       dino_model/            float32 [N, 3, S, S] normalised  -> float32 [N, D]  (CLS token)
-      dino_pipeline/         uint8 [N, H, W, 3] RGB pixels     -> float32 [N, D]
+      preprocess/            uint8 [N, H, W, 3] RGB pixels     -> float32 [N, 3, S, S]
       <method>/              float32 [N, D] embeddings         -> float32 [N, 2]  (mappers)
-      dino_pipeline_<method>/  uint8 [N, H, W, 3] pixels       -> float32 [N, 2]
-      dino_model_onnx/ ...   the same models for onnxruntime
-      dinomap_export.json    what was exported, from which weights (random_init!), verification
+      dino_pipeline/         ensemble: preprocess -> dino_model           (no weights of its own)
+      dino_pipeline_<method>/  ensemble: preprocess -> dino_model -> <method>
+      dino_model_onnx/ ...   the same models for onnxruntime (ensembles of the _onnx members)
+      dinomap_export.json    members, ensembles, weights (random_init!), verification
       verification.json      per model and input: max |exported - eager|
       README.md              the same for humans
+
+The ViT is written once per format (``dino_model``); the raw-pixel models are Triton ensembles
+(``platform: "ensemble"``) that chain the members, so the repository holds one copy of the
+weights per format.
 
 This module orchestrates: :mod:`dinomap.export.targets` says what to export,
 :mod:`dinomap.export.writer` writes the files, :mod:`dinomap.export.verify` checks them, and
@@ -21,9 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,7 @@ from dinomap.export.targets import (
     PixelPipeline,
     _build_targets,
     _eager,
+    _EnsembleTarget,
     _on_cpu,
     _same_size_batch,
     _Target,
@@ -59,10 +64,10 @@ from dinomap.export.writer import (
     VERIFICATION_FILE,
     _common_parameters,
     _metadata,
+    _write_ensemble,
     _write_model,
     _write_repository_files,
 )
-from dinomap.store import atomic_write_json
 
 if TYPE_CHECKING:
     from dinomap.embed.models import LoadedModel
@@ -166,7 +171,8 @@ def export_models(
         ``S``.
     preprocess : nn.Module, optional
         uint8 ``[N, H, W, 3]`` -> normalised ``[N, 3, S, S]`` (:class:`dinomap.embed.preprocess.Preprocess`);
-        with it the raw-pixel ``dino_pipeline`` (and a pixels -> 2-D model per mapper) is exported.
+        with it the ``preprocess`` member and the raw-pixel ensembles ``dino_pipeline`` (and
+        ``dino_pipeline_<method>`` per mapper) are exported.
     source_size : int
         The preprocessing's bottleneck size (32), used for test inputs only; 0 when none.
     mappers : mapping of str to nn.Module, optional
@@ -174,8 +180,9 @@ def export_models(
     formats : str or iterable of str
         ``"torchscript"``, ``"onnx"`` or both (``"torchscript,onnx"``).
     verify : bool
-        Check every exported file, and the preprocessing of each raw-pixel model on its own, in
-        a fresh process (see :mod:`dinomap.export.verify`); a failure raises
+        Check every exported file, and every ensemble as its members' files chained the way
+        its ``config.pbtxt`` wires them, in a fresh process (see :mod:`dinomap.export.verify`);
+        a failure raises
         :class:`VerificationError` after ``verification.json`` and ``dinomap_export.json``
         record it. With ``random_init`` a mapper that runs but differs beyond ``atol`` is
         waived instead (recorded as such, ``status: "passed_with_waivers"``).
@@ -213,20 +220,21 @@ def export_models(
         out, extractor, preprocess, real_images, input_size, max_batch_size, random_init
     )
     desc = dict(description or {})
-    targets, embed_dim = _build_targets(
+    targets, ensembles, embed_dim = _build_targets(
         extractor, input_size, preprocess, int(source_size), dict(mappers or {}), images,
         real_embeddings, seed,
     )  # fmt: skip
     common = _common_parameters(desc, extractor, random_init)
     exported, checks = _write_targets(root, targets, fmts, dev, max_batch_size, common, verify)
-    report = (
-        _verify(root, checks, preprocess, targets, exported, atol, random_init) if verify else None
-    )
+    more, ens_checks = _write_ensembles(root, ensembles, fmts, exported, max_batch_size, common,
+                                        verify)  # fmt: skip
+    exported, checks = exported + more, checks + ens_checks
+    report = _verify(root, checks, exported, atol, random_init) if verify else None
     meta = _metadata(
         root, exported, report, desc, random_init=random_init, embed_dim=embed_dim,
         input_size=input_size, device=dev, max_batch_size=max_batch_size,
     )  # fmt: skip
-    _write_repository_files(root, exported, meta)
+    _write_repository_files(root, exported, meta, report)
     if report is not None and not report.passed:
         raise _verification_error(report, root, atol)
     return ExportResult(root, exported, bool(random_init), report, meta)
@@ -274,7 +282,7 @@ def _write_targets(
         probe = _eager(target.module, target.example.numpy()[:1])
         for fmt in fmts:
             model = _write_model(
-                root, target, fmt, output_dim=int(probe.shape[1]), device=device,
+                root, target, fmt, output_dims=tuple(probe.shape[1:]), device=device,
                 max_batch_size=max_batch_size, common=common,
             )  # fmt: skip
             exported.append(model)
@@ -283,8 +291,39 @@ def _write_targets(
     return exported, checks
 
 
+def _write_ensembles(
+    root: Path,
+    ensembles: Sequence[_EnsembleTarget],
+    fmts: Sequence[str],
+    members: Sequence[ExportedModel],
+    max_batch_size: int,
+    common: Mapping[str, Any],
+    verify: bool,
+) -> tuple[list[ExportedModel], list[ModelCheck]]:
+    """Write every ensemble over the members of each format; with ``verify`` also its check:
+    the members' files chained as the written ``config.pbtxt`` wires them."""
+    from dinomap.export.ensemble import chain_from_config
+
+    by_name = {m.name: m for m in members}
+    exported: list[ExportedModel] = []
+    checks: list[ModelCheck] = []
+    for target in ensembles:
+        expected_cache: dict[int, np.ndarray] = {}
+        for fmt in fmts:
+            model = _write_ensemble(
+                root, target, fmt, by_name, max_batch_size=max_batch_size, common=common
+            )
+            exported.append(model)
+            if verify:
+                check = _model_check(target, model, expected_cache)
+                input_name, output_name, steps = chain_from_config(model.config_path)
+                checks.append(replace(check, input_name=input_name, output_name=output_name,
+                                      steps=steps))  # fmt: skip
+    return exported, checks
+
+
 def _model_check(
-    target: _Target, model: ExportedModel, expected_cache: dict[int, np.ndarray]
+    target: _Target | _EnsembleTarget, model: ExportedModel, expected_cache: dict[int, np.ndarray]
 ) -> ModelCheck:
     """The check of ``model`` on the cases of ``target`` its input fits (eager outputs cached
     per case in ``expected_cache``, shared by the formats of one target)."""
@@ -303,36 +342,19 @@ def _model_check(
 def _verify(
     root: Path,
     checks: list[ModelCheck],
-    preprocess: nn.Module | None,
-    targets: Sequence[_Target],
     exported: Sequence[ExportedModel],
     atol: float,
     random_init: bool,
 ) -> VerificationReport:
-    """Verify the written models (plus the preprocessing diagnostics) and write
-    ``verification.json``; waive random-init mappers; log failed diagnostics."""
-    with tempfile.TemporaryDirectory(prefix="dinomap-preprocess-") as tmp:
-        if preprocess is not None:
-            pipe_target = next(t for t in targets if t.kind == "pipeline")
-            checks += _preprocessing_checks(
-                Path(tmp),
-                preprocess,
-                pipe_target,
-                [m for m in exported if m.kind == "pipeline"],
-            )
-        report = verify_models(checks, atol=atol)
+    """Verify the written members and ensembles in a fresh process; waive random-init
+    mappers. (``preprocess`` is a member of its own now, checked like any other model at the
+    sizes with rounding ties, so no separate preprocessing diagnostic is needed.)"""
+    report = verify_models(checks, atol=atol)
     if random_init:
         _waive_random_init_mappers(report, exported)
-    atomic_write_json(root / VERIFICATION_FILE, report.to_dict())
-    for diag in report.diagnostics:
-        if not diag.get("passed"):
-            logger.error(
-                "the preprocessing inside %s differs from eager PyTorch by up to %s "
-                "(one grey level is about 0.017 after normalisation); see %s",
-                diag["name"].split("[")[0],
-                "n/a" if diag.get("max_abs_diff") is None else f"{diag['max_abs_diff']:.3g}",
-                root / VERIFICATION_FILE,
-            )
+    for name in report.failed:
+        logger.error("exported model %s differs from eager PyTorch; see %s", name,
+                     root / VERIFICATION_FILE)  # fmt: skip
     return report
 
 
@@ -344,43 +366,6 @@ def _verification_error(report: VerificationReport, root: Path, atol: float) -> 
         f"{METADATA_FILE} records the export as failed).",
         report=report,
     )
-
-
-def _preprocessing_checks(
-    tmp: Path, preprocess: nn.Module, target: _Target, pipelines: Sequence[ExportedModel]
-) -> list[ModelCheck]:
-    """Diagnostics: the preprocessing alone, exported like each pipeline, vs eager.
-
-    An untrained extractor hides small input differences (a grey level here and there); the
-    normalised pixels do not, so a resize that rounds differently in a runtime shows up here.
-    """
-    from dinomap.export.onnx import to_onnx
-    from dinomap.export.torchscript import to_torchscript, torchscript_bytes
-
-    checks: list[ModelCheck] = []
-    for model in pipelines:
-        path = tmp / f"{model.name}.{'pt' if model.format == 'torchscript' else 'onnx'}"
-        try:
-            if model.format == "torchscript":
-                sm = to_torchscript(preprocess, target.example, allow_trace=model.method == "trace")
-                path.write_bytes(torchscript_bytes(sm.module))
-            else:
-                path.write_bytes(
-                    to_onnx(preprocess, target.onnx_example, dynamic_dims=target.onnx_dynamic).data
-                )
-        except Exception as exc:  # the model itself is still verified
-            logger.warning("no preprocessing diagnostic for %s (%s)", model.name, exc)
-            continue
-        cases = tuple(
-            VerificationCase(label, x, _eager(preprocess, x))
-            for label, x in target.cases
-            if model.inputs[0].matches(x)
-        )
-        checks.append(
-            ModelCheck(f"{model.name}[preprocessing]", model.format, path, INPUT_NAME,
-                       OUTPUT_NAME, cases, diagnostic=True)
-        )  # fmt: skip
-    return checks
 
 
 def _waive_random_init_mappers(

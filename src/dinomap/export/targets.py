@@ -21,7 +21,7 @@ from torch import nn
 
 from dinomap._validation import check_choice
 from dinomap.exceptions import DinomapError, InvalidParameterError
-from dinomap.export.triton import PLATFORMS, TensorSpec
+from dinomap.export.triton import ENSEMBLE_PLATFORM, PLATFORMS, TensorSpec
 
 __all__ = [
     "FORMATS",
@@ -79,15 +79,20 @@ class ExportedModel:
     format : str
         ``"torchscript"`` or ``"onnx"``.
     kind : str
-        ``"features"``, ``"pipeline"``, ``"mapper"`` or ``"pixels_to_map"``.
+        Members: ``"features"``, ``"preprocess"``, ``"mapper"``; ensembles: ``"pipeline"``
+        (pixels -> features) or ``"pixels_to_map"``.
     path, config_path : Path
-        The model file and its ``config.pbtxt``.
+        The model file (an ensemble: its empty version folder) and its ``config.pbtxt``.
     method : str
-        How it was made: ``"script"``, ``"trace"``, ``"dynamo"`` or ``"legacy"``.
+        How it was made: ``"script"``, ``"trace"``, ``"dynamo"``, ``"legacy"``;
+        ``"ensemble"`` for an ensemble.
     inputs, outputs : tuple of TensorSpec
         The model's real I/O (dims without the batch axis), as written to ``config.pbtxt``.
     note : str
         Anything a user should know (a fallback that was taken).
+    steps : tuple of str
+        An ensemble's members, in the order its ``ensemble_scheduling`` runs them; empty for a
+        member.
     """
 
     name: str
@@ -99,23 +104,35 @@ class ExportedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     note: str = ""
+    steps: tuple[str, ...] = ()
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.steps)
+
+    @property
+    def platform(self) -> str:
+        return ENSEMBLE_PLATFORM if self.is_ensemble else PLATFORMS[self.format][0]
 
     def to_dict(self, root: Path | None = None) -> dict[str, Any]:
         def rel(p: Path) -> str:
             return str(p.relative_to(root)) if root is not None else str(p)
 
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "format": self.format,
             "kind": self.kind,
-            "platform": PLATFORMS[self.format][0],
-            "file": rel(self.path),
+            "platform": self.platform,
+            "file": None if self.is_ensemble else rel(self.path),
             "config": rel(self.config_path),
             "method": self.method,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "note": self.note,
         }
+        if self.is_ensemble:
+            out["steps"] = list(self.steps)
+        return out
 
 
 @dataclass
@@ -130,6 +147,18 @@ class _Target:
     example: torch.Tensor  # to script/trace and run once
     onnx_example: torch.Tensor  # takes every resize branch
     onnx_dynamic: dict[int, str]
+    cases: list[tuple[str, np.ndarray]]
+    parameters: dict[str, Any]
+
+
+@dataclass
+class _EnsembleTarget:
+    """An ensemble to write: its members in order (by target name) and its eager reference."""
+
+    name: str
+    kind: str
+    steps: tuple[str, ...]
+    module: nn.Module  # the eager reference: the members' modules chained
     cases: list[tuple[str, np.ndarray]]
     parameters: dict[str, Any]
 
@@ -196,30 +225,47 @@ def _build_targets(
     real_images: np.ndarray | None,
     real_embeddings: np.ndarray | None,
     seed: int,
-) -> tuple[list[_Target], int]:
-    """Every model to export, in repository order, and the extractor's feature size ``D``.
+) -> tuple[list[_Target], list[_EnsembleTarget], int]:
+    """The member models (in repository order), the ensembles that chain them, and ``D``.
 
-    The random test inputs are drawn from one generator seeded with ``seed``, in a fixed order
-    (features, pixels, then each mapper), so an export is reproducible.
+    Members: ``dino_model``, ``preprocess`` (with ``preprocess``) and one per mapper. Ensembles
+    (with ``preprocess``): ``dino_pipeline`` = preprocess -> dino_model and
+    ``dino_pipeline_<method>`` = preprocess -> dino_model -> mapper; their eager references are a
+    :class:`PixelPipeline` / :class:`Chain` of the same modules. The random test inputs are
+    drawn from one generator seeded with ``seed``, in a fixed order (features, pixels, then each
+    mapper), so an export is reproducible.
     """
     rng = np.random.default_rng(seed)
     s = int(input_size)
     features, embed_dim = _feature_target(extractor, s, preprocess, real_images, rng)
-    targets: list[_Target] = [features]
+    members: list[_Target] = [features]
+    ensembles: list[_EnsembleTarget] = []
     pipeline: PixelPipeline | None = None
     if preprocess is not None:
         pipeline = PixelPipeline(preprocess, extractor).eval()
         base = source_size if source_size > 0 else s
-        targets.append(_pipeline_target(pipeline, base, real_images, rng))
-    if real_embeddings is None and preprocess is not None and real_images is not None:
-        real_embeddings = _eager(pipeline, real_images) if pipeline is not None else None
+        pre = _preprocess_target(preprocess, base, real_images, rng)
+        members.append(pre)
+        ensembles.append(
+            _EnsembleTarget("dino_pipeline", "pipeline", ("preprocess", "dino_model"), pipeline,
+                            pre.cases, {"input": "uint8 RGB pixels, NHWC, any size"})
+        )  # fmt: skip
+    if real_embeddings is None and pipeline is not None and real_images is not None:
+        real_embeddings = _eager(pipeline, real_images)
     for method, mapper in mappers.items():
         _check_name("mapper", method)
         mapper = _on_cpu(mapper)
-        targets.append(_mapper_target(method, mapper, embed_dim, real_embeddings, rng))
+        members.append(_mapper_target(method, mapper, embed_dim, real_embeddings, rng))
         if pipeline is not None:
-            targets.append(_chain_target(method, pipeline, mapper, targets[1]))
-    return targets, embed_dim
+            cases = [(lbl, x) for lbl, x in ensembles[0].cases if "batch 2" in lbl or "real" in lbl]
+            ensembles.append(
+                _EnsembleTarget(
+                    f"dino_pipeline_{method}", "pixels_to_map",
+                    ("preprocess", "dino_model", method), Chain(pipeline, mapper).eval(), cases,
+                    {"method": method, "input": "uint8 RGB pixels, NHWC, any size"},
+                )
+            )  # fmt: skip
+    return members, ensembles, embed_dim
 
 
 def _feature_target(
@@ -257,13 +303,15 @@ def _feature_target(
     return target, int(probe.shape[1])
 
 
-def _pipeline_target(
-    pipeline: PixelPipeline,
+def _preprocess_target(
+    preprocess: nn.Module,
     base: int,
     real_images: np.ndarray | None,
     rng: np.random.Generator,
 ) -> _Target:
-    """``dino_pipeline``: uint8 pixels of any size -> ``[N, D]``, checked around ``base``."""
+    """``preprocess``: uint8 pixels of any size -> normalised ``[N, 3, S, S]``, checked around
+    ``base`` (the bottleneck size) and at sizes with rounding ties; the cases of the pixel
+    ensembles too."""
     odd = (base + 13, base + 5)  # differs from every size a resize branch compares with
     # Sizes whose bilinear weights are multiples of 1/16 or 1/8 (28 -> 32 up, 56 -> 32 down)
     # give exact x.5 values before the bottleneck's rounding: the cases where runtimes that
@@ -279,16 +327,19 @@ def _pipeline_target(
         h, w = real_images.shape[1:3]
         pix_cases.append((f"real images {h}x{w}, batch {len(real_images)}", real_images))
     return _Target(
-        name="dino_pipeline",
-        kind="pipeline",
-        module=pipeline,
+        name="preprocess",
+        kind="preprocess",
+        module=preprocess,
         input_dtype="uint8",
         input_dims=(-1, -1, 3),
         example=torch.from_numpy(_rng_pixels(rng, (2, base, base, 3))),
         onnx_example=torch.from_numpy(_rng_pixels(rng, (2, *odd, 3))),
         onnx_dynamic={0: "batch", 1: "height", 2: "width"},
         cases=pix_cases,
-        parameters={"input": "uint8 RGB pixels, NHWC, any size"},
+        parameters={
+            "input": "uint8 RGB pixels, NHWC, any size",
+            "output": "normalised float32 RGB, NCHW",
+        },
     )
 
 
@@ -334,22 +385,4 @@ def _mapper_target(
         onnx_dynamic={0: "batch"},
         cases=map_cases,
         parameters={"method": method, "output": f"{out.shape[1]}-D map coordinates"},
-    )
-
-
-def _chain_target(method: str, pipeline: PixelPipeline, mapper: nn.Module, pix: _Target) -> _Target:
-    """``dino_pipeline_<method>``: uint8 pixels -> 2-D map, on some of ``pix``'s cases."""
-    chain = Chain(pipeline, mapper).eval()
-    chain_cases = [(label, x) for label, x in pix.cases if "batch 2" in label or "real" in label]
-    return _Target(
-        name=f"dino_pipeline_{method}",
-        kind="pixels_to_map",
-        module=chain,
-        input_dtype="uint8",
-        input_dims=(-1, -1, 3),
-        example=pix.example,
-        onnx_example=pix.onnx_example,
-        onnx_dynamic=dict(pix.onnx_dynamic),
-        cases=chain_cases,
-        parameters={"method": method, "input": "uint8 RGB pixels, NHWC, any size"},
     )

@@ -31,13 +31,17 @@ from dinomap._validation import check_choice, check_positive_int
 from dinomap.exceptions import DinomapError, InvalidParameterError
 
 __all__ = [
+    "ENSEMBLE_PLATFORM",
     "PLATFORMS",
     "TRITON_DTYPES",
+    "EnsembleStep",
     "TensorSpec",
+    "TritonEnsembleConfig",
     "TritonModelConfig",
     "load_model_config_schema",
     "parse_config",
     "render_config",
+    "render_ensemble_config",
 ]
 
 #: Export format -> (Triton platform, model file name inside the version folder).
@@ -45,6 +49,9 @@ PLATFORMS: dict[str, tuple[str, str]] = {
     "torchscript": ("pytorch_libtorch", "model.pt"),
     "onnx": ("onnxruntime_onnx", "model.onnx"),
 }
+
+#: The platform of a Triton ensemble: no model file, ``ensemble_scheduling`` wires members.
+ENSEMBLE_PLATFORM = "ensemble"
 
 #: numpy dtype name -> Triton data type.
 TRITON_DTYPES: dict[str, str] = {
@@ -199,6 +206,96 @@ def render_config(config: TritonModelConfig) -> str:
         f"  max_queue_delay_microseconds: {config.max_queue_delay_microseconds}\n}}",
         "instance_group [\n  {\n"
         f"    count: {config.instance_count}\n    kind: {config.instance_kind}\n  }}\n]",
+    ]
+    for key, value in config.parameters:
+        lines.append(
+            f"parameters {{\n  key: {_quote(key)}\n  value: {{ string_value: {_quote(value)} }}\n}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One step of an ensemble: the member ``model_name`` and how its tensors are wired.
+
+    ``input_map`` maps the member's input names to ensemble tensor names, ``output_map`` the
+    member's output names to ensemble tensor names (Triton's ``input_map`` / ``output_map``).
+    """
+
+    model_name: str
+    input_map: tuple[tuple[str, str], ...]
+    output_map: tuple[tuple[str, str], ...]
+    model_version: int = -1
+
+
+@dataclass(frozen=True)
+class TritonEnsembleConfig:
+    """What :func:`render_ensemble_config` needs: a ``platform: "ensemble"`` model whose
+    ``ensemble_scheduling`` runs ``steps`` in order (no file, no instance group: the members
+    carry those)."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    steps: tuple[EnsembleStep, ...]
+    max_batch_size: int = 64
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def make(
+        name: str,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        steps: Sequence[EnsembleStep],
+        *,
+        max_batch_size: int = 64,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> TritonEnsembleConfig:
+        check_positive_int("max_batch_size", max_batch_size)
+        if not steps:
+            raise InvalidParameterError(f"ensemble {name!r} needs at least one step; got none.")
+        params = tuple((str(k), _param_value(v)) for k, v in (parameters or {}).items())
+        return TritonEnsembleConfig(
+            name, tuple(inputs), tuple(outputs), tuple(steps), int(max_batch_size), params
+        )
+
+
+def _map_block(key: str, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    return [
+        f"      {key} {{\n        key: {_quote(k)}\n        value: {_quote(v)}\n      }}"
+        for k, v in pairs
+    ]
+
+
+def render_ensemble_config(config: TritonEnsembleConfig) -> str:
+    """Return the ``config.pbtxt`` text of an ensemble (``platform: "ensemble"``).
+
+    Examples
+    --------
+    >>> cfg = TritonEnsembleConfig.make(
+    ...     "dino_pipeline", [TensorSpec("INPUT__0", "uint8", (-1, -1, 3))],
+    ...     [TensorSpec("OUTPUT__0", "float32", (384,))],
+    ...     [EnsembleStep("preprocess", (("INPUT__0", "INPUT__0"),), (("OUTPUT__0", "x"),)),
+    ...      EnsembleStep("dino_model", (("INPUT__0", "x"),), (("OUTPUT__0", "OUTPUT__0"),))])
+    >>> print(render_ensemble_config(cfg).splitlines()[1])
+    platform: "ensemble"
+    """
+    steps = []
+    for step in config.steps:
+        body = [
+            f"      model_name: {_quote(step.model_name)}",
+            f"      model_version: {int(step.model_version)}",
+            *_map_block("input_map", step.input_map),
+            *_map_block("output_map", step.output_map),
+        ]
+        steps.append("    {\n" + "\n".join(body) + "\n    }")
+    lines = [
+        f"name: {_quote(config.name)}",
+        f"platform: {_quote(ENSEMBLE_PLATFORM)}",
+        f"max_batch_size: {config.max_batch_size}",
+        "input [\n" + ",\n".join(_tensor_block(t) for t in config.inputs) + "\n]",
+        "output [\n" + ",\n".join(_tensor_block(t) for t in config.outputs) + "\n]",
+        "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}",
     ]
     for key, value in config.parameters:
         lines.append(

@@ -6,7 +6,10 @@ directory nor ``PYTHONPATH`` leak in) runs :data:`WORKER_SOURCE`: it blocks any 
 ``dinomap``, loads each exported file with ``torch.jit.load`` or ``onnxruntime`` - exactly what a
 serving process would do - runs the inputs and compares with the eager outputs. A model passes
 when every output has the expected shape and dtype, is finite, and its largest absolute
-difference from the eager output is at most ``atol`` (1e-4 in fp32). A diagnostic (a part of a
+difference from the eager output is at most ``atol`` (1e-4 in fp32). An ensemble is checked by
+running its members' files one after the other, each fed and read by tensor name as the
+ensemble's ``config.pbtxt`` wires it (:func:`dinomap.export.ensemble.chain_from_config` reads
+the wiring). A diagnostic (a part of a
 model checked on its own, such as the preprocessing of a raw-pixel model) must pass as well.
 """
 
@@ -30,6 +33,7 @@ from dinomap.exceptions import VerificationError
 __all__ = [
     "DEFAULT_ATOL",
     "WORKER_SOURCE",
+    "ChainStep",
     "ModelCheck",
     "VerificationCase",
     "VerificationError",
@@ -52,8 +56,20 @@ class VerificationCase:
 
 
 @dataclass(frozen=True)
+class ChainStep:
+    """One member of an ensemble as its ``config.pbtxt`` wires it: the member's file, and its
+    ``input_map`` / ``output_map`` (member tensor name -> ensemble tensor name)."""
+
+    name: str
+    format: str
+    path: Path
+    input_map: tuple[tuple[str, str], ...]
+    output_map: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class ModelCheck:
-    """An exported model file and the cases to run through it."""
+    """An exported model file (or an ensemble: ``steps``) and the cases to run through it."""
 
     name: str
     format: str  # "torchscript" | "onnx"
@@ -62,6 +78,7 @@ class ModelCheck:
     output_name: str
     cases: tuple[VerificationCase, ...]
     diagnostic: bool = False  # a part of a model: reported in ``diagnostics``, must pass too
+    steps: tuple[ChainStep, ...] = ()  # an ensemble: run these files in order, wired by name
 
 
 @dataclass
@@ -182,29 +199,67 @@ manifest = json.load(open(sys.argv[1], encoding="utf-8"))
 atol = float(manifest["atol"])
 versions = {"python": platform.python_version(), "numpy": np.__version__}
 results = []
+loaded = {}
+
+
+def load(fmt, path):
+    # A callable ({input name: array}, [output names]) -> {output name: array} for one file.
+    if (fmt, path) in loaded:
+        return loaded[(fmt, path)]
+    if fmt == "torchscript":
+        import torch
+
+        versions["torch"] = torch.__version__
+        model = torch.jit.load(path, map_location="cpu").eval()
+
+        def run(feeds, outputs, model=model):
+            (x,) = feeds.values()
+            with torch.inference_mode():
+                y = model(torch.from_numpy(x)).numpy()
+            return {outputs[0]: y}
+    else:
+        import onnxruntime as ort
+
+        versions["onnxruntime"] = ort.__version__
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+        def run(feeds, outputs, sess=sess):
+            return dict(zip(outputs, sess.run(list(outputs), feeds)))
+
+        run.graph = ([i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()])
+    loaded[(fmt, path)] = run
+    return run
+
+
+def chain(m):
+    # Run the ensemble's steps as its config wires them: tensors by name, step by step.
+    steps = [(load(st["format"], st["path"]), st) for st in m["steps"]]
+
+    def run(x):
+        tensors = {m["input_name"]: x}
+        for fn, st in steps:
+            feeds = {k: tensors[v] for k, v in st["input_map"].items()}
+            got = fn(feeds, list(st["output_map"]))
+            tensors.update({st["output_map"][k]: v for k, v in got.items()})
+        return tensors[m["output_name"]]
+
+    return run
+
+
 for m in manifest["models"]:
     entry = {"name": m["name"], "format": m["format"], "path": m["path"], "cases": []}
     try:
         t0 = time.perf_counter()
-        if m["format"] == "torchscript":
-            import torch
-
-            versions["torch"] = torch.__version__
-            model = torch.jit.load(m["path"], map_location="cpu").eval()
-
-            def run(x, model=model):
-                with torch.inference_mode():
-                    return model(torch.from_numpy(x)).numpy()
+        if m.get("steps"):
+            run = chain(m)
+            entry["steps"] = [st["name"] for st in m["steps"]]
         else:
-            import onnxruntime as ort
+            fn = load(m["format"], m["path"])
+            if getattr(fn, "graph", None):
+                entry["graph_inputs"], entry["graph_outputs"] = fn.graph
 
-            versions["onnxruntime"] = ort.__version__
-            sess = ort.InferenceSession(m["path"], providers=["CPUExecutionProvider"])
-            entry["graph_inputs"] = [i.name for i in sess.get_inputs()]
-            entry["graph_outputs"] = [o.name for o in sess.get_outputs()]
-
-            def run(x, sess=sess, m=m):
-                return sess.run([m["output_name"]], {m["input_name"]: x})[0]
+            def run(x, fn=fn, m=m):
+                return fn({m["input_name"]: x}, [m["output_name"]])[m["output_name"]]
         entry["load_seconds"] = round(time.perf_counter() - t0, 4)
         for case in m["cases"]:
             x = np.load(case["input"])
@@ -264,7 +319,6 @@ def verify_models(
     with tempfile.TemporaryDirectory(prefix="dinomap-verify-") as tmp:
         tmpdir = Path(tmp)
         _write_manifest(tmpdir, checks, atol)
-        (tmpdir / "worker.py").write_text(WORKER_SOURCE, encoding="utf-8")
         cmd = [
             python or sys.executable,
             "-I",
@@ -298,8 +352,8 @@ def verify_models(
 
 
 def _write_manifest(tmpdir: Path, checks: Sequence[ModelCheck], atol: float) -> None:
-    """Save every case's input and expected output as ``.npy`` and list them in
-    ``manifest.json``, the worker's only input."""
+    """Save every case's input and expected output as ``.npy``, list them in ``manifest.json``
+    (the worker's only input) and write the worker's program."""
     manifest: dict[str, Any] = {"atol": float(atol), "models": []}
     for i, check in enumerate(checks):
         cases = []
@@ -316,9 +370,20 @@ def _write_manifest(tmpdir: Path, checks: Sequence[ModelCheck], atol: float) -> 
                 "input_name": check.input_name,
                 "output_name": check.output_name,
                 "cases": cases,
+                "steps": [
+                    {
+                        "name": st.name,
+                        "format": st.format,
+                        "path": str(Path(st.path).resolve()),
+                        "input_map": dict(st.input_map),
+                        "output_map": dict(st.output_map),
+                    }
+                    for st in check.steps
+                ],
             }
         )
     (tmpdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (tmpdir / "worker.py").write_text(WORKER_SOURCE, encoding="utf-8")
 
 
 def _report(

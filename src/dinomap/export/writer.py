@@ -1,8 +1,10 @@
 """Writing the model repository: each model's file and ``config.pbtxt``, ``dinomap_export.json``
 (the metadata), ``README.md``, and the removal of models an earlier export left behind.
 
-Each model folder holds ``config.pbtxt`` and ``1/model.pt`` (TorchScript, ``pytorch_libtorch``)
-or ``1/model.onnx`` (``onnxruntime_onnx``). Tensors are named ``INPUT__0`` / ``OUTPUT__0``.
+Each member folder holds ``config.pbtxt`` and ``1/model.pt`` (TorchScript, ``pytorch_libtorch``)
+or ``1/model.onnx`` (``onnxruntime_onnx``); an ensemble folder holds ``config.pbtxt``
+(``platform: "ensemble"``, ``ensemble_scheduling``) and an empty ``1/``. Tensors are named
+``INPUT__0`` / ``OUTPUT__0``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,30 @@ import torch
 from torch import nn
 
 from dinomap.exceptions import DinomapError
-from dinomap.export.targets import _NAME_RE, INPUT_NAME, OUTPUT_NAME, ExportedModel, _Target
-from dinomap.export.triton import PLATFORMS, TensorSpec, TritonModelConfig, render_config
+from dinomap.export.targets import (
+    _NAME_RE,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ExportedModel,
+    _EnsembleTarget,
+    _Target,
+)
+from dinomap.export.triton import (
+    PLATFORMS,
+    EnsembleStep,
+    TensorSpec,
+    TritonEnsembleConfig,
+    TritonModelConfig,
+    render_config,
+    render_ensemble_config,
+)
 from dinomap.export.verify import VerificationReport
 from dinomap.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dinomap.store.layout import EXPORT_METADATA_FILE as METADATA_FILE
 from dinomap.store.layout import EXPORT_README_FILE as README_FILE
 from dinomap.store.layout import VERIFICATION_FILE
 
-__all__ = ["METADATA_FILE", "README_FILE", "VERIFICATION_FILE"]
+__all__ = ["METADATA_FILE", "README_FILE", "VERIFICATION_FILE", "member_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +90,7 @@ def _write_model(
     target: _Target,
     fmt: str,
     *,
-    output_dim: int,
+    output_dims: tuple[int, ...],
     device: str,
     max_batch_size: int,
     common: Mapping[str, Any],
@@ -85,7 +102,7 @@ def _write_model(
     data, method, note, dims = _serialise(target, fmt, name)
     path = atomic_write_bytes(folder / "1" / filename, data)
     inputs = (TensorSpec(INPUT_NAME, target.input_dtype, tuple(dims)),)
-    outputs = (TensorSpec(OUTPUT_NAME, "float32", (int(output_dim),)),)
+    outputs = (TensorSpec(OUTPUT_NAME, "float32", tuple(int(d) for d in output_dims)),)
     params = {**common, "dinomap_kind": target.kind, "export_method": method, **target.parameters}
     config = TritonModelConfig.make(
         name, platform, inputs, outputs, max_batch_size=max_batch_size, device=device,
@@ -94,6 +111,66 @@ def _write_model(
     config_path = atomic_write_text(folder / "config.pbtxt", render_config(config))
     logger.info("exported %s (%s, %s) to %s", name, fmt, method, path)
     return ExportedModel(name, fmt, target.kind, path, config_path, method, inputs, outputs, note)
+
+
+#: The ensemble tensor that carries a member's output to the next step.
+_INTERMEDIATE = {"preprocess": "preprocessed", "dino_model": "features"}
+
+
+def member_name(target_name: str, fmt: str) -> str:
+    """The Triton model name of a target in a format (``_onnx`` suffix for ONNX)."""
+    return target_name if fmt == "torchscript" else f"{target_name}_onnx"
+
+
+def _ensemble_steps(steps: Sequence[str], fmt: str) -> tuple[EnsembleStep, ...]:
+    """The ``ensemble_scheduling`` steps chaining ``steps`` (target names) in format ``fmt``."""
+    out: list[EnsembleStep] = []
+    tensor = INPUT_NAME
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        produced = OUTPUT_NAME if last else _INTERMEDIATE.get(step, f"{step}_output")
+        out.append(
+            EnsembleStep(member_name(step, fmt), ((INPUT_NAME, tensor),), ((OUTPUT_NAME, produced),))
+        )
+        tensor = produced
+    return tuple(out)
+
+
+def _write_ensemble(
+    root: Path,
+    target: _EnsembleTarget,
+    fmt: str,
+    members: Mapping[str, ExportedModel],
+    *,
+    max_batch_size: int,
+    common: Mapping[str, Any],
+) -> ExportedModel:
+    """Write ``root/<name>/config.pbtxt`` of an ensemble over the ``fmt`` members (by Triton
+    name in ``members``) and its empty version folder; a model file an earlier export left in
+    that folder is removed (Triton would not read it, but it would weigh on the repository)."""
+    name = member_name(target.name, fmt)
+    folder = root / name
+    steps = _ensemble_steps(target.steps, fmt)
+    first, last = members[steps[0].model_name], members[steps[-1].model_name]
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    for stale in version.iterdir():
+        if stale.is_file() and stale.name in {f for _, f in PLATFORMS.values()}:
+            stale.unlink()
+            logger.info("removed %s: %s is an ensemble now", stale, name)
+    params = {
+        **common, "dinomap_kind": target.kind, "export_method": "ensemble",
+        "ensemble_steps": [s.model_name for s in steps], **target.parameters,
+    }  # fmt: skip
+    config = TritonEnsembleConfig.make(
+        name, first.inputs, last.outputs, steps, max_batch_size=max_batch_size, parameters=params
+    )
+    config_path = atomic_write_text(folder / "config.pbtxt", render_ensemble_config(config))
+    logger.info("wrote ensemble %s (%s)", name, " -> ".join(s.model_name for s in steps))
+    return ExportedModel(
+        name, fmt, target.kind, version, config_path, "ensemble", first.inputs, last.outputs,
+        steps=tuple(s.model_name for s in steps),
+    )  # fmt: skip
 
 
 def _common_parameters(
@@ -156,15 +233,23 @@ def _metadata(
         "instance_kind": "KIND_GPU" if device == "cuda" else "KIND_CPU",
         "max_batch_size": int(max_batch_size),
         "models": [m.to_dict(root) for m in exported],
+        "members": [m.name for m in exported if not m.is_ensemble],
+        "ensembles": {m.name: list(m.steps) for m in exported if m.is_ensemble},
         "verification": _verification_metadata(report),
     }
 
 
 def _write_repository_files(
-    root: Path, exported: Sequence[ExportedModel], meta: Mapping[str, Any]
+    root: Path,
+    exported: Sequence[ExportedModel],
+    meta: Mapping[str, Any],
+    report: VerificationReport | None = None,
 ) -> None:
-    """Remove stale model folders, then write ``dinomap_export.json`` and ``README.md``."""
+    """Remove stale model folders, then write ``verification.json`` (when verified),
+    ``dinomap_export.json`` and ``README.md``."""
     _remove_stale_models(root, {m.name for m in exported})
+    if report is not None:
+        atomic_write_json(root / VERIFICATION_FILE, report.to_dict())
     atomic_write_json(root / METADATA_FILE, meta)
     atomic_write_text(root / README_FILE, _readme(meta))
 
@@ -204,16 +289,22 @@ def _readme_models(meta: Mapping[str, Any]) -> list[str]:
         f"{meta['created']}",
         f"- instance kind: `{meta['instance_kind']}`, max_batch_size {meta['max_batch_size']}",
         "",
-        "| model | platform | input | output | made by |",
+        "| model | platform | input | output | made by / steps |",
         "|---|---|---|---|---|",
     ]
     for m in meta["models"]:
         i, o = m["inputs"][0], m["outputs"][0]
+        made = " -> ".join(f"`{s}`" for s in m["steps"]) if m.get("steps") else m["method"]
         lines.append(
             f"| `{m['name']}` | {m['platform']} | {i['name']} {i['dtype']} [N, "
             f"{', '.join(map(str, i['dims']))}] | {o['name']} {o['dtype']} [N, "
-            f"{', '.join(map(str, o['dims']))}] | {m['method']} |"
+            f"{', '.join(map(str, o['dims']))}] | {made} |"
         )
+    lines += [
+        "",
+        "The `ensemble` models hold no weights: Triton runs their members in the order shown "
+        "(`ensemble_scheduling` in their `config.pbtxt`), so the ViT exists once per format.",
+    ]
     return lines
 
 
