@@ -47,9 +47,10 @@ ALL_MAPS = "all_maps.png"
 CLASSES = ("cat", "dog", "fox")
 N_PER_CLASS = 32
 N_GOOD = N_PER_CLASS * len(CLASSES)
-#: what a run that fits both neural mappers exports (TorchScript and ONNX of each)
-_BASES = ("dino_model", "dino_pipeline", "parametric_umap", "dino_pipeline_parametric_umap",
-          "tsne_nn", "dino_pipeline_tsne_nn")  # fmt: skip
+#: what a run that fits both neural mappers exports (TorchScript and ONNX of each): the
+#: members with a file, and the dino_pipeline* ensembles that chain them (no file of their own)
+_BASES = ("dino_model", "preprocess", "dino_pipeline", "parametric_umap",
+          "dino_pipeline_parametric_umap", "tsne_nn", "dino_pipeline_tsne_nn")  # fmt: skip
 EXPORTED = sorted(f"{base}{suffix}" for base in _BASES for suffix in ("", "_onnx"))
 #: The watermark of random-init plots: "#D55E00" at alpha 0.28 over the white background.
 WATERMARK_RGB = np.array([243, 210, 184])
@@ -120,7 +121,10 @@ def _check_repository(repo: Path, expected_models: list[str], random_init: bool)
         assert stamp is not None, f"{name}/config.pbtxt has no random_init parameter"
         assert stamp.group(1) == ("true" if random_init else "false"), name
         model_file = repo / name / "1" / ("model.onnx" if name.endswith("_onnx") else "model.pt")
-        assert model_file.is_file() and model_file.stat().st_size > 0, model_file
+        if name.startswith("dino_pipeline"):  # an ensemble: its members hold the weights
+            assert 'platform: "ensemble"' in config and not model_file.exists(), name
+        else:
+            assert model_file.is_file() and model_file.stat().st_size > 0, model_file
     ver = json.loads((repo / "verification.json").read_text())
     assert ver["passed"] is True
     assert ver["worker"]["dinomap_imported"] is False  # checked as a server would load them
@@ -280,19 +284,27 @@ def test_run_model_repository(cli_run: dict[str, Any]) -> None:
     assert (repo / "dino_model" / "1" / "model.pt").is_file()
     _check_repository(repo, EXPORTED, random_init=True)
 
-    # a server's view: the raw-pixel TorchScript model reproduces a stored embedding
+    # a server's view: the raw-pixel ensemble, its members run as its config wires them,
+    # reproduces a stored embedding
     import torch
+
+    from dinomap.export.ensemble import chain_from_config
 
     emb = _read_embeddings(cli_run["run"])
     path = str(cli_run["good"][5])
     stored = np.asarray(emb.set_index("path").loc[path, "embedding"], dtype=np.float32)
     pixels = cv2.imread(path, cv2.IMREAD_COLOR)[..., ::-1].copy()
-    with warnings.catch_warnings():  # torch.jit is deprecated, and still what Triton serves
-        warnings.simplefilter("ignore", FutureWarning)
-        model = torch.jit.load(str(repo / "dino_pipeline" / "1" / "model.pt"))
-    with torch.no_grad():
-        got = model(torch.from_numpy(pixels)[None]).numpy()[0]
-    np.testing.assert_allclose(got, stored, atol=1e-4)
+    first, last, steps = chain_from_config(repo / "dino_pipeline" / "config.pbtxt")
+    assert [s.name for s in steps] == ["preprocess", "dino_model"]
+    tensors = {first: torch.from_numpy(pixels)[None]}
+    for step in steps:
+        with warnings.catch_warnings():  # torch.jit is deprecated, and still what Triton serves
+            warnings.simplefilter("ignore", FutureWarning)
+            member = torch.jit.load(str(step.path))
+        (_, ens_in), (_, ens_out) = step.input_map[0], step.output_map[0]
+        with torch.no_grad():
+            tensors[ens_out] = member(tensors[ens_in])
+    np.testing.assert_allclose(tensors[last].numpy()[0], stored, atol=1e-4)
 
 
 def test_run_report_and_slides(cli_run: dict[str, Any]) -> None:
@@ -336,7 +348,7 @@ DEMO_LIMIT = 96
 DEMO_METHODS = ("pca", "tsne", "tsne_nn")
 DEMO_EXPORTED = sorted(
     f"{base}{suffix}"
-    for base in ("dino_model", "dino_pipeline", "tsne_nn", "dino_pipeline_tsne_nn")
+    for base in ("dino_model", "preprocess", "dino_pipeline", "tsne_nn", "dino_pipeline_tsne_nn")
     for suffix in ("", "_onnx")
 )
 
