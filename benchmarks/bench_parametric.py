@@ -16,6 +16,8 @@ printed last and everything is written as JSON::
     nice -n 10 .venv/bin/python benchmarks/bench_parametric.py --n 10000 --out bench_parametric.json
     .venv/bin/python benchmarks/bench_parametric.py --features X.npy --labels y.npy --out r.json
     .venv/bin/python benchmarks/bench_parametric.py --fashion --out fashion.json
+    nice -n 5 .venv/bin/python benchmarks/bench_parametric.py --fashion-mnist \
+        --out benchmarks/results/parametric_fashion70k.json   # Fashion-MNIST 70k, see below
 
 Measured on the 2-core CPU, quiet machine, 2026-11-26 (``--n 10000 --no-umap --no-tsne-nn``;
 built-in clusters, 10,000 x 384; TensorFlow 2.21 / Keras 3.15, umap-learn 0.5.12, one run):
@@ -308,12 +310,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="", help="comma list; default cpu (+cuda)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fashion", action="store_true", help="built-in Fashion-MNIST pixels")
+    parser.add_argument(
+        "--fashion-mnist",
+        action="store_true",
+        help="Fashion-MNIST 70k (Debian), PCA-384: faithfulness of the neural mappers",
+    )
+    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files (Debian's)")
+    parser.add_argument("--cache-dir", default="/tmp/dinomap-bench-fashion", help="references")
+    parser.add_argument("--variants", default="", help="comma list of _fashion_parametric.VARIANTS")
+    parser.add_argument(
+        "--keras-python",
+        default="/tmp/kerasvenv/bin/python",
+        help="interpreter with tensorflow + umap-learn for the Keras ParametricUMAP peer",
+    )
+    parser.add_argument(
+        "--machine-note",
+        default="2-core machine shared with ~6 engineers: compare ratios, not seconds",
+    )
     parser.add_argument("--no-umap", action="store_true", help="skip the umap.UMAP reference")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-tsne-nn", action="store_true")
     parser.add_argument("--out", type=Path, help="JSON output file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.fashion_mnist:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _fashion_parametric import print_fashion, run_fashion
+
+        report = run_fashion(args)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(args.out, report)
+        print_fashion(report)
+        return 0
     report = run(args)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,5 +99,27 @@ def test_train_rejects_unknown_schedule() -> None:
             lambda m, b: m(b[0]).sum(),
             n_epochs=1,
             learning_rate=0.1,
-            lr_schedule="cosine",
+            lr_schedule="cosinus",
         )
+
+
+def test_cosine_schedule_decays_to_one_percent() -> None:
+    from dinomap.parametric.train import _set_lr
+
+    opt = torch.optim.AdamW(nn.Linear(1, 1).parameters(), lr=1.0)
+    lrs = [_set_lr(opt, 1.0, "cosine", d) for d in np.linspace(0.0, 1.0, 11)]
+    assert lrs[0] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.505) and all(np.diff(lrs) < 0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert _set_lr(opt, 1.0, "linear", 0.5) == pytest.approx(0.5)
+    # with steps_per_epoch the step size moves within an epoch: the second epoch starts lower
+    res = train(
+        nn.Linear(1, 1),
+        lambda e: [(torch.ones(2, 1),)] * 4,
+        lambda m, b: m(b[0]).pow(2).mean(),
+        n_epochs=2,
+        learning_rate=1.0,
+        lr_schedule="cosine",
+        steps_per_epoch=4,
+    )
+    assert res.history[1]["lr"] == pytest.approx(0.505)

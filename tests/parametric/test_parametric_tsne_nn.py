@@ -50,7 +50,8 @@ def test_not_fitted_errors() -> None:
 def test_fit_learns_and_reports_heldout(small: tuple[np.ndarray, np.ndarray]) -> None:
     X, labels = small
     Y = _targets(X)
-    approx = fast(max_epochs=80, patience=10).fit(X, Y)
+    # a fifth held out (the default is a tenth): 60 points make the kNN agreement meaningful
+    approx = fast(max_epochs=80, patience=10, validation_fraction=0.2).fit(X, Y)
     assert approx.fit(X, Y) is approx
     n_val = round(0.2 * len(X))
     assert approx.heldout_indices_.shape == (n_val,)
@@ -92,7 +93,7 @@ def test_same_seed_identical_other_seed_different(small: tuple[np.ndarray, np.nd
     ("kwargs", "match"),
     [
         ({"hidden": (0,)}, "hidden"),
-        ({"hidden": "wide"}, "hidden"),
+        ({"hidden": "widest"}, "Did you mean 'wide'"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"max_epochs": 0}, "max_epochs"),
         ({"learning_rate": -1.0}, "learning_rate"),
@@ -188,3 +189,28 @@ def test_imitates_tsne_on_heldout_points(blobs: tuple[np.ndarray, np.ndarray]) -
     acc_approx = knn.score(approx.transform(X[held]), labels[held])
     assert acc_approx >= acc_tsne - 0.03, (acc_approx, acc_tsne)
     assert approx.heldout_metrics_["r2"] > 0.8, approx.heldout_metrics_
+
+
+def test_named_nets_and_the_original_one(small: tuple[np.ndarray, np.ndarray]) -> None:
+    from dinomap.parametric.nets import NETS, hidden_label, resolve_hidden
+
+    X, _ = small
+    assert NETS["wide"] == (512, 512, 512)
+    assert resolve_hidden("original") == (256,)  # the original project's 384-256-2 MLP
+    approx = fast(hidden="original", max_epochs=2).fit(X, _targets(X))
+    shapes = [tuple(p.shape) for n, p in approx.net_.mlp.named_parameters() if "weight" in n]
+    assert shapes == [(256, X.shape[1]), (2, 256)]
+    assert approx.key_params()["hidden"] == "256" and hidden_label("nnp") == "nnp (256-512-256)"
+
+
+def test_step_budget_caps_epochs_whatever_n() -> None:
+    from dinomap.parametric.tsne_nn import planned_epochs
+
+    # 63,000 training points in batches of 512: 124 steps an epoch, 3,000 steps -> 25 epochs
+    assert planned_epochs(63_000, 512, 500, 3000) == 25
+    assert planned_epochs(900_000, 512, 500, 3000) == 2  # a million points: still ~3,000 steps
+    assert planned_epochs(300, 64, 80, 3000) == 80  # small data: max_epochs decides
+    assert planned_epochs(300, 64, 80, None) == 80
+    X = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    approx = fast(max_epochs=50, max_steps=14, patience=50).fit(X, X[:, :2])
+    assert approx.n_epochs_ == 3  # 360 training points, 6 batches of 64: 14 steps -> 3 epochs

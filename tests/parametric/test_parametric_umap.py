@@ -127,6 +127,8 @@ def test_precomputed_graph_gives_same_map(small: tuple[np.ndarray, np.ndarray]) 
         ({"n_epochs": 0}, "n_epochs"),
         ({"negative_sample_rate": 0}, "negative_sample_rate"),
         ({"hidden": (16, -1)}, "hidden"),
+        ({"hidden": "keras_umap"}, "Did you mean 'keras-umap'"),
+        ({"max_steps": 0}, "max_steps"),
         ({"random_state": -5}, "random_state"),
     ],
 )
@@ -254,3 +256,13 @@ def test_trains_on_cuda_and_matches_cpu_quality(small: tuple[np.ndarray, np.ndar
     np.testing.assert_array_equal(gpu.transform(X), Z)
     module = gpu.to_torch_module()
     assert next(module.parameters()).device.type == "cpu"
+
+
+def test_step_budget_sets_the_epochs() -> None:
+    from dinomap.parametric.umap import _auto_epochs
+
+    # ~1M edges an epoch at 70,000 points: 500 steps of 4,096 edges -> the 5-epoch floor
+    assert _auto_epochs(1_000_000, 4096) == 5
+    assert _auto_epochs(1_000_000, 4096, max_steps=5000) == 21
+    assert _auto_epochs(15_000_000, 4096, max_steps=5000) == 5  # a million points: same cost
+    assert _auto_epochs(3_000, 4096, max_steps=5000) == 200  # small data: the 200 cap

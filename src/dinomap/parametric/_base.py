@@ -13,9 +13,15 @@ import torch
 from torch import nn
 
 from dinomap._device import resolve_device
-from dinomap._validation import check_embeddings, check_hidden, check_n_features
+from dinomap._validation import check_embeddings, check_n_features
 from dinomap.exceptions import DinomapError
-from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, fold_standardization
+from dinomap.parametric.nets import (
+    MapperNet,
+    Standardizer,
+    build_mlp,
+    fold_standardization,
+    resolve_hidden,
+)
 from dinomap.reduce._persist import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -92,7 +98,7 @@ class NeuralMapper(Reducer):
         out: dict[str, Any] = {}
         hidden = params.get("hidden")
         if hidden is not None:
-            out["hidden"] = "-".join(str(h) for h in check_hidden(hidden))
+            out["hidden"] = "-".join(str(h) for h in resolve_hidden(hidden))
         epochs = getattr(self, "n_epochs_", None)
         if epochs is not None:
             out["epochs"] = int(epochs)
@@ -158,7 +164,7 @@ class NeuralMapper(Reducer):
             )
         params = dict(config["params"])
         params["device"] = device
-        if "hidden" in params:
+        if isinstance(params.get("hidden"), list):
             params["hidden"] = tuple(params["hidden"])
         mapper = cls(**params)
         mapper._restore(Path(directory), config)
@@ -171,7 +177,7 @@ class NeuralMapper(Reducer):
             raise DinomapError(f"{weights} is missing; the saved mapper is incomplete.")
         state = torch.load(weights, map_location="cpu", weights_only=True)
         n_in, n_out = int(fitted["n_features_in_"]), int(fitted["n_outputs"])
-        hidden = check_hidden(self.get_params()["hidden"])
+        hidden = resolve_hidden(self.get_params()["hidden"])
         net = MapperNet(
             build_mlp(n_in, hidden, n_out, generator=torch.Generator().manual_seed(0)),
             Standardizer.identity(n_in),

@@ -14,12 +14,62 @@ import copy
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MapperNet", "Standardizer", "build_mlp", "fold_standardization"]
+from dinomap._validation import check_hidden, suggest
+from dinomap.exceptions import InvalidParameterError
+
+__all__ = [
+    "NETS",
+    "MapperNet",
+    "Standardizer",
+    "build_mlp",
+    "fold_standardization",
+    "hidden_label",
+    "resolve_hidden",
+]
+
+#: Named hidden-layer stacks for ``hidden="name"``. ``"original"`` is the original project's
+#: t-SNE approximator (384-256-2); ``"keras-umap"`` is umap-learn's Keras ``ParametricUMAP``
+#: encoder (three layers of 100); ``"nnp"`` is Espadoto et al. (2019)'s NNP network
+#: (256-512-256); ``"wide"`` is what the neural mappers use by default (measured on
+#: Fashion-MNIST, see the README's table).
+NETS: dict[str, tuple[int, ...]] = {
+    "original": (256,),
+    "keras-umap": (100, 100, 100),
+    "nnp": (256, 512, 256),
+    "wide": (512, 512, 512),
+}
+
+
+def resolve_hidden(hidden: Any) -> tuple[int, ...]:
+    """The hidden widths of ``hidden``: a name of :data:`NETS` or a sequence of widths.
+
+    Examples
+    --------
+    >>> resolve_hidden("original")
+    (256,)
+    >>> resolve_hidden((64, 32))
+    (64, 32)
+    """
+    if isinstance(hidden, str):
+        if hidden not in NETS:
+            raise InvalidParameterError(
+                f"hidden must be one of {sorted(NETS)} or a sequence of layer widths such as "
+                f"(256, 256); got {hidden!r}." + suggest(hidden, list(NETS))
+            )
+        return NETS[hidden]
+    return check_hidden(hidden)
+
+
+def hidden_label(hidden: Any) -> str:
+    """``"wide (512-512-512)"`` for a name, ``"256-256"`` for widths."""
+    widths = "-".join(str(h) for h in resolve_hidden(hidden))
+    return f"{hidden} ({widths})" if isinstance(hidden, str) else widths
 
 
 def build_mlp(

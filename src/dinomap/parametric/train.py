@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
 
 def seed_from_random_state(random_state: Any) -> int:
     """Return a 63-bit seed from ``None``, an int, a ``numpy`` Generator or RandomState.
@@ -105,6 +107,7 @@ def train(
     learning_rate: float,
     weight_decay: float = 0.0,
     lr_schedule: str = "constant",
+    steps_per_epoch: int | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     patience: int | None = None,
     verbose: bool = False,
@@ -127,9 +130,13 @@ def train(
         Adam's step size (the starting one with ``lr_schedule="linear"``).
     weight_decay : float, default=0.0
         AdamW-style decoupled weight decay.
-    lr_schedule : {"constant", "linear"}, default="constant"
+    lr_schedule : {"constant", "linear", "cosine"}, default="constant"
         ``"linear"`` decays the step size to 5% of ``learning_rate`` over ``n_epochs``, as UMAP's
-        own optimiser anneals its step.
+        own optimiser anneals its step; ``"cosine"`` follows half a cosine from
+        ``learning_rate`` down to 1% of it.
+    steps_per_epoch : int, optional
+        Batches per epoch. When given, a decaying schedule moves the step size after every batch
+        rather than once per epoch (smoother when there are few long epochs).
     validate : callable, optional
         ``validate(module)`` returns a validation loss after each epoch (called under
         ``torch.no_grad`` in eval mode). With it the best epoch's weights are restored at the
@@ -154,10 +161,17 @@ def train(
     epochs, bar = _epoch_iterator(n_epochs, verbose, desc)
 
     for epoch in epochs:
-        lr = _set_epoch_lr(optimizer, learning_rate, lr_schedule, epoch, n_epochs)
+        lr = _set_lr(optimizer, learning_rate, lr_schedule, epoch / max(n_epochs, 1))
+        on_step = None
+        if steps_per_epoch and lr_schedule != "constant":
+
+            def on_step(step: int, epoch: int = epoch) -> None:
+                done = (epoch + min(step / steps_per_epoch, 1.0)) / max(n_epochs, 1)
+                _set_lr(optimizer, learning_rate, lr_schedule, done)
+
         entry: dict[str, float] = {
             "epoch": float(epoch),
-            "loss": _run_epoch(module, optimizer, batches, loss_fn, epoch),
+            "loss": _run_epoch(module, optimizer, batches, loss_fn, epoch, on_step),
             "lr": lr,
         }
         if validate is not None:
@@ -183,9 +197,10 @@ def train(
 
 
 def _check_lr_schedule(lr_schedule: str) -> None:
-    if lr_schedule not in ("constant", "linear"):
+    if lr_schedule not in LR_SCHEDULES:
         raise InvalidParameterError(
-            f"lr_schedule must be one of 'constant', 'linear'; got {lr_schedule!r}."
+            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}; "
+            f"got {lr_schedule!r}."
         )
 
 
@@ -201,17 +216,15 @@ def _epoch_iterator(n_epochs: int, verbose: bool, desc: str) -> tuple[Iterable[i
     return epochs, bar
 
 
-def _set_epoch_lr(
-    optimizer: torch.optim.Optimizer,
-    learning_rate: float,
-    lr_schedule: str,
-    epoch: int,
-    n_epochs: int,
+def _set_lr(
+    optimizer: torch.optim.Optimizer, learning_rate: float, lr_schedule: str, done: float
 ) -> float:
-    """Set (and return) the step size of ``epoch`` under ``lr_schedule``."""
+    """Set (and return) the step size once a share ``done`` of training is behind."""
     lr = learning_rate
     if lr_schedule == "linear":
-        lr = learning_rate * max(0.05, 1.0 - epoch / max(n_epochs, 1))
+        lr = learning_rate * max(0.05, 1.0 - done)
+    elif lr_schedule == "cosine":
+        lr = learning_rate * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0))))
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
@@ -223,12 +236,15 @@ def _run_epoch(
     batches: Callable[[int], Iterable[Batch]],
     loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
     epoch: int,
+    on_step: Callable[[int], None] | None = None,
 ) -> float:
     """One optimiser step per batch of ``epoch``; return the mean training loss."""
     module.train()
     total = torch.zeros((), device=_device_of(module))
     n_batches = 0
     for batch in batches(epoch):
+        if on_step is not None:
+            on_step(n_batches)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(module, batch)
         loss.backward()

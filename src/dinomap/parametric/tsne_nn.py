@@ -9,6 +9,7 @@ stopping and for an honest measure of how closely it imitates the t-SNE map
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -20,16 +21,18 @@ from torch import nn
 
 from dinomap._device import resolve_device
 from dinomap._validation import (
+    check_choice,
     check_embeddings,
-    check_hidden,
     check_positive_float,
     check_positive_int,
 )
 from dinomap.exceptions import InvalidParameterError
 from dinomap.metrics import map_agreement
 from dinomap.parametric._base import NeuralMapper
-from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
+from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, resolve_hidden
 from dinomap.parametric.train import (
+    LR_SCHEDULES,
+    TrainResult,
     make_generator,
     seed_from_random_state,
     train,
@@ -38,6 +41,12 @@ from dinomap.parametric.train import (
 __all__ = ["TSNEApproximator", "knn_agreement"]
 
 logger = logging.getLogger(__name__)
+
+#: A budget of gradient steps for ``max_steps`` (3,000 batches of 512: 25 epochs at 63,000
+#: training points, 2 at 900,000).
+MAX_STEPS = 3_000
+#: Default decoupled weight decay.
+WEIGHT_DECAY = 1.0
 
 
 def knn_agreement(reference: np.ndarray, predicted: np.ndarray, k: int = 10) -> float:
@@ -55,12 +64,18 @@ class TSNEApproximator(NeuralMapper):
 
     Parameters
     ----------
-    hidden : sequence of int, default=(256,)
-        Widths of the hidden layers (ReLU).
+    hidden : str or sequence of int, default=(256,)
+        Widths of the hidden layers (ReLU), or a name of :data:`dinomap.parametric.nets.NETS`:
+        ``"original"`` (the original project's 384-256-2, the same as the default widths),
+        ``"wide"`` (512-512-512), ``"nnp"`` (Espadoto et al. 2019), ``"keras-umap"``.
     n_components : int, default=2
         Dimension of the map imitated; must match the second dimension of ``Y``.
     max_epochs : int, default=500
         Upper bound on the epochs (passes over the training part).
+    max_steps : int or None, default=None
+        Budget of gradient steps: the epochs are at most ``ceil(max_steps / steps per epoch)``,
+        so the fit costs about the same from 50,000 points up (``None``: ``max_epochs`` only;
+        :data:`MAX_STEPS` is the budget measured on Fashion-MNIST, see the README).
     patience : int, default=20
         Epochs without a better held-out loss before stopping.
     validation_fraction : float, default=0.2
@@ -68,8 +83,10 @@ class TSNEApproximator(NeuralMapper):
     batch_size : int, default=256
         Points per gradient step.
     learning_rate : float, default=3e-3
-        Adam's step size.
-    weight_decay : float, default=1.0
+        Adam's starting step size.
+    lr_schedule : {"constant", "linear", "cosine"}, default="constant"
+        How the step size decays over the planned epochs (moved after every batch).
+    weight_decay : float, default=WEIGHT_DECAY
         Decoupled (AdamW) weight decay: each step shrinks the weights by
         ``learning_rate * weight_decay``. It keeps the network from memorising the
         training points, whose exact t-SNE positions are partly noise; without it held-out
@@ -131,14 +148,16 @@ class TSNEApproximator(NeuralMapper):
 
     def __init__(
         self,
-        hidden: tuple[int, ...] = (256,),
+        hidden: str | tuple[int, ...] = (256,),
         n_components: int = 2,
         max_epochs: int = 500,
+        max_steps: int | None = None,
         patience: int = 20,
         validation_fraction: float = 0.2,
         batch_size: int = 256,
         learning_rate: float = 3e-3,
-        weight_decay: float = 1.0,
+        lr_schedule: str = "constant",
+        weight_decay: float = WEIGHT_DECAY,
         input_noise: float = 0.0,
         random_state: Any = None,
         device: str = "auto",
@@ -147,10 +166,12 @@ class TSNEApproximator(NeuralMapper):
         self.hidden = hidden
         self.n_components = n_components
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.input_noise = input_noise
         self.random_state = random_state
@@ -165,13 +186,18 @@ class TSNEApproximator(NeuralMapper):
             raise InvalidParameterError(
                 f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}."
             )
+        max_steps = self.max_steps
+        if max_steps is not None:
+            max_steps = check_positive_int("max_steps", max_steps)
         return {
             "n_components": check_positive_int("n_components", self.n_components),
-            "hidden": check_hidden(self.hidden),
+            "hidden": resolve_hidden(self.hidden),
             "max_epochs": check_positive_int("max_epochs", self.max_epochs),
+            "max_steps": max_steps,
             "patience": check_positive_int("patience", self.patience),
             "batch_size": check_positive_int("batch_size", self.batch_size),
             "lr": check_positive_float("learning_rate", self.learning_rate),
+            "schedule": check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             "wd": check_positive_float("weight_decay", self.weight_decay, allow_zero=True),
             "noise": check_positive_float("input_noise", self.input_noise, allow_zero=True),
             "frac": frac,
@@ -197,71 +223,31 @@ class TSNEApproximator(NeuralMapper):
         Xa = check_embeddings(X, name="X", min_samples=3)
         Ya = check_embeddings(Y, name="Y", min_samples=3)
         p = self._checked_params(Xa.shape[0])
-        n_components = p["n_components"]
         if Ya.shape[0] != Xa.shape[0]:
             raise InvalidParameterError(
                 f"X and Y must have the same number of rows; got {Xa.shape[0]} and {Ya.shape[0]}."
             )
-        if Ya.shape[1] != n_components:
+        if Ya.shape[1] != p["n_components"]:
             raise InvalidParameterError(
-                f"Y must have n_components={n_components} columns; got {Ya.shape[1]}."
+                f"Y must have n_components={p['n_components']} columns; got {Ya.shape[1]}."
             )
-        hidden, max_epochs, patience = p["hidden"], p["max_epochs"], p["patience"]
-        batch_size, lr, wd, noise = p["batch_size"], p["lr"], p["wd"], p["noise"]
-        frac = p["frac"]
         n = Xa.shape[0]
-        n_val = min(max(1, round(n * frac)), n - 2)
+        n_val = min(max(1, round(n * p["frac"])), n - 2)
         device = resolve_device(self.device)
         seed = seed_from_random_state(self.random_state)
-
         perm = np.random.default_rng(seed).permutation(n)
         val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         x_std = Standardizer.fit(Xa[train_idx])
         y_std = Standardizer.fit(Ya[train_idx])
-        mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
+        mlp = build_mlp(Xa.shape[1], p["hidden"], p["n_components"], generator=make_generator(seed))
         net = MapperNet(mlp, x_std, y_std).to(device)
 
         def to_dev(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-        Xt, Yt = to_dev(x_std.transform(Xa[train_idx])), to_dev(y_std.transform(Ya[train_idx]))
-        Xv, Yv = to_dev(x_std.transform(Xa[val_idx])), to_dev(y_std.transform(Ya[val_idx]))
-        gen = make_generator(seed + 1, device)
-        n_train = Xt.shape[0]
-
-        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-            order = torch.randperm(n_train, generator=gen, device=device)
-            for s in range(0, n_train, batch_size):
-                idx = order[s : s + batch_size]
-                xb = Xt[idx]
-                if noise > 0:
-                    xb = xb + noise * torch.randn(
-                        xb.shape, generator=gen, device=device, dtype=xb.dtype
-                    )
-                yield xb, Yt[idx]
-
-        def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return F.mse_loss(module(batch[0]), batch[1])
-
-        def validate(module: nn.Module) -> float:
-            total = torch.zeros((), device=device)
-            for s in range(0, Xv.shape[0], 65536):
-                pred = module(Xv[s : s + 65536])
-                total += ((pred - Yv[s : s + 65536]) ** 2).sum()
-            return float(total) / Yv.numel()
-
-        result = train(
-            net.mlp,
-            batches,
-            loss_fn,
-            n_epochs=max_epochs,
-            learning_rate=lr,
-            weight_decay=wd,
-            validate=validate,
-            patience=patience,
-            verbose=bool(self.verbose),
-            desc="t-SNE approximator",
-        )
+        train_set = (to_dev(x_std.transform(Xa[train_idx])), to_dev(y_std.transform(Ya[train_idx])))
+        val_set = (to_dev(x_std.transform(Xa[val_idx])), to_dev(y_std.transform(Ya[val_idx])))
+        result = _regress(net.mlp, train_set, val_set, p, make_generator(seed + 1, device), self)
         self.net_ = net.eval()
         self.device_ = device
         self.n_features_in_ = int(Xa.shape[1])
@@ -290,6 +276,66 @@ class TSNEApproximator(NeuralMapper):
         self.fit(X, Y)
         out: np.ndarray = self.embedding_
         return out
+
+
+def planned_epochs(n_train: int, batch_size: int, max_epochs: int, max_steps: int | None) -> int:
+    """Epochs within ``max_epochs`` and the ``max_steps`` budget of gradient steps."""
+    if max_steps is None:
+        return max_epochs
+    per_epoch = max(1, math.ceil(n_train / batch_size))
+    return int(max(1, min(max_epochs, math.ceil(max_steps / per_epoch))))
+
+
+def _regress(
+    mlp: nn.Module,
+    train_set: tuple[torch.Tensor, torch.Tensor],
+    val_set: tuple[torch.Tensor, torch.Tensor],
+    p: dict[str, Any],
+    gen: torch.Generator,
+    owner: TSNEApproximator,
+) -> TrainResult:
+    """Train ``mlp`` by mean squared error on the standardised coordinates."""
+    Xt, Yt = train_set
+    Xv, Yv = val_set
+    device = Xt.device
+    batch_size, noise = p["batch_size"], p["noise"]
+    n_train = Xt.shape[0]
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = torch.randperm(n_train, generator=gen, device=device)
+        for s in range(0, n_train, batch_size):
+            idx = order[s : s + batch_size]
+            xb = Xt[idx]
+            if noise > 0:
+                xb = xb + noise * torch.randn(
+                    xb.shape, generator=gen, device=device, dtype=xb.dtype
+                )
+            yield xb, Yt[idx]
+
+    def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return F.mse_loss(module(batch[0]), batch[1])
+
+    def validate(module: nn.Module) -> float:
+        total = torch.zeros((), device=device)
+        for s in range(0, Xv.shape[0], 65536):
+            pred = module(Xv[s : s + 65536])
+            total += ((pred - Yv[s : s + 65536]) ** 2).sum()
+        return float(total) / Yv.numel()
+
+    return train(
+        mlp,
+        batches,
+        loss_fn,
+        n_epochs=planned_epochs(n_train, batch_size, p["max_epochs"], p["max_steps"]),
+        learning_rate=p["lr"],
+        weight_decay=p["wd"],
+        lr_schedule=p["schedule"],
+        steps_per_epoch=math.ceil(n_train / batch_size),
+        validate=validate,
+        patience=p["patience"],
+        verbose=bool(owner.verbose),
+        desc="t-SNE approximator",
+    )
 
 
 def _agreement(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

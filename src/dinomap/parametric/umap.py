@@ -36,7 +36,6 @@ from dinomap._umap import import_umap
 from dinomap._validation import (
     check_choice,
     check_embeddings,
-    check_hidden,
     check_positive_float,
     check_positive_int,
 )
@@ -44,7 +43,7 @@ from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, write_keras_mapper
 from dinomap.parametric._umap_graph import Edges, check_graph, fuzzy_graph, graph_edges
-from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp
+from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, resolve_hidden
 from dinomap.parametric.train import (
     make_generator,
     seed_from_random_state,
@@ -73,13 +72,17 @@ class ParametricUMAP(NeuralMapper):
         Size of the neighbourhoods of the fuzzy graph.
     min_dist : float, default=0.1
         UMAP's minimum distance between points in the map (sets the ``a, b`` curve).
-    hidden : sequence of int, default=(256, 256)
-        Widths of the encoder's hidden layers (ReLU).
+    hidden : str or sequence of int, default=(256, 256)
+        Widths of the encoder's hidden layers (ReLU), or a name of
+        :data:`dinomap.parametric.nets.NETS` (``"keras-umap"``: umap-learn's Keras encoder).
     n_epochs : int or None, default=None
         Epochs of the UMAP loss; each draws as many weighted edges as the graph's total weight
         over its largest weight (the edges classic UMAP visits per epoch). ``None`` picks the
-        number giving about 500 gradient steps, between 5 and 200 epochs: about 160 epochs at
-        2,000 points, 30 at 10,000, 5 from 50,000 up. The encoder shares its weights across
+        number giving about ``max_steps`` gradient steps, between 5 and 200 epochs: with 500
+        steps about 160 epochs at 2,000 points, 30 at 10,000, 5 from 50,000 up.
+    max_steps : int, default=500
+        Budget of gradient steps when ``n_epochs`` is ``None``; the training cost then stays
+        the same from ~50,000 points up whatever ``n`` (the graph is the part that grows). The encoder shares its weights across
         points, so it needs far fewer passes than UMAP's free coordinates.
     batch_size : int, default=4096
         Edges per gradient step.
@@ -148,8 +151,9 @@ class ParametricUMAP(NeuralMapper):
         n_components: int = 2,
         n_neighbors: int = 15,
         min_dist: float = 0.1,
-        hidden: tuple[int, ...] = (256, 256),
+        hidden: str | tuple[int, ...] = (256, 256),
         n_epochs: int | None = None,
+        max_steps: int = AUTO_STEPS,
         batch_size: int = 4096,
         learning_rate: float = 3e-3,
         negative_sample_rate: int = 5,
@@ -164,6 +168,7 @@ class ParametricUMAP(NeuralMapper):
         self.min_dist = min_dist
         self.hidden = hidden
         self.n_epochs = n_epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.negative_sample_rate = negative_sample_rate
@@ -189,6 +194,7 @@ class ParametricUMAP(NeuralMapper):
         if self.n_epochs is not None:
             check_positive_int("n_epochs", self.n_epochs)
         return {
+            "max_steps": check_positive_int("max_steps", self.max_steps),
             "backend": check_choice("backend", self.backend, BACKENDS),
             "n_components": check_positive_int("n_components", self.n_components),
             "n_neighbors": n_neighbors,
@@ -197,7 +203,7 @@ class ParametricUMAP(NeuralMapper):
             "lr": check_positive_float("learning_rate", self.learning_rate),
             "neg_rate": check_positive_int("negative_sample_rate", self.negative_sample_rate),
             "init": check_choice("init", self.init, INITS),
-            "hidden": check_hidden(self.hidden),
+            "hidden": resolve_hidden(self.hidden),
         }
 
     def validate(self, n_samples: int) -> None:
@@ -245,7 +251,7 @@ class ParametricUMAP(NeuralMapper):
         edges = graph_edges(coo)
         n_epochs = self.n_epochs
         if n_epochs is None:
-            n_epochs = _auto_epochs(edges.per_epoch, batch_size)
+            n_epochs = _auto_epochs(edges.per_epoch, batch_size, p["max_steps"])
 
         mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
         net = MapperNet(mlp, x_std, Standardizer.identity(n_components)).to(device)
@@ -397,9 +403,9 @@ def _dedup_batches(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def _auto_epochs(per_epoch: int, batch_size: int) -> int:
-    """Epochs giving about ``AUTO_STEPS`` gradient steps, within [5, 200]."""
-    return int(min(200, max(5, math.ceil(AUTO_STEPS * batch_size / per_epoch))))
+def _auto_epochs(per_epoch: int, batch_size: int, max_steps: int = AUTO_STEPS) -> int:
+    """Epochs giving about ``max_steps`` gradient steps, within [5, 200]."""
+    return int(min(200, max(5, math.ceil(max_steps * batch_size / per_epoch))))
 
 
 def _pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
