@@ -68,6 +68,50 @@ import numpy as np
 from dinomap.data.synthetic import make_clusters
 
 DINOMAP_METHODS = ("pca", "tsne", "umap", "parametric_umap", "tsne_nn")
+#: An interpreter with TensorFlow for umap-learn's Keras ParametricUMAP (used when it exists).
+KERAS_PYTHON = os.environ.get("DINOMAP_KERAS_PYTHON", "/tmp/kerasvenv/bin/python")
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+#: From this size on, each worker generates the synthetic data itself (no 1.5 GB X.npy on disk).
+IN_WORKER_MIN = 500_000
+_KERAS_SCRIPT = """
+import sys, time, numpy as np
+from umap.parametric_umap import ParametricUMAP
+X = np.load(sys.argv[1]); t0 = time.perf_counter()
+Y = ParametricUMAP(random_state=0).fit_transform(X)
+print(time.perf_counter() - t0); np.save(sys.argv[2], np.asarray(Y, dtype=np.float32))
+"""
+
+
+def _keras_external(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """Fit Keras ParametricUMAP in the external TensorFlow interpreter; (map, fit seconds)."""
+    with tempfile.TemporaryDirectory() as d:
+        np.save(Path(d) / "X.npy", X)
+        proc = subprocess.run([KERAS_PYTHON, "-c", _KERAS_SCRIPT, f"{d}/X.npy", f"{d}/Y.npy"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        seconds = float(proc.stdout.strip().splitlines()[-1])
+        return np.load(Path(d) / "Y.npy"), seconds
+
+
+def load_fashion_pca(directory: str = FASHION_DIR, dim: int = 384) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST's 70,000 images as pixels -> PCA-``dim`` stand-in embeddings, and labels."""
+    import gzip
+
+    from sklearn.decomposition import PCA
+
+    def idx(name: str) -> np.ndarray:
+        with gzip.open(Path(directory) / name, "rb") as f:
+            data = f.read()
+        ndim = data[3]
+        shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+    images = np.concatenate([idx("train-images-idx3-ubyte.gz"), idx("t10k-images-idx3-ubyte.gz")])
+    labels = np.concatenate([idx("train-labels-idx1-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")])
+    pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    X = PCA(n_components=dim, random_state=0).fit_transform(pixels).astype(np.float32)
+    return X, labels.astype(np.int64)
+
+
 PEERS = ("sklearn_tsne", "umap_learn", "keras_parametric_umap")
 
 
@@ -94,8 +138,13 @@ def _umap_compile(seeded: bool) -> float:
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in this (fresh) process."""
     t_import = time.perf_counter()
-    X = np.load(spec["features"])
     labels = None
+    if spec.get("synthetic"):  # generated here: no copy of a large X on disk
+        X, y = make_clusters(**spec["synthetic"])
+        labels = [str(v) for v in y.tolist()]
+        del y
+    else:
+        X = np.load(spec["features"])
     if spec.get("labels"):
         labels = [str(v) for v in np.load(spec["labels"], allow_pickle=False).tolist()]
     seed = spec["seed"]
@@ -119,11 +168,17 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "pipeline":
         from dinomap.maps import make_maps
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = make_maps((X, labels), methods=spec.get("methods"), random_state=seed,
-                        out_dir=spec["out_dir"])  # fmt: skip
+                        out_dir=spec["out_dir"], progress=True,
+                        large_data=spec.get("large_data", "auto"))  # fmt: skip
         result["total_seconds"] = time.perf_counter() - t0
+        # CPU time of all threads of this process: on a machine shared with other jobs, the
+        # wall time above is pessimistic; cpu_seconds / cores bounds the time on a quiet one.
+        result["cpu_seconds"] = time.process_time() - c0
         result["process_seconds"] = time.time() - spec["started"]
+        result["timings"] = res.metrics.get("timings")
+        result["large_data"] = res.metrics.get("large_data")
         result["methods"] = {
             m: {k: e.get(k) for k in ("fit_seconds", "metrics_seconds", "trustworthiness",
                                       "knn_preservation", "knn_accuracy", "agreement")}
@@ -161,6 +216,13 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         result["peak_rss_mb"] = _rss_mb()
         result.update(_evaluate(X, labels, Y))
     elif kind == "peer":
+        if spec.get("peer_max") and X.shape[0] > spec["peer_max"]:
+            # a slow peer on a fixed random subsample (said in the output), scored on it
+            rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], spec["peer_max"],
+                                                              replace=False))  # fmt: skip
+            X = X[rows]
+            labels = [labels[i] for i in rows] if labels is not None else None
+            result["subsample"] = int(spec["peer_max"])
         if name == "sklearn_tsne":
             from sklearn.decomposition import PCA
             from sklearn.manifold import TSNE
@@ -178,6 +240,9 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             Y = umap.UMAP(random_state=seed).fit_transform(X)
             result["fit_seconds"] = time.perf_counter() - t0
             result["call"] = "umap.UMAP(random_state=seed).fit_transform(X)"
+        elif name == "keras_parametric_umap" and Path(KERAS_PYTHON).exists():
+            Y, result["fit_seconds"] = _keras_external(X)
+            result["call"] = f"{KERAS_PYTHON}: ParametricUMAP().fit_transform(X)"
         elif name == "keras_parametric_umap":
             ParametricUMAP = import_parametric_umap().ParametricUMAP
             t0 = time.perf_counter()
@@ -202,7 +267,12 @@ def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--_worker", json.dumps(spec)]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        # stderr (progress, stage lines) goes to a log file beside the data, to watch a long run
+        log = Path(spec["features"]).with_name(f"worker_{spec['kind']}_{spec['name']}.log")
+        with open(log, "w") as err:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                  timeout=timeout, check=False)  # fmt: skip
+        proc.stderr = log.read_text(errors="replace")[-4000:]
     except subprocess.TimeoutExpired:
         return {"name": spec["name"], "error": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
@@ -229,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", type=int, default=10)
     p.add_argument("--intrinsic", type=int, default=8, help="dimension of each cluster's patch")
     p.add_argument("--features", help="features file (.npy) instead of synthetic data")
+    p.add_argument("--fashion-mnist", nargs="?", const=FASHION_DIR, default=None, metavar="DIR",
+                   help="Fashion-MNIST 70k, pixels -> PCA-384 (default dir: %(const)s); prints "
+                   "the issue's table")  # fmt: skip
+    p.add_argument("--peer-max", type=int, default=None,
+                   help="run the peers on a random subsample of this size (sklearn TSNE at 70k: "
+                   "~15 min on 2 cores); default: 20,000 with --fashion-mnist, else all")  # fmt: skip
+    p.add_argument(
+        "--large-data", default="auto", help="make_maps large_data: auto, true, false, N"
+    )
     p.add_argument("--labels", help="labels file (.npy) for --features")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default=",".join(DINOMAP_METHODS), help="dinomap methods, or ''")
@@ -246,21 +325,39 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_maps_"))
-    if args.features:
+    synthetic: dict[str, Any] | None = None
+    if args.fashion_mnist:
+        X, y = load_fashion_pca(args.fashion_mnist)
+        data = {"source": f"fashion-mnist {args.fashion_mnist}, pixels -> PCA-384"}
+        if args.peer_max is None:
+            args.peer_max = 20_000
+    elif args.features:
         X = np.load(args.features)
         y = np.load(args.labels, allow_pickle=False) if args.labels else None
         data = {"source": str(args.features), "labels": str(args.labels) if args.labels else None}
+    elif args.n >= IN_WORKER_MIN:
+        synthetic = {"n": args.n, "dim": args.dim, "clusters": args.clusters,
+                     "intrinsic": args.intrinsic, "seed": args.seed}  # fmt: skip
+        X, y = np.empty((args.n, args.dim), dtype=np.float32), None
+        data = {"source": "synthetic (generated in each worker)", "clusters": args.clusters,
+                "intrinsic": args.intrinsic}  # fmt: skip
     else:
         X, y = make_clusters(args.n, args.dim, args.clusters, args.intrinsic, args.seed)
         data = {"source": "synthetic", "clusters": args.clusters, "intrinsic": args.intrinsic}
     X = np.ascontiguousarray(X, dtype=np.float32)
-    np.save(tmp / "X.npy", X)
+    if synthetic is None:
+        np.save(tmp / "X.npy", X)
     labels_file = None
     if y is not None:
         labels_file = str(tmp / "y.npy")
         np.save(labels_file, np.asarray([str(v) for v in np.asarray(y).tolist()]))
     data.update(n=int(X.shape[0]), dim=int(X.shape[1]))
-    base = {"features": str(tmp / "X.npy"), "labels": labels_file, "seed": args.seed}
+    del X  # the workers load it from disk: the parent keeps no copy
+    large: Any = {"true": True, "false": False}.get(args.large_data.lower(), args.large_data)
+    if isinstance(large, str) and large.isdigit():
+        large = int(large)
+    base = {"features": str(tmp / "X.npy"), "labels": labels_file, "seed": args.seed,
+            "peer_max": args.peer_max, "large_data": large, "synthetic": synthetic}  # fmt: skip
 
     report: dict[str, Any] = {
         "benchmark": "maps",
@@ -284,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         report["dinomap"][name] = _run_worker(dict(base, kind="dinomap", name=name), args.timeout)
         print(f"  {report['dinomap'][name]}", file=sys.stderr, flush=True)
     for name in peers:
-        if name == "keras_parametric_umap" and not _have("tensorflow"):
-            report["peers"][name] = {"skipped": "TensorFlow is not installed"}
+        if name == "keras_parametric_umap" and not (
+            _have("tensorflow") or Path(KERAS_PYTHON).exists()
+        ):
+            report["peers"][name] = {"skipped": f"TensorFlow is not installed (nor {KERAS_PYTHON})"}
             continue
         print(f"peer {name} ...", file=sys.stderr, flush=True)
         report["peers"][name] = _run_worker(dict(base, kind="peer", name=name), args.timeout)
@@ -298,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {report['pipeline']}", file=sys.stderr, flush=True)
     report["comparisons"] = _comparisons(report)
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    report["note"] = ("machine shared with other jobs (load average above): absolute seconds are "
+                      "pessimistic; ratios within one run and cpu_seconds matter")  # fmt: skip
+    if args.fashion_mnist:
+        print(issue_table(report), file=sys.stderr)
+        report["table"] = issue_table(report)
     text = json.dumps(report, indent=2, default=float)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +410,31 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+def issue_table(report: dict[str, Any]) -> str:
+    """The issue's markdown table: fit s, trustworthiness, kNN accuracy per map and peer."""
+    rows = [
+        "| map | fit s | trustworthiness | kNN accuracy | note |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+
+    def fmt(v: Any, spec: str) -> str:
+        return format(v, spec) if isinstance(v, int | float) else "-"
+
+    for name, e in report.get("pipeline", {}).get("methods", {}).items():
+        rows.append(f"| dinomap {name} | {fmt(e.get('fit_seconds'), '.0f')} | "
+                    f"{fmt(e.get('trustworthiness'), '.3f')} | {fmt(e.get('knn_accuracy'), '.3f')} | |")  # fmt: skip
+    for name, e in {**report.get("dinomap", {}), **report.get("peers", {})}.items():
+        note = (
+            e.get("skipped")
+            or e.get("error")
+            or (f"on a {e['subsample']}-point subsample" if e.get("subsample") else "")
+        )
+        kind = "peer" if name in PEERS else "dinomap (alone)"
+        rows.append(f"| {kind} {name} | {fmt(e.get('fit_seconds'), '.0f')} | "
+                    f"{fmt(e.get('trustworthiness'), '.3f')} | {fmt(e.get('knn_accuracy'), '.3f')} | {note} |")  # fmt: skip
+    return "\n".join(rows)
 
 
 def _comparisons(report: dict[str, Any]) -> dict[str, Any]:

@@ -328,6 +328,9 @@ class MapEvaluator:
     max_trust_samples : int or None, default=5000
     max_queries : int or None, default=5000
     n_folds : int, default=5
+    max_accuracy_samples : int or None, default=None
+        Cross-validate the kNN accuracy on a fixed random subsample of this many points
+        (``None``: all; the large-data strategy of :mod:`dinomap.maps.large` sets it).
 
     Examples
     --------
@@ -345,6 +348,7 @@ class MapEvaluator:
         max_trust_samples: int | None = 5000,
         max_queries: int | None = 5000,
         n_folds: int = 5,
+        max_accuracy_samples: int | None = None,
     ) -> None:
         self.X = check_embeddings(X, name="X", min_samples=3)
         n = self.X.shape[0]
@@ -359,6 +363,8 @@ class MapEvaluator:
         self.n_folds = n_folds
         self._trust = _TrustSubsample(self.X, _subsample(n, max_trust_samples))
         self.queries = _subsample(n, max_queries)
+        self.max_accuracy_samples = max_accuracy_samples
+        self._acc_rows = _subsample(n, max_accuracy_samples) if max_accuracy_samples else None
         self._high: np.ndarray | None = None
 
     @property
@@ -370,6 +376,7 @@ class MapEvaluator:
             "knn_preservation_queries": len(self.queries),
             "knn_accuracy_folds": self.n_folds,
             "subsample_seed": SUBSAMPLE_SEED,
+            **({"knn_accuracy_samples": len(self._acc_rows)} if self._acc_rows is not None else {}),
         }
 
     def high_neighbors(self) -> np.ndarray:
@@ -386,11 +393,14 @@ class MapEvaluator:
                 f"Y must have {self.X.shape[0]} rows (one per embedding); got {Ya.shape[0]}."
             )
         low = _knn_2d(Ya, self.queries, self.k)
-        acc = (
-            knn_accuracy(Ya, self.labels, k=self.k, n_folds=self.n_folds)
-            if self.labels is not None
-            else None
-        )
+        acc = None
+        if self.labels is not None:
+            if self._acc_rows is None:
+                acc = knn_accuracy(Ya, self.labels, k=self.k, n_folds=self.n_folds)
+            else:
+                rows = self._acc_rows
+                sub = [self.labels[int(i)] for i in rows]
+                acc = knn_accuracy(Ya[rows], sub, k=self.k, n_folds=self.n_folds)
         return {
             "trustworthiness": self._trust.score(Ya, self.k),
             "knn_preservation": _preservation(self.high_neighbors(), low, self.k),

@@ -51,8 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         action="append",
         default=[],
         metavar="METHOD.KEY=VALUE",
-        help="a method parameter, repeatable (e.g. tsne.perplexity=50, umap.n_neighbors=30)",
+        help="a method parameter, repeatable (e.g. tsne.perplexity=50, umap.n_neighbors=30); "
+        "METHOD.backend picks the implementation: tsne.backend=opentsne|cuml, "
+        "umap.backend=umap-learn|torchdr|cuml",
     )
+    p.add_argument(
+        "--large-data", default="auto", metavar="auto|on|off|N",
+        help="fit t-SNE, UMAP and the neural mappers on a random sample and place the other "
+        "points with their transform: auto (above 200,000 points; default), on, off, or the "
+        "sample size N",
+    )  # fmt: skip
     p.add_argument("--n-jobs", type=int, default=None, help="threads for t-SNE and UMAP")
     p.add_argument(
         "--device", default=None,
@@ -137,6 +145,20 @@ def load_labels(path: str | Path) -> list[str | None]:
     return [line.strip() or None for line in lines]
 
 
+def _large_data(value: str) -> bool | str | int:
+    """``--large-data`` as make_maps' ``large_data``."""
+    low = value.strip().lower()
+    choices: dict[str, bool | str] = {"auto": "auto", "on": True, "true": True, "off": False,
+                                      "false": False}  # fmt: skip
+    if low in choices:
+        return choices[low]
+    if low.isdigit():
+        return int(low)
+    raise InvalidParameterError(
+        f"--large-data must be auto, on, off or a sample size; got {value!r}."
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from dinomap.maps import make_maps
 
@@ -151,6 +173,8 @@ def _run(args: argparse.Namespace) -> int:
         "plots": not args.no_plots,
         "save_mappers": not args.no_mappers,
         "verbose": not args.quiet and not args.json,
+        "progress": False if args.quiet else None,  # None: bars when stderr is a terminal
+        "large_data": _large_data(args.large_data),
     }
     if src.is_dir():
         if args.labels or args.paths:

@@ -133,10 +133,15 @@ def build_estimator(
     n_jobs: int | None,
     device: str | None = None,
 ) -> Any:
-    spec = reducer_spec(name)
-    cls = spec.load_class()
-    accepted = set(cls().get_params(deep=False)) if hasattr(cls, "get_params") else set()
+    """The estimator of method ``name`` with ``params`` (``backend`` among them picks the
+    implementation, e.g. ``{"backend": "torchdr"}``) and the shared seed, threads and device."""
     kwargs = dict(params)
+    backend = kwargs.pop("backend", None)
+    if backend is not None and not isinstance(backend, str):
+        raise InvalidParameterError(f"{name}.backend must be a string; got {backend!r}.")
+    spec = reducer_spec(name)
+    cls = spec.load_class(backend)
+    accepted = set(cls().get_params(deep=False)) if hasattr(cls, "get_params") else set()
     if "random_state" in accepted and "random_state" not in kwargs:
         kwargs["random_state"] = random_state
     if n_jobs is not None and "n_jobs" in accepted and "n_jobs" not in kwargs:
@@ -149,4 +154,4 @@ def build_estimator(
             f"unknown parameter(s) {sorted(unknown)} for method {name!r}; "
             f"it accepts {', '.join(sorted(accepted))}."
         )
-    return get_reducer(name, **kwargs)
+    return get_reducer(name, backend=backend, **kwargs)

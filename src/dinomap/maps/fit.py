@@ -14,10 +14,25 @@ from typing import Any
 
 import numpy as np
 
-from dinomap.exceptions import DinomapError, InvalidParameterError
-from dinomap.maps._inputs import build_estimator, load_points, resolve_methods
+from dinomap.exceptions import DinomapError
+from dinomap.maps._inputs import load_points, resolve_methods
 from dinomap.maps._outputs import MapsResult, jsonable_key, jsonable_params, write_outputs
 from dinomap.maps.holdout import fit_with_holdout, reported_agreement, same_graph
+from dinomap.maps.large import (
+    LARGE_DATA_ACCURACY_SAMPLES,
+    LargeDataPlan,
+    place_rest,
+    plan_large_data,
+)
+from dinomap.maps.progress import collect_timings, show_progress, stage
+from dinomap.maps.small_n import (
+    TooFewPointsError,
+    estimators_for,
+    finite_or_none,
+    skip_failed_fit,
+    small_n_defaults,
+    small_n_record,
+)
 from dinomap.reduce.registry import reducer_spec
 from dinomap.store import atomic_write_json
 from dinomap.store.layout import MAPS_FILE, METRICS_FILE, PLOTS_DIR
@@ -44,6 +59,8 @@ def make_maps(
     warm_up_umap: bool = True,
     device: str | None = None,
     verbose: bool = False,
+    progress: bool | None = None,
+    large_data: bool | str | int = "auto",
 ) -> MapsResult:
     """Make 2-D maps of embeddings, score them and (with an output directory) write them.
 
@@ -77,6 +94,13 @@ def make_maps(
         ``"cuda"``...; ``None`` leaves each method's own default (``"auto"``).
     verbose : bool, default=False
         Print one line per method and the metrics table.
+    progress : bool or None, default=None
+        Progress bars and stage lines on stderr (:mod:`dinomap.maps.progress`); ``None``: when
+        stderr is a terminal. Every stage's seconds go to ``metrics.json`` ``"timings"`` anyway.
+    large_data : "auto", bool or int, default="auto"
+        Fit t-SNE, UMAP and the neural mappers on a random sample and place the other points
+        with their ``transform`` (:mod:`dinomap.maps.large`): ``"auto"`` above 200,000 points,
+        ``True`` always, ``False`` never, an int: that sample size.
 
     Returns
     -------
@@ -91,27 +115,50 @@ def make_maps(
     names, params = _check_methods(methods, params)
     X, lab, pths, info, run_dir, stamp = load_points(source, labels, paths)
     n = X.shape[0]
-    if n < 3:
-        raise InvalidParameterError(f"a map needs at least 3 points; got {n}.")
     out = Path(out_dir) if out_dir is not None else run_dir
     if random_init is None:
         random_init = bool(info.get("weights", {}).get("random_init", False))
 
-    mappers = _estimators(names, params, random_state, n_jobs, device, n)
+    plan = plan_large_data(n, large_data, random_state)
+    if plan is not None and verbose:
+        print(f"large data: {n} points; t-SNE, UMAP and the neural mappers fit on a sample of "
+              f"{len(plan.sample)} and place the rest (large_data=False: all)", flush=True)  # fmt: skip
+    mappers, adapted, skipped = estimators_for(names, params, random_state, n_jobs, device, n)
+    names = [name for name in names if name in mappers]
     warm_thread = _start_warm_up(names, mappers, n, random_state) if warm_up_umap else None
-    evaluator = _evaluator(X, lab) if evaluate else None
-
-    coords: dict[str, np.ndarray] = {}
-    entries: dict[str, dict[str, Any]] = {}
-    for name in names:
-        coords[name], entries[name] = _fit_one(
-            name, X, mappers, coords, evaluator, warm_thread, random_state
+    with show_progress(progress), collect_timings() as timings:
+        evaluator = _evaluator(X, lab, plan) if evaluate and n >= 3 else None
+        coords, entries = _fit_all(
+            names, X, mappers, evaluator, warm_thread, random_state, plan, skipped, verbose
         )
-        if verbose:
-            _print_fitted(name, entries[name])
 
+    metrics = _metrics_record(X, lab, random_init, random_state, evaluator, stamp, entries,
+                              timings, plan, small_n_record(n, adapted, skipped,
+                                                            evaluate and evaluator is None))  # fmt: skip
+    for name, changed in adapted.items():
+        if name in entries and "small_n" in metrics:
+            entries[name]["adapted"] = changed
+    result = MapsResult(coords, metrics, mappers, pths, lab, out)
+    with show_progress(progress), collect_timings(into=timings):
+        _write_result(result, t_start, save_mappers=save_mappers, plots=plots, verbose=verbose)
+    return result
+
+
+def _metrics_record(
+    X: np.ndarray,
+    lab: Any,
+    random_init: bool,
+    random_state: Any,
+    evaluator: Any,
+    stamp: Any,
+    entries: dict[str, dict[str, Any]],
+    timings: dict[str, Any],
+    plan: LargeDataPlan | None,
+    small: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``metrics.json`` record of one ``make_maps`` call (``total_seconds`` filled later)."""
     metrics: dict[str, Any] = {
-        "n_samples": n,
+        "n_samples": int(X.shape[0]),
         "random_init": bool(random_init),
         "labels": lab is not None,
         "n_features": int(X.shape[1]),
@@ -121,20 +168,57 @@ def make_maps(
         "metrics": evaluator.info if evaluator is not None else None,
         "embeddings": stamp,
         "methods": entries,
+        "timings": timings,
         "total_seconds": None,
     }
-    result = MapsResult(coords, metrics, mappers, pths, lab, out)
-    _write(result, t_start, save_mappers=save_mappers, plots=plots, verbose=verbose)
-    return result
+    if plan is not None:
+        metrics["large_data"] = plan.info()
+    if small is not None:
+        metrics["small_n"] = small
+    return metrics
 
 
-def _write(
+def _fit_all(
+    names: list[str],
+    X: np.ndarray,
+    mappers: dict[str, Any],
+    evaluator: Any,
+    warm_thread: threading.Thread | None,
+    random_state: Any,
+    plan: LargeDataPlan | None,
+    skipped: dict[str, str],
+    verbose: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Fit every method in order; on a handful of points a method whose fit fails is skipped
+    (with the methods that imitate it) and said so (:func:`~dinomap.maps.small_n.skip_failed_fit`)."""
+    n = X.shape[0]
+    coords: dict[str, np.ndarray] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name in skipped:  # it imitates a map whose fit failed
+            continue
+        try:
+            coords[name], entries[name] = _fit_one(
+                name, X, mappers, coords, evaluator, warm_thread, random_state, plan
+            )
+        except Exception as exc:  # re-raised unless n is small
+            skip_failed_fit(name, exc, n, mappers, skipped)
+            continue
+        if verbose:
+            _print_fitted(name, entries[name])
+    if not coords:
+        raise TooFewPointsError(f"no map could be made from {n} points: {skipped}.")
+    return coords, entries
+
+
+def _write_result(
     result: MapsResult, t_start: float, *, save_mappers: bool, plots: bool, verbose: bool
 ) -> None:
     """Write the outputs (when there is an output directory), then metrics.json with the total."""
     out = result.out_dir
     if out is not None:
-        write_outputs(result, save_mappers=save_mappers, plots=plots)
+        with stage("write maps, plots and mappers"):
+            write_outputs(result, save_mappers=save_mappers, plots=plots)
     result.metrics["total_seconds"] = time.perf_counter() - t_start
     if out is not None:
         result.files["metrics"] = atomic_write_json(out / METRICS_FILE, result.metrics)
@@ -144,10 +228,12 @@ def _write(
             print(f"wrote {out / MAPS_FILE}, {out / METRICS_FILE}, {out / PLOTS_DIR}/", flush=True)
 
 
-def _evaluator(X: np.ndarray, labels: list[str | None] | None) -> Any:
+def _evaluator(X: np.ndarray, labels: list[str | None] | None, plan: Any = None) -> Any:
     from dinomap.metrics import MapEvaluator
 
-    return MapEvaluator(X, labels)
+    if plan is None:
+        return MapEvaluator(X, labels)
+    return MapEvaluator(X, labels, max_accuracy_samples=LARGE_DATA_ACCURACY_SAMPLES)
 
 
 def _print_fitted(name: str, entry: Mapping[str, Any]) -> None:
@@ -173,48 +259,10 @@ def _check_methods(
     return names, checked
 
 
-def _estimators(
-    names: list[str],
-    params: Mapping[str, Mapping[str, Any]],
-    random_state: Any,
-    n_jobs: int | None,
-    device: str | None,
-    n: int,
-) -> dict[str, Any]:
-    """Build and validate every estimator before the first long fit."""
-    mappers: dict[str, Any] = {}
-    for name in names:
-        given = _small_n_defaults(name, params.get(name, {}), n)
-        mapper = build_estimator(name, given, random_state, n_jobs, device)
-        check = getattr(mapper, "validate", None)
-        if callable(check):
-            check(n)
-        mappers[name] = mapper
-    return mappers
-
-
-#: Neighbourhood-size parameters whose *default* cannot exceed what ``n`` points allow: the
-#: largest value ``n`` allows. A value the user gave is never changed (validate() refuses it).
-_SMALL_N_LIMITS: dict[str, Any] = {
-    "perplexity": lambda n: max(1.0, (n - 1) / 3.0),  # t-SNE: 3 * perplexity <= n - 1
-    "n_neighbors": lambda n: max(2, n - 1),  # UMAP, parametric UMAP: n_neighbors < n
-}
-
-
 def _small_n_defaults(name: str, params: Mapping[str, Any], n: int) -> dict[str, Any]:
-    """``params`` with the defaults that ``n`` points cannot take lowered, and said so."""
-    out = dict(params)
-    defaults = reducer_spec(name).load_class()().get_params(deep=False)
-    for key, limit in _SMALL_N_LIMITS.items():
-        if key in defaults and key not in out and defaults[key] is not None:
-            allowed = limit(n)
-            if defaults[key] > allowed:
-                out[key] = allowed
-                logger.warning(
-                    "%s: %s=%s is too large for %d points; using %s (set %s.%s to choose)",
-                    reducer_spec(name).label, key, defaults[key], n, round(allowed, 3), name, key,
-                )  # fmt: skip
-    return out
+    """``params`` with the defaults that ``n`` points cannot take lowered
+    (:func:`dinomap.maps.small_n.small_n_defaults` without the record)."""
+    return small_n_defaults(name, params, n)[0]
 
 
 def _start_warm_up(
@@ -239,6 +287,7 @@ def _fit_one(
     evaluator: Any,
     warm_thread: threading.Thread | None,
     random_state: Any,
+    plan: LargeDataPlan | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit method ``name`` (driven by its ReducerSpec), return its map and metrics entry."""
     mapper, spec, n = mappers[name], reducer_spec(name), X.shape[0]
@@ -248,17 +297,12 @@ def _fit_one(
         warm_thread.join()
         waited = time.perf_counter() - t_wait
     t0 = time.perf_counter()
-    held_info: dict[str, Any] | None = None
-    ref = spec.holdout_reference
-    if spec.needs_target:
-        Y = mapper.fit(X, coords[spec.needs_target]).transform(X)
-    elif ref is not None and ref in coords:
-        reuse = spec.reuses_graph_of == ref and same_graph(mappers, ref, name)
-        Y, held_info = fit_with_holdout(
-            mapper, X, mappers[ref], coords[ref], reuse, random_state, reference=ref
-        )
-    else:
-        Y = mapper.fit_transform(X)
+    sampled = plan is not None and spec.large_data_sample
+    rows = plan.sample if sampled and plan is not None else None
+    with stage(f"{name}: fit" + (" on the sample" if sampled else "")):
+        Y, held_info = _fit_map(name, X, mappers, coords, random_state, rows)
+    if sampled and plan is not None:
+        Y = place_rest(name, mapper, X, plan, Y)
     fit_seconds = time.perf_counter() - t0
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     if Y.shape != (n, 2):
@@ -269,9 +313,14 @@ def _fit_one(
         entry["numba_warm_up_wait_seconds"] = waited
     if hasattr(mapper, "key_params"):
         entry["key_params"] = jsonable_key(mapper.key_params())
+    if getattr(mapper, "backend_name", ""):
+        entry["backend"] = mapper.backend_name
+    if sampled and plan is not None:
+        entry["fit_samples"] = len(plan.sample)
     if evaluator is not None:
         t1 = time.perf_counter()
-        entry.update(evaluator.evaluate(Y))
+        with stage(f"{name}: metrics"):
+            entry.update(evaluator.evaluate(Y))
         entry["metrics_seconds"] = time.perf_counter() - t1
     else:
         entry.update(trustworthiness=None, knn_preservation=None, knn_accuracy=None)
@@ -280,7 +329,34 @@ def _fit_one(
         entry["heldout"] = held_info
     elif "export" in spec.capabilities:  # the neural mappers report their own held-out check
         agreement, held = reported_agreement(mapper)
-        entry["agreement"] = agreement
+        entry["agreement"] = finite_or_none(agreement)  # NaN: too few held-out points
         if held is not None:
-            entry["heldout"] = held
+            entry["heldout"] = {key: finite_or_none(v) for key, v in held.items()}
     return Y, entry
+
+
+def _fit_map(
+    name: str,
+    X: np.ndarray,
+    mappers: Mapping[str, Any],
+    coords: Mapping[str, np.ndarray],
+    random_state: Any,
+    rows: np.ndarray | None,
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Fit ``name`` on ``X`` (or its ``rows``: the large-data sample) as its spec says; return
+    the map of those points and the held-out check, if any."""
+    mapper, spec = mappers[name], reducer_spec(name)
+    Xf = X if rows is None else X[rows]
+
+    def ref_coords(m: str) -> np.ndarray:
+        return coords[m] if rows is None else coords[m][rows]
+
+    ref = spec.holdout_reference
+    if spec.needs_target:
+        return mapper.fit(Xf, ref_coords(spec.needs_target)).transform(Xf), None
+    if ref is not None and ref in coords:
+        reuse = spec.reuses_graph_of == ref and same_graph(mappers, ref, name)
+        return fit_with_holdout(
+            mapper, Xf, mappers[ref], ref_coords(ref), reuse, random_state, reference=ref
+        )
+    return mapper.fit_transform(Xf), None

@@ -67,4 +67,5 @@ def same_graph(mappers: Mapping[str, Any], a: str, b: str) -> bool:
     na = getattr(mappers[a], "n_neighbors", None)
     nb = getattr(mappers[b], "n_neighbors", None)
     backend = getattr(mappers[b], "backend", "torch")
-    return na is not None and na == nb and backend == "torch"
+    has_graph = hasattr(type(mappers[a]), "graph_")  # TorchDR's UMAP exposes no graph
+    return na is not None and na == nb and backend == "torch" and has_graph

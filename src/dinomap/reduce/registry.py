@@ -10,16 +10,18 @@ that names the methods that can.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from dinomap._validation import check_choice
-from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.exceptions import DinomapError, InvalidParameterError, MissingDependencyError
 from dinomap.reduce._persist import read_mapper_config
 
 __all__ = [
     "CAPABILITIES",
+    "Backend",
     "ReducerSpec",
     "available_reducers",
     "get_reducer",
@@ -66,6 +68,15 @@ class ReducerSpec:
         Needs umap-learn's numba code, compiled in the background while other maps run.
     install_hint : str
         Shown when the module cannot be imported.
+    backends : tuple of Backend
+        Other implementations of the same method, chosen with ``get_reducer(name,
+        backend=...)`` (``--param umap.backend=torchdr`` on the command line); ``target`` is
+        the default one, named ``default_backend``.
+    default_backend : str
+        Name of the implementation in ``target``.
+    large_data_sample : bool
+        Above the large-data threshold, fit on a sample and place the other points with
+        ``transform`` (see :mod:`dinomap.maps.large`).
     """
 
     name: str
@@ -78,9 +89,25 @@ class ReducerSpec:
     holdout_reference: str | None = None
     reuses_graph_of: str | None = None
     numba_warm_up: bool = False
+    backends: tuple[Backend, ...] = ()
+    default_backend: str = "dinomap"
+    large_data_sample: bool = False
 
-    def load_class(self) -> type[Any]:
+    def backend_names(self) -> list[str]:
+        """Names of every implementation of this method, the default first."""
+        return [self.default_backend, *(b.name for b in self.backends)]
+
+    def backend(self, backend: str | None) -> Backend:
+        """The :class:`Backend` called ``backend`` (``None``: the default one)."""
+        if backend is None or backend == self.default_backend:
+            return Backend(self.default_backend, self.target, install_hint=self.install_hint)
+        check_choice(f"{self.name} backend", backend, self.backend_names())
+        return next(b for b in self.backends if b.name == backend)
+
+    def load_class(self, backend: str | None = None) -> type[Any]:
         """Import and return the estimator class (raises a clear error when unavailable)."""
+        if backend is not None and backend != self.default_backend:
+            return self.backend(backend).load_class(self.name)
         module_name, _, attr = self.target.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -91,6 +118,36 @@ class ReducerSpec:
                 f"method {self.name!r} is not available: cannot import {self.target} ({exc}).{hint}"
             ) from exc
         return cls
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of a method (``"cuml"``, ``"torchdr"``...).
+
+    ``requires`` names the third-party package it needs; when it is not installed,
+    :meth:`load_class` raises :class:`~dinomap.exceptions.MissingDependencyError` with
+    ``install_hint`` before anything is imported.
+    """
+
+    name: str
+    target: str
+    requires: str | None = None
+    install_hint: str = ""
+
+    def load_class(self, method: str = "") -> type[Any]:
+        if self.requires is not None and importlib.util.find_spec(self.requires) is None:
+            raise MissingDependencyError(
+                f"the {self.name!r} backend of {method or 'this method'} needs the "
+                f"{self.requires!r} package, which is not installed. {self.install_hint}".strip()
+            )
+        module_name, _, attr = self.target.partition(":")
+        try:
+            return cast("type[Any]", getattr(importlib.import_module(module_name), attr))
+        except (ImportError, AttributeError) as exc:
+            raise MissingDependencyError(
+                f"the {self.name!r} backend of {method or 'this method'} is not available: "
+                f"cannot import {self.target} ({exc}). {self.install_hint}".strip()
+            ) from exc
 
 
 _REGISTRY: dict[str, ReducerSpec] = {}
@@ -132,8 +189,13 @@ def available_reducers() -> list[str]:
     return names
 
 
-def get_reducer(name: str, **params: Any) -> Any:
+def get_reducer(name: str, backend: str | None = None, **params: Any) -> Any:
     """Build the estimator registered as ``name`` with ``params``.
+
+    ``backend`` picks another implementation of the same method (``get_reducer("umap",
+    backend="torchdr")``; ``spec.backend_names()`` lists them); an optional one is imported
+    only here and, when its package is missing, fails with
+    :class:`~dinomap.exceptions.MissingDependencyError` naming what to install.
 
     Examples
     --------
@@ -145,7 +207,7 @@ def get_reducer(name: str, **params: Any) -> Any:
     dinomap.exceptions.InvalidParameterError: method must be one of 'pca', ...
     """
     spec = reducer_spec(name)
-    cls = spec.load_class()
+    cls = spec.load_class(backend)
     try:
         return cls(**params)
     except TypeError as exc:
@@ -177,10 +239,17 @@ def load_reducer(directory: str | os.PathLike[str]) -> Any:
     for spec in _REGISTRY.values():
         if spec.target.partition(":")[2] == cls_name:
             return spec.load_class().load(directory)
+        for other in spec.backends:
+            if other.target.partition(":")[2] == cls_name:
+                return other.load_class(spec.name).load(directory)
     raise DinomapError(f"{directory} holds a {cls_name!r}, which is not a registered mapper class.")
 
 
 _TORCH_HINT = "It needs the dinomap.parametric package (PyTorch)."
+_CUML_HINT = (
+    "cuML needs an NVIDIA GPU and CUDA: pip install --extra-index-url=https://pypi.nvidia.com "
+    '"cuml-cu12" (see https://docs.rapids.ai/install).'
+)
 
 for _spec in (
     ReducerSpec(
@@ -196,6 +265,9 @@ for _spec in (
         "t-SNE",
         "tsne_embeddings",
         frozenset({"transform", "deterministic"}),
+        default_backend="opentsne",
+        large_data_sample=True,
+        backends=(Backend("cuml", "dinomap.reduce.cuml:CumlTSNEReducer", "cuml", _CUML_HINT),),
     ),
     ReducerSpec(
         "umap",
@@ -204,6 +276,17 @@ for _spec in (
         "umap_embeddings",
         frozenset({"transform"}),
         numba_warm_up=True,
+        default_backend="umap-learn",
+        large_data_sample=True,
+        backends=(
+            Backend("cuml", "dinomap.reduce.cuml:CumlUMAPReducer", "cuml", _CUML_HINT),
+            Backend(
+                "torchdr",
+                "dinomap.reduce.torchdr:TorchDRUMAPReducer",
+                "torchdr",
+                'pip install "dinomap[torchdr]"',
+            ),
+        ),
     ),
     ReducerSpec(
         "parametric_umap",
@@ -215,6 +298,7 @@ for _spec in (
         holdout_reference="umap",
         reuses_graph_of="umap",
         numba_warm_up=True,
+        large_data_sample=True,
     ),
     ReducerSpec(
         "tsne_nn",
@@ -224,6 +308,7 @@ for _spec in (
         frozenset({"transform", "export", "deterministic"}),
         needs_target="tsne",
         install_hint=_TORCH_HINT,
+        large_data_sample=True,
     ),
 ):
     register_reducer(_spec)

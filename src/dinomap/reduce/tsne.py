@@ -102,8 +102,13 @@ class TSNEReducer(Reducer):
     """
 
     method: ClassVar[str] = "tsne"
+    backend_name: ClassVar[str] = "opentsne"
     display_name: ClassVar[str] = "t-SNE"
     min_samples: ClassVar[int] = 3
+
+    #: openTSNE ``transform`` iterations for new points (its default); the large-data strategy
+    #: of :mod:`dinomap.maps.large` lowers it on the instance while it places the rest.
+    transform_n_iter: int = 250
 
     pca_: PCAReducer | None
     gradient_method_: str
@@ -209,7 +214,7 @@ class TSNEReducer(Reducer):
             ee_iter,
             n_iter,
         )
-        self.tsne_embedding_ = tsne.fit(Xp)
+        self.tsne_embedding_ = _fit_with_progress(tsne, Xp, ee_iter + n_iter)
         self.n_iter_total_ = ee_iter + n_iter
         return np.asarray(self.tsne_embedding_)
 
@@ -227,7 +232,7 @@ class TSNEReducer(Reducer):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         Xp = self.pca_.transform(X) if self.pca_ is not None else X
-        return np.asarray(self.tsne_embedding_.transform(Xp))
+        return np.asarray(self.tsne_embedding_.transform(Xp, n_iter=int(self.transform_n_iter)))
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
@@ -249,3 +254,34 @@ class TSNEReducer(Reducer):
             slim.affinities = slim_affinities
             state["tsne_embedding_"] = slim
         return state
+
+
+def _fit_with_progress(tsne: Any, Xp: np.ndarray, total: int) -> Any:
+    """``tsne.fit(Xp)`` with an iteration bar (when progress is on); the callback is removed
+    from the fitted embedding again, so it pickles."""
+    from dinomap.maps.progress import progress_bar, progress_enabled, stage
+
+    if not progress_enabled():
+        with stage("tsne: affinities + optimisation"):
+            return tsne.fit(Xp)
+    every = 10
+    with (
+        stage("tsne: affinities + optimisation"),
+        progress_bar("t-SNE: iterations", total=total, unit="it") as bar,
+    ):
+
+        def tick(iteration: int, error: float, embedding: Any) -> None:
+            bar.update(every)
+            bar.set_postfix(kl=f"{error:.3f}")
+
+        tsne.callbacks = (tick,)
+        tsne.callbacks_every_iters = every
+        try:
+            embedding = tsne.fit(Xp)
+        finally:
+            tsne.callbacks = None
+    params = getattr(embedding, "gradient_descent_params", None)
+    if isinstance(params, dict):
+        params.pop("callbacks", None)
+        params["use_callbacks"] = False
+    return embedding

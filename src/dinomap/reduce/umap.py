@@ -69,6 +69,7 @@ class UMAPReducer(Reducer):
     """
 
     method: ClassVar[str] = "umap"
+    backend_name: ClassVar[str] = "umap-learn"
     display_name: ClassVar[str] = "UMAP"
     min_samples: ClassVar[int] = 3
 
@@ -140,6 +141,7 @@ class UMAPReducer(Reducer):
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=bool(self.verbose),
+            tqdm_kwds=_tqdm_kwds(),
         )
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
@@ -159,6 +161,12 @@ class UMAPReducer(Reducer):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
             return np.asarray(self.umap_.transform(X))
+
+
+def _tqdm_kwds() -> dict[str, Any]:
+    from dinomap.maps.progress import umap_tqdm_kwds
+
+    return umap_tqdm_kwds("UMAP: epochs")
 
 
 def _warm_key(low_memory: bool, seeded: bool) -> tuple[Any, ...]:
