@@ -29,9 +29,14 @@ def test_resolve_device_refuses_cuda_without_cuda(monkeypatch: pytest.MonkeyPatc
 
 def test_every_stage_uses_the_one_resolver() -> None:
     import dinomap.embed.extract as extract
+    import dinomap.embed.ray_engine as ray_engine
     import dinomap.parametric._base as neural_base
     import dinomap.parametric.tsne_nn as tsne_nn
     import dinomap.parametric.umap as parametric_umap
 
-    for module in (extract, neural_base, tsne_nn, parametric_umap):
+    for module in (neural_base, tsne_nn, parametric_umap):
         assert module.resolve_device is resolve_device, module.__name__
+    # embedding resolves through its engine: here for the local one, the workers' for Ray
+    assert extract.engine_device is ray_engine.engine_device
+    for wanted in ("auto", "cpu"):
+        assert ray_engine.engine_device("local", wanted, None) == resolve_device(wanted)

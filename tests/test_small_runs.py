@@ -67,6 +67,8 @@ def test_twelve_images_make_every_map_and_label_issues(tmp_path: Path, capsys) -
     maps = pq.read_table(run / "maps.parquet").to_pandas()
     assert len(maps) == 12 and maps.notna().all().all()
     assert (run / "report.html").is_file() and (run / "slides.md").is_file()
+    html = (run / "report.html").read_text(encoding="utf-8")  # the page says what adapted
+    assert "Defaults adapted to 12 images" in html and "n_neighbors 15 -&gt; 11" in html
     issues = pq.read_table(run / "downstream" / "label_issues.parquet").to_pandas()
     assert len(issues) == 12 and set(issues["label"]) == {"cat", "dog"}
     info = _strict_json(run / "downstream" / "label_issues.json")
@@ -104,7 +106,8 @@ def test_two_images_from_an_exported_selection_manifest(tmp_path: Path) -> None:
     assert set(skipped) == {"tsne", "umap", "parametric_umap", "tsne_nn"}
     assert "needs at least 3 points" in skipped["tsne"]
     assert "3 points" in metrics["small_n"]["metrics"]
-    assert (run / "report.html").is_file()
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "t-SNE skipped: " in html and "needs at least 3 points" in html
     # the same manifest embeds unchanged with `dinomap embed`
     assert main(["embed", str(sel), "--out", str(tmp_path / "emb"), *TINY_CLI_ARGS, "-q"]) == 0
     assert len(load_embeddings(tmp_path / "emb")) == 2
@@ -121,6 +124,8 @@ def test_one_image_embeds_and_says_why_there_are_no_maps(tmp_path: Path, capsys)
     info = json.loads((run / "run.json").read_text())
     assert info["counts"]["stored"] == 1 and "1 point" in info["maps"]["skipped"]
     assert not (run / "maps.parquet").exists() and (run / "report.html").is_file()
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "No 2-D maps in this run: " in html and "1 point" in html  # why, not "run maps"
     assert not (run / "downstream" / "label_issues.parquet").exists()  # one class: nothing to check
 
 

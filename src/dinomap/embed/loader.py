@@ -87,6 +87,12 @@ def make_loader(
     size = cfg.source_size or cfg.input_size
     workers = cfg.num_workers if cfg.num_workers is not None else _default_workers(device)
     workers = min(workers, max(1, len(indices) // max(cfg.batch_size, 1))) if workers else 0
+    if workers:
+        # OpenCV's thread pool does not survive fork(): a worker forked while the parent's pool
+        # exists hangs for ever in cv2.setNumThreads (pthread_cond_destroy on a condition the
+        # parent's pool threads waited on). Decoding moves to the workers, so the parent gives its
+        # pool up first, cleanly, and the workers inherit none.
+        cv2.setNumThreads(1)
     return DataLoader(
         _DecodeDataset(source, indices, size, area=cfg.source_size is None),
         batch_size=cfg.batch_size,

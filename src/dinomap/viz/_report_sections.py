@@ -176,6 +176,7 @@ def _metrics_table(data: RunData) -> str:
         )
     n = data.metrics.get("n_samples")
     note = f"<p>Computed on {_esc(fmt_number(n))} samples.</p>" if n is not None else ""
+    note += _small_n_note(data)
     if data.metrics.get("random_init") or data.random_init:
         note += '<p><span class="dm-badge danger">random-init weights: metrics describe an untrained model</span></p>'
     return (
@@ -188,12 +189,39 @@ def _metrics_table(data: RunData) -> str:
     )
 
 
+def _small_n_note(data: RunData) -> str:
+    """What a small collection changed: adapted defaults and skipped methods (``small_n``)."""
+    small = data.metrics.get("small_n")
+    if not isinstance(small, Mapping):
+        return ""
+    items = [
+        f"{method_title(m)}: {k} {fmt_number(v.get('default'))} -> {fmt_number(v.get('used'))}"
+        for m, keys in (small.get("adapted") or {}).items()
+        for k, v in keys.items()
+        if isinstance(v, Mapping)
+    ]
+    items += [f"{method_title(m)} skipped: {why}" for m, why in (small.get("skipped") or {}).items()]
+    if small.get("metrics"):
+        items.append(f"metrics: {small['metrics']}")
+    if not items:
+        return ""
+    lis = "".join(f"<li>{_esc(t)}</li>" for t in items)
+    return (
+        f"<div id='small-n'><p>Defaults adapted to {_esc(fmt_number(small.get('n_samples')))} "
+        f"images (values you set are never changed):</p><ul>{lis}</ul></div>"
+    )
+
+
 def _map_section(data: RunData) -> str:
     if not data.methods:
-        return (
-            '<section id="map"><h2>Interactive map</h2><p class="dm-empty">No 2-D maps in this run '
-            "yet: run the maps stage, then the report again.</p></section>"
+        skipped = (data.info.get("maps") or {}).get("skipped")
+        why = (
+            f"No 2-D maps in this run: {_esc(skipped)}"
+            if skipped
+            else "No 2-D maps in this run yet: run the maps stage, then the report again."
         )
+        return f'<section id="map"><h2>Interactive map</h2><p class="dm-empty">{why}</p></section>'
+
     tabs = "".join(
         f'<button type="button" data-method="{_esc(m)}" aria-pressed="false">{_esc(method_title(m))}</button>'
         for m in data.methods

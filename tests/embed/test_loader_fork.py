@@ -1,0 +1,54 @@
+"""Decoding workers start even when the parent process has used OpenCV's thread pool.
+
+A DataLoader worker forked while the parent's OpenCV pool exists used to hang for ever in
+``cv2.setNumThreads`` (seen in the test suite: a second ``dinomap run`` in one process). The
+check runs in a fresh interpreter with a timeout, so a hang fails instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_images
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import cv2
+    import numpy as np
+    import torch
+    from dinomap.data import open_source
+    from dinomap.embed.config import EmbedConfig
+    from dinomap.embed.loader import make_loader
+
+    cv2.setNumThreads(4)  # the parent's pool, busy as after thumbnails or a contact sheet
+    big = np.random.default_rng(0).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)
+    for _ in range(20):
+        cv2.resize(big, (1024, 1024), interpolation=cv2.INTER_AREA)
+    src = open_source(sys.argv[1])
+    cfg = EmbedConfig(batch_size=2, num_workers=2)
+    for round_ in range(3):  # three loaders in one process, as three runs in a notebook
+        n = sum(len(meta) for _, meta, _ in make_loader(src, range(len(src.items)), cfg,
+                                                        torch.device("cpu")))
+        assert n == len(src.items), n
+        for _ in range(5):
+            cv2.resize(big, (1024, 1024), interpolation=cv2.INTER_AREA)
+    print("ok")
+    """
+)
+
+
+def test_workers_start_after_the_parent_used_opencv_threads(tmp_path: Path) -> None:
+    write_images(tmp_path / "img", n_per_class=4)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(tmp_path / "img")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a decoding worker hung after the parent used OpenCV's thread pool")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
