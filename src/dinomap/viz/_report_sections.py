@@ -200,7 +200,9 @@ def _small_n_note(data: RunData) -> str:
         for k, v in keys.items()
         if isinstance(v, Mapping)
     ]
-    items += [f"{method_title(m)} skipped: {why}" for m, why in (small.get("skipped") or {}).items()]
+    items += [
+        f"{method_title(m)} skipped: {why}" for m, why in (small.get("skipped") or {}).items()
+    ]
     if small.get("metrics"):
         items.append(f"metrics: {small['metrics']}")
     if not items:
