@@ -7,6 +7,8 @@ check runs in a fresh interpreter with a timeout, so a hang fails instead of sta
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -44,11 +46,14 @@ SCRIPT = textwrap.dedent(
 
 def test_workers_start_after_the_parent_used_opencv_threads(tmp_path: Path) -> None:
     write_images(tmp_path / "img", n_per_class=4)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "img")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
     try:
-        out = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(tmp_path / "img")],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        stdout, stderr = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung workers too, not only their parent
+        proc.communicate()
         pytest.fail("a decoding worker hung after the parent used OpenCV's thread pool")
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert proc.returncode == 0 and stdout.strip() == "ok", stderr[-2000:]
