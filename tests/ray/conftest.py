@@ -3,14 +3,17 @@ the actors could hold every CPU and the read tasks would never run), a small obj
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
+@contextlib.contextmanager
+def local_ray() -> Iterator[Any]:
+    """A fresh local Ray for a test module: 4 logical CPUs (with 2, the actors can hold every
+    CPU and the read tasks never run) and a small object store; shut down afterwards."""
     import ray
 
     if ray.is_initialized():
@@ -21,3 +24,9 @@ def ray_local() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    with local_ray() as ray:
+        yield ray

@@ -19,6 +19,7 @@ from dinomap import load_embeddings
 from dinomap.embed import EmbedConfig, embed
 
 from ..conftest import TINY_MODEL_KWARGS, write_images
+from .conftest import local_ray
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -67,16 +68,8 @@ def s3_server() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def ray_s3(s3_server: str) -> Iterator[Any]:
     """A local Ray started after the AWS variables are set, so its workers see them."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=4, object_store_memory=300 * 1024**2, include_dashboard=False,
-             log_to_driver=False)  # fmt: skip
-    try:
+    with local_ray() as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 def _upload(folder: Path, url: str) -> None:
