@@ -196,18 +196,37 @@ def render_config(config: TritonModelConfig) -> str:
     >>> print(render_config(cfg).splitlines()[1])
     platform: "pytorch_libtorch"
     """
+    return _render(
+        config.name, config.platform, config.max_batch_size, config.inputs, config.outputs,
+        [
+            "dynamic_batching {\n"
+            f"  max_queue_delay_microseconds: {config.max_queue_delay_microseconds}\n}}",
+            "instance_group [\n  {\n"
+            f"    count: {config.instance_count}\n    kind: {config.instance_kind}\n  }}\n]",
+        ],
+        config.parameters,
+    )  # fmt: skip
+
+
+def _render(
+    name: str,
+    platform: str,
+    max_batch_size: int,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    body: Sequence[str],
+    parameters: Sequence[tuple[str, str]],
+) -> str:
+    """A ``config.pbtxt``: the head every model has, its own ``body`` blocks, its parameters."""
     lines = [
-        f"name: {_quote(config.name)}",
-        f"platform: {_quote(config.platform)}",
-        f"max_batch_size: {config.max_batch_size}",
-        "input [\n" + ",\n".join(_tensor_block(t) for t in config.inputs) + "\n]",
-        "output [\n" + ",\n".join(_tensor_block(t) for t in config.outputs) + "\n]",
-        "dynamic_batching {\n"
-        f"  max_queue_delay_microseconds: {config.max_queue_delay_microseconds}\n}}",
-        "instance_group [\n  {\n"
-        f"    count: {config.instance_count}\n    kind: {config.instance_kind}\n  }}\n]",
+        f"name: {_quote(name)}",
+        f"platform: {_quote(platform)}",
+        f"max_batch_size: {max_batch_size}",
+        "input [\n" + ",\n".join(_tensor_block(t) for t in inputs) + "\n]",
+        "output [\n" + ",\n".join(_tensor_block(t) for t in outputs) + "\n]",
+        *body,
     ]
-    for key, value in config.parameters:
+    for key, value in parameters:
         lines.append(
             f"parameters {{\n  key: {_quote(key)}\n  value: {{ string_value: {_quote(value)} }}\n}}"
         )
@@ -289,19 +308,11 @@ def render_ensemble_config(config: TritonEnsembleConfig) -> str:
             *_map_block("output_map", step.output_map),
         ]
         steps.append("    {\n" + "\n".join(body) + "\n    }")
-    lines = [
-        f"name: {_quote(config.name)}",
-        f"platform: {_quote(ENSEMBLE_PLATFORM)}",
-        f"max_batch_size: {config.max_batch_size}",
-        "input [\n" + ",\n".join(_tensor_block(t) for t in config.inputs) + "\n]",
-        "output [\n" + ",\n".join(_tensor_block(t) for t in config.outputs) + "\n]",
-        "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}",
-    ]
-    for key, value in config.parameters:
-        lines.append(
-            f"parameters {{\n  key: {_quote(key)}\n  value: {{ string_value: {_quote(value)} }}\n}}"
-        )
-    return "\n".join(lines) + "\n"
+    return _render(
+        config.name, ENSEMBLE_PLATFORM, config.max_batch_size, config.inputs, config.outputs,
+        ["ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"],
+        config.parameters,
+    )  # fmt: skip
 
 
 def load_model_config_schema() -> ModuleType:
