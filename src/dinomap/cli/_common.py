@@ -11,13 +11,28 @@ from dinomap.embed.config import DEFAULT_MODEL, MODEL_ALIASES, PRECISIONS, RUNTI
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
+    "RUN_DIR_ARGS",
     "add_model_arguments",
     "add_model_choice_arguments",
+    "add_remote_arguments",
     "banner",
+    "call_command",
     "embed_config_from_args",
     "parse_model_args",
     "size_or_none",
 ]
+
+#: The commands that take a run directory, and the argument that holds it. Given a URL
+#: (``s3://bucket/runs/x``, any fsspec protocol), :func:`call_command` runs the command on a local
+#: mirror of the run (:mod:`dinomap.store.mirror`) and pushes back what it wrote. ``embed``
+#: writes a remote run directly and only takes the run's lock.
+RUN_DIR_ARGS: dict[str, str] = {
+    "run": "out", "demo": "out", "embed": "out", "map": "source", "search": "run",
+    "cluster": "run", "outliers": "run", "label-issues": "run", "duplicates": "run",
+    "project": "run", "report": "run_dir", "export": "run_dir",
+}  # fmt: skip
+_WRITES_REMOTE = {"embed"}  # writes the remote run itself: lock, no mirror
+_MAKES_RUN = {"run", "demo", "embed"}  # may start a run that is not there yet
 
 
 def size_or_none(text: str) -> int | None:
@@ -151,3 +166,57 @@ RANDOM_INIT_BANNER = [
     "RANDOM-INIT WEIGHTS: this run uses an untrained model.",
     "Its embeddings and maps carry no learned meaning; every output is stamped so.",
 ]
+
+
+def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--break-lock``, for the commands of :data:`RUN_DIR_ARGS`."""
+    parser.add_argument(
+        "--break-lock", action="store_true",
+        help="remote run directory (s3://...) only: remove the lock a crashed or killed command "
+        "left in it, then go on",
+    )  # fmt: skip
+
+
+def _echo(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def call_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a run directory given as a URL is worked on through a local
+    mirror: lock, pull, run the command unchanged, push what it wrote (``run.json`` last) on
+    success, unlock (docs/scale.md, "Object storage")."""
+    attr = RUN_DIR_ARGS.get(str(args.command), "")
+    target = getattr(args, attr, None) if attr else None
+    from dinomap.store._fs import is_url
+
+    if not target or not is_url(target):
+        code: int = args.func(args)
+        return code
+    out = getattr(args, "out", None)
+    if attr != "out" and out and is_url(out):
+        raise InvalidParameterError(
+            f"--out {out}: with a remote run directory, --out must be a local path (or leave "
+            f"it out: the outputs then go into the run, {target})."
+        )
+    break_lock = bool(getattr(args, "break_lock", False))
+    if args.command in _WRITES_REMOTE:
+        from dinomap.store.remote_lock import acquire_lock
+
+        lock = acquire_lock(target, str(args.command), break_lock=break_lock)
+        try:
+            code = args.func(args)
+        finally:
+            lock.release()
+        return code
+    from dinomap.store.mirror import RunMirror
+
+    quiet = bool(getattr(args, "quiet", False))
+    with RunMirror(target, command=str(args.command), break_lock=break_lock,
+                   must_exist=args.command not in _MAKES_RUN,
+                   echo=None if quiet else _echo) as mirror:  # fmt: skip
+        setattr(args, attr, str(mirror.local))
+        args.mirror = mirror  # `run --engine ray` embeds into the remote run, then pulls
+        code = args.func(args)
+        if code == 0:
+            mirror.push()
+    return code

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from dinomap import __version__
 from dinomap.cli._commands import COMMANDS
+from dinomap.cli._common import RUN_DIR_ARGS, add_remote_arguments, call_command
 from dinomap.exceptions import DinomapError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -58,6 +59,9 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
         elif module not in registered:
             registered.add(module)
             importlib.import_module(f"dinomap.cli.{module}").register(sub)
+    for name, (module, _) in COMMANDS.items():  # a remote run directory's lock, for them all
+        if module in full and name in RUN_DIR_ARGS:
+            add_remote_arguments(sub.choices[name])
     # argparse lists sub-commands in the order they were added: keep the table's order
     order = list(COMMANDS)
     sub._choices_actions.sort(key=lambda a: order.index(a.dest))
@@ -75,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        code: int = args.func(args)
+        code = call_command(args)  # a run directory URL: a local mirror (dinomap.store.mirror)
     except DinomapError as exc:
         print(f"dinomap {args.command}: error: {exc}", file=sys.stderr)
         return 2

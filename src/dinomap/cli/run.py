@@ -102,11 +102,15 @@ def _pipeline(args: argparse.Namespace, cfg: EmbedConfig) -> int:
     if getattr(args, "engine", "local") == "ray":  # embed on Ray first; the pipeline's own
         from dinomap.embed.extract import embed  # embed step then finds nothing missing
 
-        res = embed(args.source, args.out, cfg, data_dir=args.data_dir, split=args.split,
+        mirror = getattr(args, "mirror", None)  # a remote run: the cluster's shard writers
+        res = embed(args.source, mirror.url if mirror else args.out, cfg,  # write it directly
+                    data_dir=args.data_dir, split=args.split,
                     limit=args.limit, progress=False if args.quiet else None,
                     **engine_kwargs(args))  # fmt: skip
         if not args.quiet:
             print_embed_summary(res)
+        if mirror is not None:
+            mirror.pull()
     run_pipeline(
         args.source, args.out, cfg, methods=args.methods, params=params,
         seed=args.seed,

@@ -14,6 +14,11 @@
                         search, projected
     thumbs/             the report's thumbnail sprite sheets
     report.html, slides.md
+    .dinomap.lock       (remote run directories only) the lock of the command writing there
+
+A remote run directory (``s3://...``) is worked on through a local mirror
+(:mod:`dinomap.store.mirror`): ``<mirror root>/<digest of the URL>/<run name>/`` next to the
+mirror's own record ``mirror.json`` (what was synced: sizes, ETags, local stats).
 
 Only names and path arithmetic here: no I/O, no third-party import, so any module (and the CLI's
 ``--help``) can use it.
@@ -48,6 +53,8 @@ __all__ = [
     "MAPPERS_DIR",
     "MAPS_FILE",
     "METRICS_FILE",
+    "MIRROR_RUNS_DIR",
+    "MIRROR_STATE_FILE",
     "OUTLIERS_FILE",
     "OUTLIERS_INFO_FILE",
     "OUTLIERS_SHEET",
@@ -56,6 +63,7 @@ __all__ = [
     "PROJECTED_DIR",
     "PROJECTED_FILE",
     "PROJECTED_INFO_FILE",
+    "REMOTE_LOCK_FILE",
     "REPORT_FILE",
     "RUN_FILE",
     "SEARCH_DIR",
@@ -103,6 +111,9 @@ REPORT_FILE = "report.html"
 SLIDES_FILE = "slides.md"
 THUMBS_DIR = "thumbs"
 THUMBS_INDEX_FILE = "index.json"  # inside THUMBS_DIR
+REMOTE_LOCK_FILE = ".dinomap.lock"  # in a remote run directory, while a command writes there
+MIRROR_RUNS_DIR = "runs"  # inside the cache folder: the local mirrors of remote runs
+MIRROR_STATE_FILE = "mirror.json"  # next to a mirrored run: what the last sync saw
 
 
 @dataclass(frozen=True)

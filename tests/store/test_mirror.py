@@ -1,0 +1,266 @@
+"""The commands after ``embed`` on a remote run directory (``s3://...``), through a local mirror,
+against a real S3-compatible server (moto, tests/store/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dinomap.cli.main import main
+from dinomap.store import mirror as mirror_module
+from dinomap.store.layout import REMOTE_LOCK_FILE
+from dinomap.store.mirror import RunMirror, mirror_dir
+from dinomap.store.remote_lock import RunLockedError, acquire_lock
+
+from ..conftest import TINY_CLI_ARGS, write_images
+
+pytestmark = pytest.mark.timeout(180)
+
+SOURCE_RUN = "s3://made/run"
+
+
+def _fs() -> Any:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    return fs
+
+
+def _keys(url: str) -> set[str]:
+    root = url.split("://", 1)[1]
+    fs = _fs()
+    return {k[len(root) + 1 :] for k in fs.find(root)}
+
+
+@pytest.fixture(scope="module")
+def remote_run(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One run made by ``embed --out s3://...`` (tiny random-init ViT), copied by each test."""
+    root = tmp_path_factory.mktemp("imgs")
+    write_images(root, n_per_class=6, classes=("cat", "dog"), size=24)
+    _fs().mkdir("made")
+    code = main(["embed", str(root), "--out", SOURCE_RUN, *TINY_CLI_ARGS, "--workers", "0",
+                 "-q"])  # fmt: skip
+    assert code == 0
+    return SOURCE_RUN
+
+
+@pytest.fixture
+def run_url(remote_run: str, request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:  # fmt: skip
+    """A fresh copy of the remote run in a bucket of its own; mirrors under tmp_path."""
+    monkeypatch.setenv("DINOMAP_MIRROR_DIR", str(tmp_path / "mirrors"))
+    bucket = re.sub(r"[^a-z0-9]", "-", request.node.name.lower())[:50].strip("-")
+    fs = _fs()
+    fs.mkdir(bucket)
+    fs.copy(remote_run.split("://", 1)[1] + "/", f"{bucket}/run/", recursive=True)
+    yield f"s3://{bucket}/run"
+
+
+def _pulled(err: str) -> tuple[int, int]:
+    m = re.search(r"pulled (\d+) of (\d+) files", err)
+    assert m, err
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_map_then_cluster_then_report_on_an_s3_run(
+    run_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _keys(run_url)
+    assert "run.json" in before and any(k.startswith("embeddings/") for k in before)
+    assert main(["map", run_url, "--methods", "pca", "--no-plots"]) == 0
+    assert _pulled(capsys.readouterr().err) == (len(before), len(before))  # a first pull: all
+    after_map = _keys(run_url)
+    assert {"maps.parquet", "metrics.json", "mappers/pca/config.json"} <= after_map
+    assert REMOTE_LOCK_FILE not in after_map and not [k for k in after_map if ".tmp" in k]
+    local = mirror_dir(run_url)
+    shard_stats = {p.name: p.stat().st_mtime_ns for p in (local / "embeddings").iterdir()}
+
+    assert main(["cluster", run_url, "--method", "kmeans", "--n-clusters", "2"]) == 0
+    out = capsys.readouterr()
+    assert f"mirroring {run_url} -> {local}" in out.err
+    assert _pulled(out.err) == (0, len(after_map))  # nothing unchanged is downloaded again
+    assert re.search(r"pushed [1-9]\d* files", out.err)
+    assert {"downstream/clusters.parquet", "downstream/clusters.json"} <= _keys(run_url)
+    assert shard_stats == {p.name: p.stat().st_mtime_ns for p in (local / "embeddings").iterdir()}
+    root = run_url.split("://", 1)[1]
+    mirrored = {p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file()}
+    assert set(mirrored) - {".run.json.lock"} == _keys(run_url)  # the bucket holds it all
+    for rel in ("run.json", "metrics.json", "downstream/clusters.json"):
+        assert _fs().cat_file(f"{root}/{rel}") == mirrored[rel].read_bytes()
+
+    assert main(["report", run_url, "--no-thumbnails", "--no-slides", "-q"]) == 0
+    assert "report.html" in _keys(run_url)
+    assert REMOTE_LOCK_FILE not in _keys(run_url)
+
+
+def test_a_changed_or_removed_object_is_all_a_pull_fetches(run_url: str) -> None:
+    fs = _fs()
+    root = run_url.split("://", 1)[1]
+    n = len(_keys(run_url))
+    with RunMirror(run_url, echo=None) as m:
+        assert m.pulled is not None and m.pulled.files == n
+    fs.pipe_file(f"{root}/errors.csv", b"path,reason\nx.png,changed remotely\n")
+    shard = sorted(k for k in _keys(run_url) if k.startswith("embeddings/"))[0]
+    fs.rm_file(f"{root}/{shard}")
+    with RunMirror(run_url, echo=None) as m:
+        assert m.pulled is not None
+        assert (m.pulled.files, m.pulled.removed) == (1, 1)
+        assert (m.local / "errors.csv").read_text().endswith("changed remotely\n")
+        assert not (m.local / shard).exists()
+        (m.local / "errors.csv").write_text("edited locally, never pushed\n")
+    with RunMirror(run_url, echo=None) as m:  # a local edit that was not pushed is undone
+        assert m.pulled is not None and m.pulled.files == 1
+        assert (m.local / "errors.csv").read_text().endswith("changed remotely\n")
+
+
+def test_a_held_lock_stops_a_second_writer_and_names_the_holder(
+    run_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = acquire_lock(run_url, "map")
+    with pytest.raises(RunLockedError, match=rf"pid {lock.holder['pid']} .*dinomap map"):
+        acquire_lock(run_url, "cluster")
+    assert main(["cluster", run_url, "--method", "kmeans", "--n-clusters", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "is locked by" in err and lock.holder["host"] in err and "--break-lock" in err
+    assert "downstream/clusters.parquet" not in _keys(run_url)
+    # the holder is gone (crashed): --break-lock takes over, the command runs and unlocks
+    assert main(["cluster", run_url, "--method", "kmeans", "--n-clusters", "2",
+                 "--break-lock"]) == 0  # fmt: skip
+    keys = _keys(run_url)
+    assert "downstream/clusters.parquet" in keys and REMOTE_LOCK_FILE not in keys
+    lock.release()  # no longer ours: left alone, nothing raised
+
+
+def test_embed_takes_the_lock_of_its_remote_run(run_url: str, tmp_path: Path) -> None:
+    write_images(tmp_path / "more", n_per_class=1)
+    acquire_lock(run_url, "map")
+    code = main(["embed", str(tmp_path / "more"), "--out", run_url, *TINY_CLI_ARGS, "-q"])
+    assert code == 2
+
+
+def test_run_json_goes_last_and_a_failed_upload_leaves_it_unchanged(
+    run_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = run_url.split("://", 1)[1]
+    old = _fs().cat_file(f"{root}/run.json")
+    real = mirror_module.atomic_write_bytes
+    order: list[str] = []
+
+    def failing(url: str, data: bytes) -> Any:
+        order.append(url.rsplit("/run/", 1)[1])
+        if len(order) == 2:
+            raise OSError("connection lost")
+        return real(url, data)
+
+    monkeypatch.setattr(mirror_module, "atomic_write_bytes", failing)
+    with RunMirror(run_url, echo=None) as m:
+        for name in ("a.txt", "b.txt", "zz.txt"):
+            (m.local / name).write_text(name)
+        info = json.loads((m.local / "run.json").read_text())
+        (m.local / "run.json").write_text(json.dumps({**info, "new": 1}))
+        with pytest.raises(OSError, match="connection lost"):
+            m.push()
+    assert _fs().cat_file(f"{root}/run.json") == old  # never ahead of its files
+    assert REMOTE_LOCK_FILE not in _keys(run_url)  # released after the failure
+    order.clear()
+    monkeypatch.setattr(mirror_module, "atomic_write_bytes", lambda u, d: (order.append(
+        u.rsplit("/run/", 1)[1]), real(u, d))[1])  # fmt: skip
+    with RunMirror(run_url, echo=None) as m:
+        (m.local / "zz.txt").write_text("zz")
+        info = json.loads((m.local / "run.json").read_text())
+        (m.local / "run.json").write_text(json.dumps({**info, "new": 2}))
+        m.push()
+    assert order == ["zz.txt", "run.json"]  # a.txt got there before the failure: unchanged
+    assert json.loads(_fs().cat_file(f"{root}/run.json"))["new"] == 2
+
+
+def test_a_failed_command_pushes_nothing(run_url: str) -> None:
+    before = _keys(run_url)
+    assert main(["map", run_url, "--methods", "nosuchmethod", "-q"]) == 2
+    assert _keys(run_url) == before  # no lock left, nothing written
+
+
+def test_a_remote_url_that_is_no_run_is_named(s3_server: str, capsys: Any) -> None:
+    _fs().mkdir("empty")
+    assert main(["cluster", "s3://empty/nothing"]) == 2
+    assert "s3://empty/nothing is not a dinomap run directory" in capsys.readouterr().err
+    assert main(["report", "s3://empty/nothing", "--out", "s3://empty/r.html"]) == 2
+    assert "--out must be a local path" in capsys.readouterr().err
+
+
+def test_run_into_a_new_s3_url(s3_server: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("DINOMAP_MIRROR_DIR", str(tmp_path / "mirrors"))
+    write_images(tmp_path / "imgs", n_per_class=3)
+    _fs().mkdir("fresh")
+    code = main(["run", str(tmp_path / "imgs"), "--out", "s3://fresh/runs/a", *TINY_CLI_ARGS,
+                 "--workers", "0", "--methods", "pca", "--no-export", "--no-report", "-q"])  # fmt: skip
+    assert code == 0
+    keys = _keys("s3://fresh/runs/a")
+    assert {"run.json", "maps.parquet", "metrics.json", "errors.csv"} <= keys
+    assert any(k.startswith("embeddings/part-") for k in keys) and REMOTE_LOCK_FILE not in keys
+    from dinomap import load_embeddings
+
+    assert len(load_embeddings("s3://fresh/runs/a").paths) == 6
+
+
+def test_without_conditional_writes_the_lock_is_read_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory:// has no conditional write: a writer that overwrote the lock during our pause
+    wins, and we stop naming it."""
+    from dinomap.store import remote_lock
+
+    url = "memory://locks/run"
+    first = acquire_lock(url, "map")  # exists-then-write, read back after the pause
+    with pytest.raises(RunLockedError, match="dinomap map"):
+        acquire_lock(url, "cluster")
+    first.release()
+
+    def other_writer_meanwhile(seconds: float) -> None:
+        (remote_lock.UrlPath(url) / REMOTE_LOCK_FILE).write_bytes(json.dumps({"host": "elsewhere", "pid": 7, "command": "report",
+                                            "token": "theirs"}).encode())  # fmt: skip
+
+    monkeypatch.setattr(remote_lock.time, "sleep", other_writer_meanwhile)  # the pause
+    with pytest.raises(RunLockedError, match=r"elsewhere pid 7 .*at the same moment"):
+        acquire_lock(url, "cluster")
+
+
+def test_a_lock_left_by_a_killed_command_on_this_machine_is_taken_over() -> None:
+    """A driver SIGKILLed on this machine leaves its lock: the rerun (resume) takes it over by
+    itself; a holder on another machine, or one still running here, is left alone."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    import fsspec
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is free now (reused only after the whole pid range)
+    url = "memory://locks/killed"
+    fs = fsspec.filesystem("memory")
+    here = socket.gethostname()
+
+    def plant(host: str, pid: int) -> None:
+        fs.pipe(f"{url}/{REMOTE_LOCK_FILE}",
+                json.dumps({"host": host, "pid": pid, "token": "old"}).encode())  # fmt: skip
+
+    plant(here, gone.pid)
+    lock = acquire_lock(url, "embed")
+    assert lock.holder["token"] != "old"
+    lock.release()
+    plant(here + "-elsewhere", gone.pid)
+    with pytest.raises(RunLockedError, match="elsewhere"):
+        acquire_lock(url, "embed")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as alive:
+        plant(here, alive.pid)
+        try:
+            with pytest.raises(RunLockedError):
+                acquire_lock(url, "embed")
+        finally:
+            alive.kill()
