@@ -35,12 +35,21 @@ from dinomap.metrics import knn_accuracy, trustworthiness
 #: Each variant: name, mapper, parameters (the defaults first, then what was tried).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pumap-default": ("parametric_umap", {}),
-    "pumap-500-steps": ("parametric_umap", {"max_steps": 500}),
+    "pumap-before": (
+        "parametric_umap", {"input_scaling": "column", "max_steps": 500, "init": "pca"}),
+    "pumap-column-500-reference": (
+        "parametric_umap", {"input_scaling": "column", "max_steps": 500}),
+    "pumap-column": ("parametric_umap", {"input_scaling": "column"}),
+    "pumap-pca100": ("parametric_umap", {"input_pca": 100}),
+    "pumap-256-5000": ("parametric_umap", {"hidden": (256, 256), "max_steps": 5000}),
     "tsne_nn-default": ("tsne_nn", {}),
+    "tsne_nn-regression": ("tsne_nn", {"contrastive_steps": 0}),
+    "tsne_nn-no-pca": ("tsne_nn", {"input_pca": None}),
     "tsne_nn-original": (
         "tsne_nn",
-        {"hidden": "original", "max_steps": None, "validation_fraction": 0.2,
-         "lr_schedule": "constant"},
+        {"hidden": "original", "input_scaling": "column", "input_pca": None,
+         "contrastive_steps": 0, "max_steps": None, "max_epochs": 500, "batch_size": 256,
+         "validation_fraction": 0.2, "lr_schedule": "constant", "weight_decay": 1.0},
     ),
 }  # fmt: skip
 
@@ -104,7 +113,17 @@ def references(X: np.ndarray, cache: Path) -> dict[str, Any]:
         tsne = get_reducer("tsne", random_state=0, n_jobs=os.cpu_count() or 1)
         np.save(cache / "Y_tsne.npy", np.asarray(tsne.fit_transform(X), np.float32))
         seconds["tsne"] = time.perf_counter() - t0
+    if not (cache / "P_tsne.npz").is_file():  # t-SNE's affinities, as make_maps passes them
+        from dinomap.parametric._tsne_loss import fit_affinities
+        from dinomap.reduce.pca import PCAReducer
+
+        t0 = time.perf_counter()
+        Xp = PCAReducer(n_components=50, random_state=0).fit_transform(X)
+        P = fit_affinities(Xp, 30.0, 0, n_jobs=os.cpu_count() or 1)
+        sp.save_npz(cache / "P_tsne.npz", P.tocsr())
+        seconds["tsne_affinities"] = time.perf_counter() - t0
     (cache / "ref_seconds.json").write_text(json.dumps(seconds))
+    out["P"] = sp.load_npz(cache / "P_tsne.npz")
     out["umap"] = np.load(cache / "Y_umap.npy")
     out["tsne"] = np.load(cache / "Y_tsne.npy")
     out["graph"] = sp.load_npz(cache / "graph.npz")
@@ -151,7 +170,8 @@ def fit_variant(
     else:
         from dinomap.parametric import TSNEApproximator
 
-        mapper = TSNEApproximator(random_state=0, device="cpu", **params).fit(X, refs["tsne"])
+        mapper = TSNEApproximator(random_state=0, device="cpu", **params)
+        mapper.fit(X, refs["tsne"], affinities=refs["P"])
         Y, held = mapper.embedding_, mapper.heldout_indices_
         extra = {"epochs": mapper.n_epochs_, "agreement": mapper.heldout_metrics_["knn_agreement"]}
     extra["fit_seconds"] = time.perf_counter() - t0

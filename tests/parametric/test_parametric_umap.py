@@ -85,7 +85,7 @@ def test_cuda_batch_path_matches_cpu_path(
     small: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without de-duplication (the CUDA path) the loss and hence the map are the same."""
-    import dinomap.parametric.umap as pumap_module
+    import dinomap.parametric._umap_graph as pumap_module
 
     X, _ = small
     Z = fast(n_epochs=2, init="random").fit_transform(X)
@@ -261,8 +261,28 @@ def test_trains_on_cuda_and_matches_cpu_quality(small: tuple[np.ndarray, np.ndar
 def test_step_budget_sets_the_epochs() -> None:
     from dinomap.parametric.umap import _auto_epochs
 
-    # ~1M edges an epoch at 70,000 points: 500 steps of 4,096 edges -> the 5-epoch floor
-    assert _auto_epochs(1_000_000, 4096) == 5
-    assert _auto_epochs(1_000_000, 4096, max_steps=5000) == 21
+    # 1M edges an epoch: 500 steps of 4,096 edges -> the 5-epoch floor; the default, 5,000: 21
+    assert _auto_epochs(1_000_000, 4096, max_steps=500) == 5
+    assert _auto_epochs(1_000_000, 4096) == 21
     assert _auto_epochs(15_000_000, 4096, max_steps=5000) == 5  # a million points: same cost
     assert _auto_epochs(3_000, 4096, max_steps=5000) == 200  # small data: the 200 cap
+
+
+def test_reference_init_starts_from_the_map_given(small: tuple[np.ndarray, np.ndarray]) -> None:
+    """init="auto" with init_coords regresses that map first (make_maps gives UMAP's map of
+    the training points); without it, PCA. Checked on a map PCA cannot give: components 3-4."""
+    from sklearn.decomposition import PCA
+
+    from dinomap.metrics import map_agreement
+
+    X, _ = small
+    ref = (PCA(4, random_state=0).fit_transform(X)[:, 2:] * 3).astype(np.float32)
+    started = fast(n_epochs=1).fit(X, init_coords=ref)
+    plain = fast(n_epochs=1).fit(X)
+    assert [h["phase"] for h in started.history_][:1] == ["init"]
+    kept, other = map_agreement(ref, started.embedding_), map_agreement(ref, plain.embedding_)
+    assert kept > 0.5 and kept > other + 0.25, (kept, other)
+    with pytest.raises(InvalidParameterError, match="init_coords"):
+        fast(init="reference").fit(X)
+    with pytest.raises(InvalidParameterError, match="shape"):
+        fast(n_epochs=1).fit(X, init_coords=ref[:10])

@@ -4,6 +4,7 @@ name is tested here."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -353,10 +354,21 @@ def _fit_map(
 
     ref = spec.holdout_reference
     if spec.needs_target:
-        return mapper.fit(Xf, ref_coords(spec.needs_target)).transform(Xf), None
+        kwargs = {}
+        P = _affinities_of(mappers[spec.needs_target], len(Xf))
+        if P is not None and "affinities" in inspect.signature(mapper.fit).parameters:
+            kwargs["affinities"] = P  # the t-SNE approximator reuses t-SNE's own affinities
+        return mapper.fit(Xf, ref_coords(spec.needs_target), **kwargs).transform(Xf), None
     if ref is not None and ref in coords:
         reuse = spec.reuses_graph_of == ref and same_graph(mappers, ref, name)
         return fit_with_holdout(
             mapper, Xf, mappers[ref], ref_coords(ref), reuse, random_state, reference=ref
         )
     return mapper.fit_transform(Xf), None
+
+
+def _affinities_of(mapper: Any, n: int) -> Any:
+    """The fitted t-SNE's affinity matrix P (openTSNE) of its ``n`` points, if it has one."""
+    embedding = getattr(mapper, "tsne_embedding_", None)
+    P = getattr(getattr(embedding, "affinities", None), "P", None)
+    return P if P is not None and getattr(P, "shape", None) == (n, n) else None

@@ -31,15 +31,18 @@ def fit_with_holdout(
     everything is used for training and no agreement is reported."""
     n = len(X)
     graph = reference_mapper.graph_ if reuse_graph else None
+    init = _takes_init_coords(mapper)
     if n < 100:
-        mapper.fit(X, graph=graph)
+        mapper.fit(X, graph=graph, **({"init_coords": reference_coords} if init else {}))
         return mapper.transform(X), None
     seed = random_state if isinstance(random_state, int) else 0
     perm = np.random.default_rng(seed).permutation(n)
     n_held = max(10, round(n * PARAMETRIC_HELDOUT_FRACTION))
     held, train = np.sort(perm[:n_held]), np.sort(perm[n_held:])
     sub_graph = graph.tocsr()[train][:, train] if graph is not None else None
-    mapper.fit(X[train], graph=sub_graph)
+    # it may start from the reference map of its training points (never of the held-out ones)
+    mapper.fit(X[train], graph=sub_graph,
+               **({"init_coords": reference_coords[train]} if init else {}))  # fmt: skip
     Y = mapper.transform(X)
     info = {
         "reference": reference,
@@ -48,6 +51,12 @@ def fit_with_holdout(
         "k": 10,
     }
     return Y, info
+
+
+def _takes_init_coords(mapper: Any) -> bool:
+    import inspect
+
+    return "init_coords" in inspect.signature(mapper.fit).parameters
 
 
 def reported_agreement(mapper: Any) -> tuple[float | None, dict[str, Any] | None]:

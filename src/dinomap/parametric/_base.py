@@ -178,10 +178,13 @@ class NeuralMapper(Reducer):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         n_in, n_out = int(fitted["n_features_in_"]), int(fitted["n_outputs"])
         hidden = resolve_hidden(self.get_params()["hidden"])
+        proj = state.get("input_projection")
+        n_mlp = int(proj.shape[1]) if proj is not None else n_in
         net = MapperNet(
-            build_mlp(n_in, hidden, n_out, generator=torch.Generator().manual_seed(0)),
+            build_mlp(n_mlp, hidden, n_out, generator=torch.Generator().manual_seed(0)),
             Standardizer.identity(n_in),
             Standardizer.identity(n_out),
+            None if proj is None else proj.numpy(),
         )
         try:
             net.load_state_dict(state)

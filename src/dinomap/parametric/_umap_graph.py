@@ -1,4 +1,4 @@
-"""The fuzzy graph parametric UMAP trains on, and the weighted edges drawn from it.
+"""The fuzzy graph parametric UMAP trains on, the weighted edges drawn from it and the loss.
 
 The graph is umap-learn's fuzzy simplicial set of the raw inputs, as ``umap.UMAP`` builds it:
 exact neighbours up to :data:`EXACT_KNN_MAX` points, pynndescent above.
@@ -9,15 +9,28 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dinomap._umap import import_umap
 from dinomap.exceptions import InvalidParameterError
 
-__all__ = ["EXACT_KNN_MAX", "Edges", "check_graph", "fuzzy_graph", "graph_edges"]
+__all__ = [
+    "EXACT_KNN_MAX",
+    "Edges",
+    "check_graph",
+    "edge_batches",
+    "fuzzy_graph",
+    "graph_edges",
+    "pca_target",
+    "umap_loss",
+]
 
 logger = logging.getLogger("dinomap.parametric.umap")  # the logger these always logged to
 
@@ -116,3 +129,81 @@ def graph_edges(coo: Any) -> Edges:
         raise InvalidParameterError("the fuzzy graph has no edges; are all points identical?")
     per_epoch = max(1, math.ceil(weights.sum() / weights.max()))
     return Edges(heads, tails, weights, per_epoch)
+
+
+def _dedup_batches(device: torch.device) -> bool:
+    """Whether batches forward distinct points only (on the CPU, not on CUDA)."""
+    return device.type == "cpu"
+
+
+def edge_batches(
+    edges: Edges,
+    X_dev: torch.Tensor,
+    gen: torch.Generator,
+    device: torch.device,
+    batch_size: int,
+    neg_rate: int,
+) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
+    """Per epoch, ``edges.per_epoch`` edges drawn by weight, in batches of ``batch_size``, each
+    edge with ``neg_rate`` negatives paired inside its batch: ``(points, inv, neg)``."""
+    heads = torch.from_numpy(edges.heads).to(device)
+    tails = torch.from_numpy(edges.tails).to(device)
+    cdf = torch.from_numpy(np.cumsum(edges.weights / edges.weights.sum())).to(device)
+    per_epoch = edges.per_epoch
+    dedup = _dedup_batches(device)
+    arange2m = torch.arange(2 * batch_size, device=device)
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
+        e_all = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[0] - 1)
+        for s in range(0, per_epoch, batch_size):
+            e = e_all[s : s + batch_size]
+            m = e.shape[0]
+            neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
+            ends = torch.cat([heads[e], tails[e]])
+            if dedup:
+                # Forward each distinct point once: with few points, batches repeat them
+                # a lot. (Skipped on CUDA, where unique() would sync every step.)
+                uniq, inv = torch.unique(ends, return_inverse=True)
+                yield X_dev[uniq], inv, neg
+            else:
+                yield X_dev[ends], arange2m[: 2 * m], neg
+
+    return batches
+
+
+def umap_loss(
+    a: float, b: float, neg_rate: int
+) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
+    """UMAP's cross-entropy of a batch of :func:`_edge_batches`, per pair."""
+    log_a = math.log(a)
+
+    def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        points, inv, neg = batch
+        m = inv.shape[0] // 2
+        z = module(points)
+        zh, zt = z[inv[:m]], z[inv[m:]]
+        d_pos = ((zh - zt) ** 2).sum(dim=1)
+        d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
+        # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
+        logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
+        logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
+        total = F.softplus(-logit_pos).sum() + F.softplus(logit_neg).sum()
+        return total / (m * (1 + neg_rate))
+
+    return loss_fn
+
+
+def pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """First principal components of ``Xs`` scaled into [-10, 10], with fixed signs."""
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, Xs.shape[1], Xs.shape[0])
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed % (2**32))
+    Z = pca.fit_transform(Xs)
+    if k < n_components:
+        Z = np.hstack([Z, np.zeros((Z.shape[0], n_components - k))])
+    top = np.abs(Z).max()
+    if top > 0:
+        Z = Z * (10.0 / top)
+    return Z.astype(np.float32)

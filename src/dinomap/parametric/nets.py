@@ -24,10 +24,12 @@ from dinomap._validation import check_hidden, suggest
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
+    "INPUT_SCALINGS",
     "NETS",
     "MapperNet",
     "Standardizer",
     "build_mlp",
+    "fit_inputs",
     "fold_standardization",
     "hidden_label",
     "resolve_hidden",
@@ -44,6 +46,12 @@ NETS: dict[str, tuple[int, ...]] = {
     "nnp": (256, 512, 256),
     "wide": (512, 512, 512),
 }
+
+
+#: How the inputs are scaled before the MLP: ``"global"`` centres them and divides by one
+#: shared scale (the geometry of the embedding space is kept: directions with little variance
+#: stay small); ``"column"`` standardises each column (every direction as loud as the largest).
+INPUT_SCALINGS = ("global", "column")
 
 
 def resolve_hidden(hidden: Any) -> tuple[int, ...]:
@@ -170,37 +178,80 @@ class Standardizer:
         return (np.asarray(Z, dtype=np.float32) * self.scale + self.mean).astype(np.float32)
 
 
+def fit_inputs(
+    X: np.ndarray, scaling: str, pca: int | None, seed: int
+) -> tuple[Standardizer, np.ndarray | None, np.ndarray]:
+    """How a mapper's MLP sees its inputs: the scaling, an optional projection on the first
+    ``pca`` principal components (fitted on ``X``), and ``X`` so transformed (float32).
+
+    The projection is linear and fixed: :class:`MapperNet` applies it after the scaling, and
+    :func:`fold_standardization` folds both into the first ``Linear`` layer, so the exported
+    network still takes the raw ``d``-dimensional embeddings.
+    """
+    projection = None
+    if pca is not None and pca < X.shape[1]:
+        from sklearn.decomposition import PCA
+
+        k = int(min(pca, X.shape[0], X.shape[1]))
+        fitted = PCA(k, svd_solver="randomized", random_state=seed % (2**32)).fit(X)
+        projection = np.ascontiguousarray(fitted.components_.T, dtype=np.float32)
+        mean = fitted.mean_.astype(np.float32)
+        Z = (np.asarray(X, dtype=np.float32) - mean) @ projection
+        if scaling == "column":
+            std = Standardizer.fit(Z)  # per projected column, expressed on the raw inputs
+            return Standardizer(mean, np.ones_like(mean)), projection / std.scale, Z / std.scale
+        rms = float(np.sqrt((Z.astype(np.float64) ** 2).sum(axis=1).mean() / Z.shape[1]))
+        scale = np.full_like(mean, rms if rms > 0 else 1.0)
+        std = Standardizer(mean, scale)
+        return std, projection, (Z / scale[0]).astype(np.float32)
+    std = Standardizer.fit(X, per_column=scaling == "column")
+    return std, None, std.transform(X)
+
+
 class MapperNet(nn.Module):
     """An MLP on standardised data, with the standardisation kept as buffers.
 
     ``forward`` maps raw inputs to outputs in the units of the target map;
-    ``mlp`` is the bare network trained on standardised data.
+    ``mlp`` is the bare network trained on standardised (and, with ``projection``, projected:
+    ``(x - mean) / scale @ projection``) data.
     """
 
     input_mean: torch.Tensor
     input_scale: torch.Tensor
+    input_projection: torch.Tensor
     output_mean: torch.Tensor
     output_scale: torch.Tensor
 
-    def __init__(self, mlp: nn.Sequential, inputs: Standardizer, outputs: Standardizer) -> None:
+    def __init__(
+        self,
+        mlp: nn.Sequential,
+        inputs: Standardizer,
+        outputs: Standardizer,
+        projection: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.mlp = mlp
         self.register_buffer("input_mean", torch.from_numpy(inputs.mean.copy()))
         self.register_buffer("input_scale", torch.from_numpy(inputs.scale.copy()))
+        self.projected = projection is not None
+        if projection is not None:
+            self.register_buffer("input_projection", torch.from_numpy(projection.copy()))
         self.register_buffer("output_mean", torch.from_numpy(outputs.mean.copy()))
         self.register_buffer("output_scale", torch.from_numpy(outputs.scale.copy()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map raw inputs ``(n, in_features)`` to outputs ``(n, out_features)``."""
-        z = self.mlp((x - self.input_mean) / self.input_scale)
-        return z * self.output_scale + self.output_mean
+        x = (x - self.input_mean) / self.input_scale
+        if self.projected:
+            x = x @ self.input_projection
+        return self.mlp(x) * self.output_scale + self.output_mean
 
 
 def fold_standardization(net: MapperNet) -> nn.Sequential:
     """Return a CPU float32 ``nn.Sequential`` computing ``net`` with no standardisation step.
 
-    The input standardisation is folded into the first ``Linear`` layer
-    (``W' = W / s``, ``b' = b - W' m``) and the output one into the last
+    The input standardisation (and projection ``P``) is folded into the first ``Linear`` layer
+    (``W' = W P^T / s``, ``b' = b - W' m``) and the output one into the last
     (``W' = diag(s) W``, ``b' = s b + m``). The result is in eval mode, needs no gradients and
     is accepted by ``torch.jit.script`` and ``torch.onnx.export``.
     """
@@ -210,8 +261,16 @@ def fold_standardization(net: MapperNet) -> nn.Sequential:
     with torch.no_grad():
         in_mean = net.input_mean.detach().to("cpu", torch.float64)
         in_scale = net.input_scale.detach().to("cpu", torch.float64)
-        w = first.weight.to(torch.float64) / in_scale
+        w = first.weight.to(torch.float64)
+        if net.projected:
+            w = w @ net.input_projection.detach().to("cpu", torch.float64).T
+        w = w / in_scale
         b = first.bias.to(torch.float64) - w @ in_mean
+        if net.projected:  # the first layer now takes the raw inputs
+            wide = nn.Linear(w.shape[1], w.shape[0])
+            mlp[0] = wide
+            last = wide if first is last else last
+            first = wide
         first.weight.copy_(w.to(torch.float32))
         first.bias.copy_(b.to(torch.float32))
         out_mean = net.output_mean.detach().to("cpu", torch.float64)

@@ -199,8 +199,7 @@ def train(
 def _check_lr_schedule(lr_schedule: str) -> None:
     if lr_schedule not in LR_SCHEDULES:
         raise InvalidParameterError(
-            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}; "
-            f"got {lr_schedule!r}."
+            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}; got {lr_schedule!r}."
         )
 
 

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,8 +42,22 @@ from dinomap._validation import (
 from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, write_keras_mapper
-from dinomap.parametric._umap_graph import Edges, check_graph, fuzzy_graph, graph_edges
-from dinomap.parametric.nets import MapperNet, Standardizer, build_mlp, resolve_hidden
+from dinomap.parametric._umap_graph import (
+    check_graph,
+    edge_batches,
+    fuzzy_graph,
+    graph_edges,
+    pca_target,
+    umap_loss,
+)
+from dinomap.parametric.nets import (
+    INPUT_SCALINGS,
+    MapperNet,
+    Standardizer,
+    build_mlp,
+    fit_inputs,
+    resolve_hidden,
+)
 from dinomap.parametric.train import (
     make_generator,
     seed_from_random_state,
@@ -56,9 +70,13 @@ __all__ = ["BACKENDS", "KERAS_HINT", "ParametricUMAP", "fuzzy_graph"]
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "keras")
-INITS = ("pca", "random")
+INITS = ("auto", "reference", "pca", "random")
 INIT_STEPS = 100
-AUTO_STEPS = 500
+#: Regression steps (batches of 512) on the reference map with ``init="reference"``: 80
+#: epochs, at most this many.
+REFERENCE_INIT_STEPS = 10_000
+REFERENCE_INIT_EPOCHS = 80
+AUTO_STEPS = 20_000
 
 
 class ParametricUMAP(NeuralMapper):
@@ -72,26 +90,42 @@ class ParametricUMAP(NeuralMapper):
         Size of the neighbourhoods of the fuzzy graph.
     min_dist : float, default=0.1
         UMAP's minimum distance between points in the map (sets the ``a, b`` curve).
-    hidden : str or sequence of int, default=(256, 256)
+    hidden : str or sequence of int, default="keras-umap"
         Widths of the encoder's hidden layers (ReLU), or a name of
-        :data:`dinomap.parametric.nets.NETS` (``"keras-umap"``: umap-learn's Keras encoder).
+        :data:`dinomap.parametric.nets.NETS`: ``"keras-umap"`` (100-100-100, umap-learn's Keras
+        encoder: as faithful as 256-256 on Fashion-MNIST at a third of the cost per step),
+        ``"wide"``, ``"nnp"``, or widths such as ``(256, 256)`` (the default before).
     n_epochs : int or None, default=None
         Epochs of the UMAP loss; each draws as many weighted edges as the graph's total weight
         over its largest weight (the edges classic UMAP visits per epoch). ``None`` picks the
-        number giving about ``max_steps`` gradient steps, between 5 and 200 epochs: with 500
-        steps about 160 epochs at 2,000 points, 30 at 10,000, 5 from 50,000 up.
-    max_steps : int, default=500
+        number giving about ``max_steps`` gradient steps, between 5 and 200 epochs: with 20,000
+        steps 200 epochs up to ~60,000 points, ~150 at 90,000, 5 from ~2,800,000 up.
+    max_steps : int, default=20000
         Budget of gradient steps when ``n_epochs`` is ``None``; the training cost then stays
-        the same from ~50,000 points up whatever ``n`` (the graph is the part that grows). The encoder shares its weights across
-        points, so it needs far fewer passes than UMAP's free coordinates.
+        the same whatever ``n`` once the cap of 5 epochs is not reached (the graph is the part
+        that grows). The encoder shares its weights across points, so it needs far fewer
+        passes than UMAP's free coordinates; 500 steps (the budget before) fell well short on
+        Fashion-MNIST (README).
     batch_size : int, default=4096
         Edges per gradient step.
     learning_rate : float, default=3e-3
         Adam's starting step size (decayed linearly, as UMAP anneals its own).
     negative_sample_rate : int, default=5
         Negative pairs per edge.
-    init : {"pca", "random"}, default="pca"
-        ``"pca"`` first fits the encoder to the data's principal components for a few epochs.
+    init : {"auto", "reference", "pca", "random"}, default="auto"
+        How the encoder starts. ``"reference"`` first regresses the map given to ``fit`` as
+        ``init_coords`` (``make_maps`` gives UMAP's map of the training points) for
+        :data:`REFERENCE_INIT_STEPS` steps, then trains on the UMAP loss: the layout of the
+        clusters is UMAP's from the start and the loss only has to tighten them. ``"pca"``
+        first fits the encoder to the data's principal components for a few epochs;
+        ``"auto"``: ``"reference"`` when ``init_coords`` is given, else ``"pca"``.
+    input_scaling : {"global", "column"}, default="global"
+        How the encoder's inputs are scaled: ``"global"`` centres them and divides by one
+        shared scale (the geometry of the embedding space, which the fuzzy graph describes, is
+        kept); ``"column"`` standardises each column.
+    input_pca : int or None, default=None
+        Feed the encoder the first ``input_pca`` principal components of the inputs (a fixed
+        projection folded into its first layer on export; the graph still uses all of them).
     random_state : int, numpy Generator or None, default=None
         Seeds neighbours, initial weights and sampling. With an int, fits on the CPU are
         identical run after run; above 4,096 points that runs the neighbour search on one
@@ -151,13 +185,15 @@ class ParametricUMAP(NeuralMapper):
         n_components: int = 2,
         n_neighbors: int = 15,
         min_dist: float = 0.1,
-        hidden: str | tuple[int, ...] = (256, 256),
+        hidden: str | tuple[int, ...] = "keras-umap",
         n_epochs: int | None = None,
         max_steps: int = AUTO_STEPS,
         batch_size: int = 4096,
         learning_rate: float = 3e-3,
         negative_sample_rate: int = 5,
-        init: str = "pca",
+        init: str = "auto",
+        input_scaling: str = "global",
+        input_pca: int | None = None,
         random_state: Any = None,
         device: str = "auto",
         backend: str = "torch",
@@ -173,6 +209,8 @@ class ParametricUMAP(NeuralMapper):
         self.learning_rate = learning_rate
         self.negative_sample_rate = negative_sample_rate
         self.init = init
+        self.input_scaling = input_scaling
+        self.input_pca = input_pca
         self.random_state = random_state
         self.device = device
         self.backend = backend
@@ -203,6 +241,10 @@ class ParametricUMAP(NeuralMapper):
             "lr": check_positive_float("learning_rate", self.learning_rate),
             "neg_rate": check_positive_int("negative_sample_rate", self.negative_sample_rate),
             "init": check_choice("init", self.init, INITS),
+            "scaling": check_choice("input_scaling", self.input_scaling, INPUT_SCALINGS),
+            "pca": None
+            if self.input_pca is None
+            else check_positive_int("input_pca", self.input_pca),
             "hidden": resolve_hidden(self.hidden),
         }
 
@@ -210,7 +252,9 @@ class ParametricUMAP(NeuralMapper):
         """Check every parameter against a data set of ``n_samples`` points, before any work."""
         self._checked_params(n_samples)
 
-    def fit(self, X: Any, y: Any = None, *, graph: Any = None) -> ParametricUMAP:
+    def fit(
+        self, X: Any, y: Any = None, *, graph: Any = None, init_coords: Any = None
+    ) -> ParametricUMAP:
         """Fit the encoder to ``X`` (n, d).
 
         Parameters
@@ -220,6 +264,8 @@ class ParametricUMAP(NeuralMapper):
         graph : scipy.sparse matrix, optional
             A fuzzy graph of ``X`` already computed (for instance ``umap.UMAP().graph_`` with
             the same ``n_neighbors``), to skip building it again (torch backend).
+        init_coords : array-like of shape (n_samples, n_components), optional
+            A map of ``X`` to start from (``init="auto"`` or ``"reference"``): UMAP's.
 
         Returns
         -------
@@ -240,8 +286,7 @@ class ParametricUMAP(NeuralMapper):
 
         device = resolve_device(self.device)
         seed = seed_from_random_state(self.random_state)
-        x_std = Standardizer.fit(Xa)
-        Xs = x_std.transform(Xa)
+        x_std, proj, Xs = fit_inputs(Xa, p["scaling"], p["pca"], seed)
 
         coo = self._graph(Xa, graph, n_neighbors, seed)
         import_umap()
@@ -253,20 +298,18 @@ class ParametricUMAP(NeuralMapper):
         if n_epochs is None:
             n_epochs = _auto_epochs(edges.per_epoch, batch_size, p["max_steps"])
 
-        mlp = build_mlp(Xa.shape[1], hidden, n_components, generator=make_generator(seed))
-        net = MapperNet(mlp, x_std, Standardizer.identity(n_components)).to(device)
+        mlp = build_mlp(Xs.shape[1], hidden, n_components, generator=make_generator(seed))
+        net = MapperNet(mlp, x_std, Standardizer.identity(n_components), proj).to(device)
         X_dev = torch.from_numpy(Xs).to(device)
         gen = make_generator(seed + 1, device)
         history: list[dict[str, float]] = []
 
-        if init == "pca":
-            target = torch.from_numpy(_pca_target(Xa, n_components, seed)).to(device)
-            history += self._pretrain(net.mlp, X_dev, target, gen, device, lr)
+        history += self._init_layout(net.mlp, X_dev, Xa, init, init_coords, gen, device, lr, seed)
 
         result = train(
             net.mlp,
-            _edge_batches(edges, X_dev, gen, device, batch_size, neg_rate),
-            _umap_loss(a, b, neg_rate),
+            edge_batches(edges, X_dev, gen, device, batch_size, neg_rate),
+            umap_loss(a, b, neg_rate),
             n_epochs=n_epochs,
             learning_rate=lr,
             lr_schedule="linear",
@@ -293,6 +336,40 @@ class ParametricUMAP(NeuralMapper):
             device,
         )
         return self
+
+    def _init_layout(
+        self,
+        mlp: nn.Module,
+        X_dev: torch.Tensor,
+        Xa: np.ndarray,
+        init: str,
+        init_coords: Any,
+        gen: torch.Generator,
+        device: torch.device,
+        lr: float,
+        seed: int,
+    ) -> list[dict[str, Any]]:
+        """Start the encoder as ``init`` says (before the UMAP loss); its training history."""
+        n, n_components = Xa.shape[0], int(self.n_components)
+        if init == "auto":
+            init = "reference" if init_coords is not None else "pca"
+        if init == "reference":
+            if init_coords is None:
+                raise InvalidParameterError(
+                    "init='reference' starts from a map: pass fit(X, init_coords=Y) with Y "
+                    "(n_samples, n_components), e.g. UMAP's map of X."
+                )
+            coords = check_embeddings(init_coords, name="init_coords")
+            if coords.shape != (n, n_components):
+                raise InvalidParameterError(
+                    f"init_coords must have shape ({n}, {n_components}); got {coords.shape}."
+                )
+            target = torch.from_numpy(coords).to(device)
+            return self._pretrain(mlp, X_dev, target, gen, device, lr, reference=True)
+        if init == "pca":
+            target = torch.from_numpy(pca_target(Xa, n_components, seed)).to(device)
+            return self._pretrain(mlp, X_dev, target, gen, device, lr)
+        return []
 
     def _graph(self, Xa: np.ndarray, graph: Any, n_neighbors: int, seed: int) -> Any:
         """The fuzzy graph of ``Xa`` as COO: ``graph`` checked when given, else built."""
@@ -325,27 +402,35 @@ class ParametricUMAP(NeuralMapper):
         gen: torch.Generator,
         device: torch.device,
         lr: float,
+        reference: bool = False,
     ) -> list[dict[str, Any]]:
+        """Regress ``target``: the PCA layout (a few steps: it only has to be roughly right)
+        or the reference map (:data:`REFERENCE_INIT_STEPS`); a fixed budget whatever n."""
         n = X_dev.shape[0]
-        bs = min(1024, n)
+        bs = min(512 if reference else 1024, n)
+        steps = INIT_STEPS
+        if reference:
+            steps = min(REFERENCE_INIT_STEPS, max(200, REFERENCE_INIT_EPOCHS * n // bs))
+        per_epoch = 100 if reference else 10
+        scale = float(target.std()) ** 2 or 1.0
 
-        # A fixed number of steps whatever n: the layout only has to be roughly right.
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-            for _ in range(10):
+            for _ in range(per_epoch):
                 idx = torch.randint(0, n, (bs,), generator=gen, device=device)
                 yield X_dev[idx], target[idx]
 
         def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return F.mse_loss(module(batch[0]), batch[1])
+            return F.mse_loss(module(batch[0]), batch[1]) / scale
 
         result = train(
             mlp,
             batches,
             loss_fn,
-            n_epochs=INIT_STEPS // 10,
+            n_epochs=max(1, steps // per_epoch),
             learning_rate=lr,
+            lr_schedule="cosine" if reference else "constant",
             verbose=bool(self.verbose),
-            desc="parametric UMAP (PCA init)",
+            desc=f"parametric UMAP ({'reference' if reference else 'PCA'} init)",
         )
         return [{**h, "phase": "init"} for h in result.history]
 
@@ -356,9 +441,11 @@ class ParametricUMAP(NeuralMapper):
             return np.asarray(self.keras_model_.transform(arr), dtype=np.float32)
         return self._predict(X)
 
-    def fit_transform(self, X: Any, y: Any = None, *, graph: Any = None) -> np.ndarray:
+    def fit_transform(
+        self, X: Any, y: Any = None, *, graph: Any = None, init_coords: Any = None
+    ) -> np.ndarray:
         """Fit on ``X`` and return its map."""
-        self.fit(X, y, graph=graph)
+        self.fit(X, y, graph=graph, init_coords=init_coords)
         out: np.ndarray = self.embedding_
         return out
 
@@ -398,84 +485,6 @@ class ParametricUMAP(NeuralMapper):
     load.__func__.__doc__ = NeuralMapper.load.__doc__  # type: ignore[attr-defined]
 
 
-def _dedup_batches(device: torch.device) -> bool:
-    """Whether batches forward distinct points only (on the CPU, not on CUDA)."""
-    return device.type == "cpu"
-
-
 def _auto_epochs(per_epoch: int, batch_size: int, max_steps: int = AUTO_STEPS) -> int:
     """Epochs giving about ``max_steps`` gradient steps, within [5, 200]."""
     return int(min(200, max(5, math.ceil(max_steps * batch_size / per_epoch))))
-
-
-def _pca_target(Xs: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    """First principal components of ``Xs`` scaled into [-10, 10], with fixed signs."""
-    from sklearn.decomposition import PCA
-
-    k = min(n_components, Xs.shape[1], Xs.shape[0])
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed % (2**32))
-    Z = pca.fit_transform(Xs)
-    if k < n_components:
-        Z = np.hstack([Z, np.zeros((Z.shape[0], n_components - k))])
-    top = np.abs(Z).max()
-    if top > 0:
-        Z = Z * (10.0 / top)
-    return Z.astype(np.float32)
-
-
-def _edge_batches(
-    edges: Edges,
-    X_dev: torch.Tensor,
-    gen: torch.Generator,
-    device: torch.device,
-    batch_size: int,
-    neg_rate: int,
-) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
-    """Per epoch, ``edges.per_epoch`` edges drawn by weight, in batches of ``batch_size``, each
-    edge with ``neg_rate`` negatives paired inside its batch: ``(points, inv, neg)``."""
-    heads = torch.from_numpy(edges.heads).to(device)
-    tails = torch.from_numpy(edges.tails).to(device)
-    cdf = torch.from_numpy(np.cumsum(edges.weights / edges.weights.sum())).to(device)
-    per_epoch = edges.per_epoch
-    dedup = _dedup_batches(device)
-    arange2m = torch.arange(2 * batch_size, device=device)
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        u = torch.rand(per_epoch, generator=gen, device=device, dtype=cdf.dtype)
-        e_all = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[0] - 1)
-        for s in range(0, per_epoch, batch_size):
-            e = e_all[s : s + batch_size]
-            m = e.shape[0]
-            neg = torch.randint(0, 2 * m, (m * neg_rate,), generator=gen, device=device)
-            ends = torch.cat([heads[e], tails[e]])
-            if dedup:
-                # Forward each distinct point once: with few points, batches repeat them
-                # a lot. (Skipped on CUDA, where unique() would sync every step.)
-                uniq, inv = torch.unique(ends, return_inverse=True)
-                yield X_dev[uniq], inv, neg
-            else:
-                yield X_dev[ends], arange2m[: 2 * m], neg
-
-    return batches
-
-
-def _umap_loss(
-    a: float, b: float, neg_rate: int
-) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
-    """UMAP's cross-entropy of a batch of :func:`_edge_batches`, per pair."""
-    log_a = math.log(a)
-
-    def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        points, inv, neg = batch
-        m = inv.shape[0] // 2
-        z = module(points)
-        zh, zt = z[inv[:m]], z[inv[m:]]
-        d_pos = ((zh - zt) ** 2).sum(dim=1)
-        d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
-        # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
-        logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
-        logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
-        total = F.softplus(-logit_pos).sum() + F.softplus(logit_neg).sum()
-        return total / (m * (1 + neg_rate))
-
-    return loss_fn
