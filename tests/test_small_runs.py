@@ -141,7 +141,10 @@ def test_five_points_adapt_the_defaults_and_record_them(caplog) -> None:
     said = [r.message for r in caplog.records if r.name == "dinomap.maps.fit"]
     assert said == [
         "t-SNE: perplexity=30.0 is too large for 5 points; using 1.333 (set tsne.perplexity "
-        "to choose)"
+        "to choose)",
+        # the t-SNE network's own affinities (when fit is given none) follow the same rule
+        "t-SNE NN: perplexity=30.0 is too large for 5 points; using 1.333 (set "
+        "tsne_nn.perplexity to choose)",
     ]  # one line per adapted default
     assert all(np.isfinite(Y).all() and Y.shape == (5, 2) for Y in res.coords.values())
 

@@ -261,9 +261,11 @@ def test_trains_on_cuda_and_matches_cpu_quality(small: tuple[np.ndarray, np.ndar
 def test_step_budget_sets_the_epochs() -> None:
     from dinomap.parametric.umap import _auto_epochs
 
-    # 1M edges an epoch: 500 steps of 4,096 edges -> the 5-epoch floor; the default, 5,000: 21
+    # 1M edges an epoch: 500 steps of 4,096 edges -> the 5-epoch floor; 5,000: 21; the
+    # default, 20,000: 82
     assert _auto_epochs(1_000_000, 4096, max_steps=500) == 5
-    assert _auto_epochs(1_000_000, 4096) == 21
+    assert _auto_epochs(1_000_000, 4096, max_steps=5000) == 21
+    assert _auto_epochs(1_000_000, 4096) == 82
     assert _auto_epochs(15_000_000, 4096, max_steps=5000) == 5  # a million points: same cost
     assert _auto_epochs(3_000, 4096, max_steps=5000) == 200  # small data: the 200 cap
 
