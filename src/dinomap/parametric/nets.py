@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dinomap._validation import check_hidden, suggest
+from dinomap._validation import check_choice, check_hidden, check_positive_int, suggest
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "MapperNet",
     "Standardizer",
     "build_mlp",
+    "check_inputs",
     "fit_inputs",
     "fold_standardization",
     "hidden_label",
@@ -178,6 +179,21 @@ class Standardizer:
         return (np.asarray(Z, dtype=np.float32) * self.scale + self.mean).astype(np.float32)
 
 
+def check_inputs(input_scaling: Any, input_pca: Any) -> dict[str, Any]:
+    """The checked ``input_scaling`` and ``input_pca`` of a mapper, as :func:`fit_inputs` takes
+    them (``{"scaling": ..., "pca": ...}``)."""
+    return {
+        "scaling": check_choice("input_scaling", input_scaling, INPUT_SCALINGS),
+        "pca": None if input_pca is None else check_positive_int("input_pca", input_pca),
+    }
+
+
+def transform_inputs(std: Standardizer, projection: np.ndarray | None, X: np.ndarray) -> np.ndarray:
+    """``X`` as the MLP sees it: scaled, then projected (what :class:`MapperNet` does first)."""
+    Z = std.transform(X)
+    return Z if projection is None else np.ascontiguousarray(Z @ projection, dtype=np.float32)
+
+
 def fit_inputs(
     X: np.ndarray, scaling: str, pca: int | None, seed: int
 ) -> tuple[Standardizer, np.ndarray | None, np.ndarray]:
@@ -197,15 +213,15 @@ def fit_inputs(
         projection = np.ascontiguousarray(fitted.components_.T, dtype=np.float32)
         mean = fitted.mean_.astype(np.float32)
         Z = (np.asarray(X, dtype=np.float32) - mean) @ projection
-        if scaling == "column":
-            std = Standardizer.fit(Z)  # per projected column, expressed on the raw inputs
-            return Standardizer(mean, np.ones_like(mean)), projection / std.scale, Z / std.scale
-        rms = float(np.sqrt((Z.astype(np.float64) ** 2).sum(axis=1).mean() / Z.shape[1]))
-        scale = np.full_like(mean, rms if rms > 0 else 1.0)
-        std = Standardizer(mean, scale)
-        return std, projection, (Z / scale[0]).astype(np.float32)
-    std = Standardizer.fit(X, per_column=scaling == "column")
-    return std, None, std.transform(X)
+        if scaling == "column":  # per projected column, expressed on the raw inputs
+            std = Standardizer(mean, np.ones_like(mean))
+            projection = projection / Standardizer.fit(Z).scale
+        else:
+            rms = float(np.sqrt((Z.astype(np.float64) ** 2).sum(axis=1).mean() / Z.shape[1]))
+            std = Standardizer(mean, np.full_like(mean, rms if rms > 0 else 1.0))
+    else:
+        std = Standardizer.fit(X, per_column=scaling == "column")
+    return std, projection, transform_inputs(std, projection, X)
 
 
 class MapperNet(nn.Module):

@@ -31,12 +31,13 @@ from dinomap.metrics import map_agreement
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric._tsne_loss import check_affinities, fit_affinities, train_tsne_loss
 from dinomap.parametric.nets import (
-    INPUT_SCALINGS,
     MapperNet,
     Standardizer,
     build_mlp,
+    check_inputs,
     fit_inputs,
     resolve_hidden,
+    transform_inputs,
 )
 from dinomap.parametric.train import (
     LR_SCHEDULES,
@@ -246,8 +247,7 @@ class TSNEApproximator(NeuralMapper):
             "schedule": check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             "wd": check_positive_float("weight_decay", self.weight_decay, allow_zero=True),
             "noise": check_positive_float("input_noise", self.input_noise, allow_zero=True),
-            "scaling": check_choice("input_scaling", self.input_scaling, INPUT_SCALINGS),
-            "pca": _optional_int("input_pca", self.input_pca),
+            **check_inputs(self.input_scaling, self.input_pca),
             "frac": frac,
             "c_steps": check_positive_int("contrastive_steps", self.contrastive_steps, minimum=0),
             "c_batch": check_positive_int(
@@ -310,9 +310,7 @@ class TSNEApproximator(NeuralMapper):
         def to_dev(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-        X_val = (
-            x_std.transform(Xa[val_idx]) if proj is None else x_std.transform(Xa[val_idx]) @ proj
-        )
+        X_val = transform_inputs(x_std, proj, Xa[val_idx])
         train_set = (to_dev(X_train), to_dev(y_std.transform(Ya[train_idx])))
         val_set = (to_dev(X_val), to_dev(y_std.transform(Ya[val_idx])))
         gen = make_generator(seed + 1, device)
@@ -357,10 +355,6 @@ class TSNEApproximator(NeuralMapper):
         self.fit(X, Y)
         out: np.ndarray = self.embedding_
         return out
-
-
-def _optional_int(name: str, value: Any) -> int | None:
-    return None if value is None else check_positive_int(name, value)
 
 
 def planned_epochs(n_train: int, batch_size: int, max_epochs: int, max_steps: int | None) -> int:

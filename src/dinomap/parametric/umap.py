@@ -51,10 +51,10 @@ from dinomap.parametric._umap_graph import (
     umap_loss,
 )
 from dinomap.parametric.nets import (
-    INPUT_SCALINGS,
     MapperNet,
     Standardizer,
     build_mlp,
+    check_inputs,
     fit_inputs,
     resolve_hidden,
 )
@@ -241,10 +241,7 @@ class ParametricUMAP(NeuralMapper):
             "lr": check_positive_float("learning_rate", self.learning_rate),
             "neg_rate": check_positive_int("negative_sample_rate", self.negative_sample_rate),
             "init": check_choice("init", self.init, INITS),
-            "scaling": check_choice("input_scaling", self.input_scaling, INPUT_SCALINGS),
-            "pca": None
-            if self.input_pca is None
-            else check_positive_int("input_pca", self.input_pca),
+            **check_inputs(self.input_scaling, self.input_pca),
             "hidden": resolve_hidden(self.hidden),
         }
 
