@@ -4,7 +4,6 @@ name is tested here."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
@@ -18,7 +17,7 @@ import numpy as np
 from dinomap.exceptions import DinomapError
 from dinomap.maps._inputs import load_points, resolve_methods
 from dinomap.maps._outputs import MapsResult, jsonable_key, jsonable_params, write_outputs
-from dinomap.maps.holdout import fit_with_holdout, reported_agreement, same_graph
+from dinomap.maps.holdout import fit_takes, fit_with_holdout, reported_agreement, same_graph
 from dinomap.maps.large import (
     LARGE_DATA_ACCURACY_SAMPLES,
     LargeDataPlan,
@@ -356,7 +355,7 @@ def _fit_map(
     if spec.needs_target:
         kwargs = {}
         P = _affinities_of(mappers[spec.needs_target], len(Xf))
-        if P is not None and "affinities" in inspect.signature(mapper.fit).parameters:
+        if P is not None and fit_takes(mapper, "affinities"):
             kwargs["affinities"] = P  # the t-SNE approximator reuses t-SNE's own affinities
         return mapper.fit(Xf, ref_coords(spec.needs_target), **kwargs).transform(Xf), None
     if ref is not None and ref in coords:

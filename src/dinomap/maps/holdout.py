@@ -9,7 +9,13 @@ import numpy as np
 
 from dinomap.metrics import map_agreement
 
-__all__ = ["PARAMETRIC_HELDOUT_FRACTION", "fit_with_holdout", "reported_agreement", "same_graph"]
+__all__ = [
+    "PARAMETRIC_HELDOUT_FRACTION",
+    "fit_takes",
+    "fit_with_holdout",
+    "reported_agreement",
+    "same_graph",
+]
 
 
 #: Share of the points held out of parametric UMAP's training to measure its agreement with UMAP.
@@ -31,7 +37,7 @@ def fit_with_holdout(
     everything is used for training and no agreement is reported."""
     n = len(X)
     graph = reference_mapper.graph_ if reuse_graph else None
-    init = _takes_init_coords(mapper)
+    init = fit_takes(mapper, "init_coords")
     if n < 100:
         mapper.fit(X, graph=graph, **({"init_coords": reference_coords} if init else {}))
         return mapper.transform(X), None
@@ -53,10 +59,11 @@ def fit_with_holdout(
     return Y, info
 
 
-def _takes_init_coords(mapper: Any) -> bool:
+def fit_takes(mapper: Any, keyword: str) -> bool:
+    """Whether ``mapper.fit`` accepts ``keyword`` (what the map it imitates can hand it)."""
     import inspect
 
-    return "init_coords" in inspect.signature(mapper.fit).parameters
+    return keyword in inspect.signature(mapper.fit).parameters
 
 
 def reported_agreement(mapper: Any) -> tuple[float | None, dict[str, Any] | None]:
