@@ -183,7 +183,11 @@ def _cli(*args: str, **kw: object) -> list[str]:
 
 def test_sigkill_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path: Path) -> None:
     root = tmp_path / "imgs"
-    write_images(root, n_per_class=30, classes=("a", "b", "c"), size=32)
+    # 300 images in shards of 8 (38 shards): a window wide enough that the kill lands part-way
+    # even when a loaded machine polls late (with 90 images, all 12 shards were once written
+    # between two polls)
+    n_images, n_shards = 300, 38
+    write_images(root, n_per_class=n_images // 3, classes=("a", "b", "c"), size=32)
     common = ["embed", str(root), *TINY_CLI_ARGS, "--batch-size", "4", "--workers", "0",
               "--shard-size", "8", "-q"]  # fmt: skip
     ref = subprocess.run(
@@ -200,15 +204,15 @@ def test_sigkill_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path: Path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(list((killed_dir / "embeddings").glob("part-*.parquet")))
-    assert 3 <= partial < 12, "the kill must land part-way"
+    assert 3 <= partial < n_shards, "the kill must land part-way"
     rerun = subprocess.run(
         _cli(*common, "--out", str(killed_dir)), capture_output=True, timeout=300
     )
     assert rerun.returncode == 0, rerun.stderr
     a, b = load_embeddings(tmp_path / "ref"), load_embeddings(killed_dir)
-    assert a.paths == b.paths and len(a) == 90
+    assert a.paths == b.paths and len(a) == n_images
     rows = pq.read_table(killed_dir / "embeddings").num_rows
-    assert rows == 90  # none twice
+    assert rows == n_images  # none twice
     np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-5)
 
 

@@ -97,3 +97,46 @@ def test_out_on_object_storage_for_both_engines(
         assert not [k for k in fs.find(f"runs/{engine}") if ".tmp" in k]  # single PUTs only
         again = embed(root, url, CFG, engine=engine)  # resume reads the remote store
         assert again.n_embedded == 0 and again.n_already_stored == 8
+
+
+@pytest.mark.slow
+def test_run_then_project_on_ray_with_the_run_on_s3(
+    s3_server: str, ray_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run --engine ray --out s3://...`` (the cluster writes the shards into the bucket, the
+    later stages run on a pulled mirror and push back), then ``project s3://... --engine ray``."""
+    import s3fs
+
+    from dinomap.cli.main import main
+    from dinomap.store.layout import REMOTE_LOCK_FILE
+
+    from ..conftest import TINY_CLI_ARGS
+
+    monkeypatch.setenv("DINOMAP_MIRROR_DIR", str(tmp_path / "mirrors"))
+    root, new = tmp_path / "imgs", tmp_path / "new"
+    write_images(root, n_per_class=5, classes=("cat", "dog"), size=30, seed=7)
+    write_images(new, n_per_class=2, classes=("cat", "dog"), size=36, seed=8)
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("pipeline")
+    url = "s3://pipeline/runs/a"
+    common = [*TINY_CLI_ARGS, "--workers", "0", "-q", "--engine", "ray"]
+    assert main(["run", str(root), "--out", url, *common, "--methods", "pca",
+                 "--no-export", "--no-report"]) == 0  # fmt: skip
+    ref = embed(root, tmp_path / "ref", CFG)
+    a, b = load_embeddings(tmp_path / "ref"), load_embeddings(url)
+    assert ref.n_embedded == 10 and a.paths == b.paths and a.sha256 == b.sha256
+    np.testing.assert_allclose(b.X, a.X, rtol=0, atol=1e-5)
+    fs.invalidate_cache()
+    keys = {k.split("runs/a/", 1)[1] for k in fs.find("pipeline/runs/a")}
+    assert {"run.json", "maps.parquet", "metrics.json", "mappers/pca/config.json"} <= keys
+    assert REMOTE_LOCK_FILE not in keys
+    assert main(["project", url, str(new), "--engine", "ray"]) == 0
+    fs.invalidate_cache()
+    projected = [k for k in fs.find("pipeline/runs/a/downstream/projected")
+                 if k.endswith(".parquet")]  # fmt: skip
+    assert projected, "project's results are pushed into the remote run"
+    import pyarrow.parquet as pq
+
+    with fs.open(projected[0], "rb") as f:
+        table = pq.read_table(f)
+    assert table.num_rows == 4
