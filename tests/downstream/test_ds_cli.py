@@ -119,7 +119,7 @@ def test_cli_end_to_end_on_an_embedded_image_folder(tmp_path, capsys):
     pca = get_reducer("pca", random_state=0)
     old = pca.fit_transform(emb.X)
     pca.save(run / "mappers" / "pca")
-    assert cli_main.main(["project", str(run), str(new_dir)]) == 0
+    assert cli_main.main(["project", str(run), str(new_dir), "-q"]) == 0
     placed = pq.read_table(run / "downstream" / "projected" / "projected.parquet").to_pandas()
     row = emb.paths.index(str(originals[4]))
     spread = float(np.ptp(old, axis=0).max())

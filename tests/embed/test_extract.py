@@ -177,6 +177,20 @@ def test_embed_files_reuses_the_run_model(image_folder: Path, tmp_path: Path) ->
     np.testing.assert_allclose(X, stored.X[:3], atol=1e-5)
 
 
+def test_embed_files_shows_its_progress_unless_told_not_to(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    embed(image_folder, out, CFG, progress=False)
+    files = load_embeddings(out).paths[:4]
+    capsys.readouterr()
+    embed_files(files, like_run=out, progress=True)
+    err = capsys.readouterr().err
+    assert "embedding new images" in err and "4/4" in err
+    embed_files(files, like_run=out, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def _cli(*args: str, **kw: object) -> list[str]:
     return [sys.executable, "-m", "dinomap.cli.main", *args]
 

@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
         help="only this map (repeatable; default: every saved mapper)",
     )
     parser.add_argument("--out", default=None, help="output folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from dinomap.cli.embed import add_engine_arguments
 
     add_engine_arguments(parser)
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from dinomap.downstream.project import project_images
 
     result = project_images(args.run, args.images, methods=args.methods, out_dir=args.out,
+                            progress=False if args.quiet else None,
                             **engine_kwargs(args))  # fmt: skip
     print(f"placed {len(result.paths)} new images on {len(result.coords)} maps")
     for method, png in result.plots.items():

@@ -400,6 +400,7 @@ def project_images(
     out_dir: str | os.PathLike[str] | None = None,
     engine: str = "local",
     ray_options: Any = None,
+    progress: bool | None = None,
 ) -> ProjectionResult:
     """Embed new image files with the run's model and place them on the run's maps.
 
@@ -418,6 +419,8 @@ def project_images(
     engine : {"local", "ray"}
         ``"ray"``: embedding and placing run as Ray Data stages (``ray_options``: a
         :class:`dinomap.embed.ray_engine.RayOptions`), for millions of new images.
+    progress : bool or None
+        A progress bar while the local engine embeds (default: when stderr is a terminal).
 
     Examples
     --------
@@ -430,7 +433,7 @@ def project_images(
     files = list_image_files(images)
     if engine == "ray":
         return _project_on_ray(run_dir, files, methods, write, out_dir, ray_options)
-    X_new, ok, errors = embed_new_images(files, run_dir)
+    X_new, ok, errors = embed_new_images(files, run_dir, progress=progress)
     for path, reason in errors:
         logger.warning("could not embed %s: %s", path, reason)
     if not ok:

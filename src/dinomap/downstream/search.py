@@ -99,11 +99,12 @@ def _closest_path(query: str, paths: list[str]) -> str:
 
 
 def embed_new_images(
-    paths: Sequence[str], run_dir: str | os.PathLike[str]
+    paths: Sequence[str], run_dir: str | os.PathLike[str], progress: bool | None = False
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Embed image files with the run's own model, weights and preprocessing.
 
-    Thin wrapper over ``dinomap.embed.embed_files(paths, like_run=run_dir)``.
+    Thin wrapper over ``dinomap.embed.embed_files(paths, like_run=run_dir)``; ``progress``:
+    its progress bar (``None``: when stderr is a terminal).
 
     Returns
     -------
@@ -118,7 +119,7 @@ def embed_new_images(
             "embedding new images needs dinomap.embed.embed_files, which is not available "
             f"in this installation ({exc})."
         ) from exc
-    X, ok, errors = embed_files(list(paths), like_run=run_dir)
+    X, ok, errors = embed_files(list(paths), like_run=run_dir, progress=progress)
     return np.asarray(X, dtype=np.float32), list(ok), list(errors)
 
 

@@ -218,11 +218,17 @@ def embed_files(
     *,
     batch_size: int = 64,
     device: str = "auto",
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Embed image files with a run's own model, weights and preprocessing, without storing them.
 
+    ``progress``: a progress bar on stderr (default: when stderr is a terminal).
     Returns ``(X float32 (n_ok, dim), ok_paths, errors [(path, reason)])``.
     """
+    import sys
+
+    from tqdm.auto import tqdm
+
     from dinomap.data.sources import ArraySource
 
     info = read_run_info(like_run)
@@ -245,9 +251,13 @@ def embed_files(
     errors: list[tuple[str, str]] = []
     items = src.items
     batches = iter_embeddings(src, range(len(items)), loaded, cfg, dev, precision, runtime)
-    for feats, meta, bad in batches:
-        feats_all.append(feats)
-        ok += [items[m[0]].path for m in meta]
-        errors += [(items[i].path, reason) for i, reason in bad]
+    show = progress if progress is not None else sys.stderr.isatty()
+    with tqdm(total=len(items), unit="img", disable=not show, desc="embedding new images",
+              dynamic_ncols=True) as bar:  # fmt: skip
+        for feats, meta, bad in batches:
+            feats_all.append(feats)
+            ok += [items[m[0]].path for m in meta]
+            errors += [(items[i].path, reason) for i, reason in bad]
+            bar.update(len(meta) + len(bad))
     X = np.concatenate(feats_all) if feats_all else np.zeros((0, loaded.embed_dim), np.float32)
     return X, ok, errors
