@@ -13,7 +13,7 @@ import pytest
 
 from dinomap.cli.main import main
 from dinomap.store import mirror as mirror_module
-from dinomap.store.layout import REMOTE_LOCK_FILE
+from dinomap.store.layout import REMOTE_LOCK_FILE, REMOTE_PUSH_FILE
 from dinomap.store.mirror import RunMirror, mirror_dir
 from dinomap.store.remote_lock import RunLockedError, acquire_lock
 
@@ -168,16 +168,24 @@ def test_run_json_goes_last_and_a_failed_upload_leaves_it_unchanged(
             m.push()
     assert _fs().cat_file(f"{root}/run.json") == old  # never ahead of its files
     assert REMOTE_LOCK_FILE not in _keys(run_url)  # released after the failure
+    assert REMOTE_PUSH_FILE in _keys(run_url)  # ... and the half-done push is marked
     order.clear()
     monkeypatch.setattr(mirror_module, "atomic_write_bytes", lambda u, d: (order.append(
         u.rsplit("/run/", 1)[1]), real(u, d))[1])  # fmt: skip
-    with RunMirror(run_url, echo=None) as m:
+    said: list[str] = []
+    with RunMirror(run_url, command="map", echo=said.append) as m:
+        assert m.unfinished_push is not None and m.unfinished_push["command"] == "?"
+        assert "did not finish" in said[1] and "`dinomap ?`" in said[1]
+        assert not (m.local / REMOTE_PUSH_FILE).exists()  # never mirrored
         (m.local / "zz.txt").write_text("zz")
         info = json.loads((m.local / "run.json").read_text())
         (m.local / "run.json").write_text(json.dumps({**info, "new": 2}))
         m.push()
     assert order == ["zz.txt", "run.json"]  # a.txt got there before the failure: unchanged
     assert json.loads(_fs().cat_file(f"{root}/run.json"))["new"] == 2
+    assert REMOTE_PUSH_FILE not in _keys(run_url)  # the complete push removed the marker
+    with RunMirror(run_url, echo=None) as m:
+        assert m.unfinished_push is None
 
 
 def test_a_failed_command_pushes_nothing(run_url: str) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "PROJECTED_FILE",
     "PROJECTED_INFO_FILE",
     "REMOTE_LOCK_FILE",
+    "REMOTE_PUSH_FILE",
     "REPORT_FILE",
     "RUN_FILE",
     "SEARCH_DIR",
@@ -112,6 +113,7 @@ SLIDES_FILE = "slides.md"
 THUMBS_DIR = "thumbs"
 THUMBS_INDEX_FILE = "index.json"  # inside THUMBS_DIR
 REMOTE_LOCK_FILE = ".dinomap.lock"  # in a remote run directory, while a command writes there
+REMOTE_PUSH_FILE = ".dinomap.push"  # in a remote run directory, while a push has not finished
 MIRROR_RUNS_DIR = "runs"  # inside the cache folder: the local mirrors of remote runs
 MIRROR_STATE_FILE = "mirror.json"  # next to a mirrored run: what the last sync saw
 

@@ -22,9 +22,12 @@ of the run, the unchanged local code runs on it, and what the command wrote goes
   objects of files the command removed. Nothing is pushed when the command fails.
 - **Lock.** The whole command holds the remote run's lock (:mod:`dinomap.store.remote_lock`).
 
-An upload that fails half-way leaves the old ``run.json`` with some of the new files next to it;
-the next command's pull brings the mirror back to what the remote holds, and rerunning the
-command redoes the work.
+An upload that fails half-way leaves the old ``run.json`` with some of the new files next to it.
+It is not silent: each push first writes ``.dinomap.push`` into the remote run (the command, host
+and time) and removes it only once ``run.json`` and every other file are up, so the next command
+on the run warns that the last push did not finish and names the command to rerun; its pull
+brings the mirror back to what the remote holds, and rerunning the command redoes the work (its
+successful push removes the marker).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +51,7 @@ from dinomap.store.layout import (
     MIRROR_RUNS_DIR,
     MIRROR_STATE_FILE,
     REMOTE_LOCK_FILE,
+    REMOTE_PUSH_FILE,
     RUN_FILE,
 )
 from dinomap.store.remote_lock import RemoteLock, acquire_lock
@@ -88,9 +93,12 @@ def mirror_dir(url: str) -> Path:
 
 
 def _local_only(rel: str) -> bool:
-    """Files that never travel: the remote lock, local lock files, atomic writes' temporaries."""
+    """Files that never travel: the remote lock and push marker, local lock files, atomic
+    writes' temporaries."""
     name = rel.rsplit("/", 1)[-1]
-    return name == REMOTE_LOCK_FILE or (name.startswith(".") and name.endswith((".tmp", ".lock")))
+    return name in (REMOTE_LOCK_FILE, REMOTE_PUSH_FILE) or (
+        name.startswith(".") and name.endswith((".tmp", ".lock"))
+    )
 
 
 def _token(info: dict[str, Any]) -> str:
@@ -141,6 +149,8 @@ class RunMirror:
         self._lock: RemoteLock | None = None
         self.pulled: SyncStats | None = None
         self.pushed: SyncStats | None = None
+        #: The marker of an earlier push that did not finish (its command, host, time), if any.
+        self.unfinished_push: dict[str, Any] | None = None
 
     # ---- the context: lock + pull, release --------------------------------------------------
     def __enter__(self) -> RunMirror:
@@ -152,6 +162,7 @@ class RunMirror:
         self._lock = acquire_lock(self.url, self.command, break_lock=self.break_lock)
         try:
             self._say(f"mirroring {self.url} -> {self.local}")
+            self._check_unfinished_push()
             self.pull()
         except BaseException:
             self._release()
@@ -166,6 +177,23 @@ class RunMirror:
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.release()
+
+    def _check_unfinished_push(self) -> None:
+        """Warn when an earlier push to the run stopped half-way (its marker is still there)."""
+        marker = self.remote / REMOTE_PUSH_FILE
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            data = {}
+        self.unfinished_push = data if isinstance(data, dict) else {}
+        d = self.unfinished_push
+        self._say(
+            f"warning: the last push to {self.url} did not finish (`dinomap "
+            f"{d.get('command', '?')}` from {d.get('host', '?')} at {d.get('since', '?')}): some "
+            f"of its files are there, its {RUN_FILE} is not. Rerun that command to complete it."
+        )
 
     def _say(self, line: str) -> None:
         if self.echo is not None:
@@ -283,11 +311,20 @@ class RunMirror:
             changed.append(RUN_FILE)
         removed = sorted(set(state) - set(local))
         stats.unchanged = len(local) - len(changed)
+        marker = self.remote / REMOTE_PUSH_FILE
+        if changed or removed:  # there until every file is up: a half-done push is seen
+            marker.write_bytes(json.dumps({
+                "command": self.command, "host": socket.gethostname(), "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": len(changed),
+            }, indent=2).encode("utf-8"))  # fmt: skip
         self._upload(changed, local, stats)
         for rel in removed:
             with suppress(FileNotFoundError):
                 self.remote.fs.rm_file(f"{self.remote.path}/{rel}")
             stats.removed += 1
+        if changed or removed or self.unfinished_push is not None:
+            marker.unlink(missing_ok=True)
+            self.unfinished_push = None
         remote = self._remote_files()
         self._write_state({rel: {**remote[rel], "local": st} for rel, st in local.items()
                            if rel in remote})  # fmt: skip
