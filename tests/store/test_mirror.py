@@ -188,6 +188,18 @@ def test_run_json_goes_last_and_a_failed_upload_leaves_it_unchanged(
         assert m.unfinished_push is None
 
 
+def test_a_half_done_push_is_said_even_by_a_quiet_command(
+    run_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fs().pipe_file(run_url.split("://", 1)[1] + "/" + REMOTE_PUSH_FILE,
+                    json.dumps({"command": "map", "host": "h1", "since": "t"}).encode())  # fmt: skip
+    with caplog.at_level("WARNING", logger="dinomap.store.mirror"):
+        assert main(["map", run_url, "--methods", "pca", "-q"]) == 0
+    said = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
+    assert len(said) == 1 and "`dinomap map` from h1" in said[0]
+    assert REMOTE_PUSH_FILE not in _keys(run_url)  # the map's complete push cleared it
+
+
 def test_a_failed_command_pushes_nothing(run_url: str) -> None:
     before = _keys(run_url)
     assert main(["map", run_url, "--methods", "nosuchmethod", "-q"]) == 2

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -67,6 +68,8 @@ TOKEN_KEYS = ("ETag", "etag", "md5Hash", "generation", "LastModified", "mtime", 
               "created")  # fmt: skip
 
 Echo = Callable[[str], None]
+
+logger = logging.getLogger(__name__)
 
 
 def _stderr(line: str) -> None:
@@ -189,11 +192,15 @@ class RunMirror:
             data = {}
         self.unfinished_push = data if isinstance(data, dict) else {}
         d = self.unfinished_push
-        self._say(
-            f"warning: the last push to {self.url} did not finish (`dinomap "
-            f"{d.get('command', '?')}` from {d.get('host', '?')} at {d.get('since', '?')}): some "
-            f"of its files are there, its {RUN_FILE} is not. Rerun that command to complete it."
+        line = (
+            f"the last push to {self.url} did not finish (`dinomap {d.get('command', '?')}` "
+            f"from {d.get('host', '?')} at {d.get('since', '?')}): some of its files are there, "
+            f"its {RUN_FILE} is not. Rerun that command to complete it."
         )
+        if self.echo is not None:
+            self.echo("warning: " + line)
+        else:  # a quiet command still says it
+            logger.warning(line)
 
     def _say(self, line: str) -> None:
         if self.echo is not None:
