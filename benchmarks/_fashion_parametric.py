@@ -43,7 +43,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pumap-pca100": ("parametric_umap", {"input_pca": 100}),
     "pumap-256-5000": ("parametric_umap", {"hidden": (256, 256), "max_steps": 5000}),
     "tsne_nn-default": ("tsne_nn", {}),
-    "tsne_nn-regression": ("tsne_nn", {"contrastive_steps": 0}),
+    "tsne_nn-previous": ("tsne_nn", {"max_steps": 10_000, "contrastive_steps": 2_000}),
+    "tsne_nn-regression": (
+        "tsne_nn", {"max_steps": 10_000, "contrastive_steps": 0}),
     "tsne_nn-no-pca": ("tsne_nn", {"input_pca": None}),
     "tsne_nn-original": (
         "tsne_nn",

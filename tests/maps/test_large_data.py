@@ -47,3 +47,22 @@ def test_sampled_tsne_keeps_quality_and_says_so(tmp_path, capsys) -> None:
     t_sampled = metrics["methods"]["tsne"]["trustworthiness"]
     assert t_sampled >= t_full - 0.02, (t_sampled, t_full)
     assert type(res.mappers["tsne"]).transform_n_iter == 250  # the class default is back
+
+
+def test_large_data_trains_the_t_sne_network_on_the_1m_budget_unless_told() -> None:
+    from dinomap.maps.large import LARGE_DATA_BUDGETS, large_data_params
+
+    params, used = large_data_params({"tsne_nn": {"max_steps": 50}}, ["tsne", "tsne_nn"])
+    assert params["tsne_nn"]["max_steps"] == 50  # the user's value stays
+    assert params["tsne_nn"]["contrastive_steps"] == LARGE_DATA_BUDGETS["tsne_nn"][
+        "contrastive_steps"]  # fmt: skip
+    assert used == {"tsne_nn": {"contrastive_steps": LARGE_DATA_BUDGETS["tsne_nn"][
+        "contrastive_steps"]}}  # fmt: skip
+    assert large_data_params({}, ["pca", "tsne"]) == ({}, {})  # no network: nothing set
+    X, y = make_clusters(600, 16, 4, 4, 0)
+    res = make_maps((X, y.tolist()), methods="tsne,tsne_nn", plots=False, large_data=300,
+                    params={"tsne": TSNE, "tsne_nn": {"max_epochs": 2}})  # fmt: skip
+    assert res.metrics["large_data"]["budgets"] == {"tsne_nn": LARGE_DATA_BUDGETS["tsne_nn"]}
+    got = res.mappers["tsne_nn"].get_params()
+    assert got["max_steps"] == LARGE_DATA_BUDGETS["tsne_nn"]["max_steps"]
+    assert got["max_epochs"] == 2

@@ -110,6 +110,7 @@ def test_same_seed_identical_other_seed_different(small: tuple[np.ndarray, np.nd
         ({"device": "gpu"}, "device"),
         ({"input_scaling": "cols"}, "input_scaling"),
         ({"input_pca": 0}, "input_pca"),
+        ({"contrastive_epochs": 0}, "contrastive_epochs"),
     ],
 )
 def test_bad_params(kwargs: dict[str, object], match: str) -> None:
@@ -281,3 +282,10 @@ def test_tsne_loss_stage_follows_the_affinities(blobs: tuple[np.ndarray, np.ndar
     assert acc_real >= 0.9 and acc_wrong < acc_real - 0.3, (acc_real, acc_wrong)
     with pytest.raises(InvalidParameterError, match="affinities must be"):
         fast(contrastive_steps=10).fit(X, Y, affinities=P[:10])
+    # contrastive_epochs caps the steps at passes over the training points' pairs
+    train = approx.train_indices_
+    pairs = sp.csr_matrix(P)[train][:, train].nnz  # no diagonal in openTSNE's P
+    capped = fast(contrastive_steps=5000, contrastive_batch_size=128, contrastive_epochs=0.5)
+    capped.fit(X, Y, affinities=P)
+    tuned = [h for h in capped.history_ if h["phase"] == "tsne_loss"]
+    assert len(tuned) == -(-int(np.ceil(0.5 * pairs / 128)) // 100)  # epochs of 100 steps

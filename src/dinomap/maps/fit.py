@@ -21,6 +21,7 @@ from dinomap.maps.holdout import fit_takes, fit_with_holdout, reported_agreement
 from dinomap.maps.large import (
     LARGE_DATA_ACCURACY_SAMPLES,
     LargeDataPlan,
+    large_data_params,
     place_rest,
     plan_large_data,
 )
@@ -120,9 +121,13 @@ def make_maps(
         random_init = bool(info.get("weights", {}).get("random_init", False))
 
     plan = plan_large_data(n, large_data, random_state)
+    budgets: dict[str, dict[str, int]] = {}
+    if plan is not None:
+        params, budgets = large_data_params(dict(params), names)
     if plan is not None and verbose:
         print(f"large data: {n} points; t-SNE, UMAP and the neural mappers fit on a sample of "
-              f"{len(plan.sample)} and place the rest (large_data=False: all)", flush=True)  # fmt: skip
+              f"{len(plan.sample)} and place the rest (large_data=False: all)"
+              + "".join(f"; {m}: {b}" for m, b in budgets.items()), flush=True)  # fmt: skip
     mappers, adapted, skipped = estimators_for(names, params, random_state, n_jobs, device, n)
     names = [name for name in names if name in mappers]
     warm_thread = _start_warm_up(names, mappers, n, random_state) if warm_up_umap else None
@@ -135,6 +140,8 @@ def make_maps(
     metrics = _metrics_record(X, lab, random_init, random_state, evaluator, stamp, entries,
                               timings, plan, small_n_record(n, adapted, skipped,
                                                             evaluate and evaluator is None))  # fmt: skip
+    if "large_data" in metrics:
+        metrics["large_data"]["budgets"] = budgets  # the training budgets used instead
     for name, changed in adapted.items():
         if name in entries and "small_n" in metrics:
             entries[name]["adapted"] = changed

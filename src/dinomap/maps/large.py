@@ -16,11 +16,17 @@ Why these numbers (synthetic clusters, 384-d, 2-core machine; ``benchmarks/bench
 with the other 200,000 placed by ``transform`` keeps trustworthiness 0.976 (0.985 for a full fit
 at 70k) and UMAP 0.956 (0.960), within the 0.02 the issue allows, at a cost that grows
 linearly with the placed points.
+
+The t-SNE network's default training (:data:`LARGE_DATA_BUDGETS`) is the one measured at one
+million points within the 30 minutes (10,000 regression + 2,000 t-SNE-loss steps); below the
+threshold it trains longer (its own defaults, measured on Fashion-MNIST 70k). A value the user
+set is kept. The budgets used are in the ``"large_data"`` section of ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +36,11 @@ from dinomap.exceptions import InvalidParameterError
 from dinomap.maps.progress import progress_bar, stage
 
 __all__ = [
+    "LARGE_DATA_BUDGETS",
     "LARGE_DATA_FIT_SAMPLES",
     "LARGE_DATA_MIN_SAMPLES",
     "LargeDataPlan",
+    "large_data_params",
     "place_rest",
     "plan_large_data",
 ]
@@ -50,6 +58,11 @@ TSNE_TRANSFORM_ITER = 50
 TRANSFORM_CHUNK = 100_000
 #: Labelled points the kNN accuracy is cross-validated on in large-data mode.
 LARGE_DATA_ACCURACY_SAMPLES = 200_000
+#: Training budgets that replace a method's *defaults* in large-data mode: the ones that keep
+#: one million points within 30 minutes on 2 cores (docs/scale.md).
+LARGE_DATA_BUDGETS: dict[str, dict[str, int]] = {
+    "tsne_nn": {"max_steps": 10_000, "contrastive_steps": 2_000},
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,23 @@ class LargeDataPlan:
             f"accuracy on at most {LARGE_DATA_ACCURACY_SAMPLES} labelled points",
             "tsne_transform_iter": TSNE_TRANSFORM_ITER,
         }
+
+
+def large_data_params(
+    params: Mapping[str, Mapping[str, Any]], names: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """``params`` with :data:`LARGE_DATA_BUDGETS` for the keys the user did not set, and the
+    budgets so applied per method (for ``metrics.json``)."""
+    out = {name: dict(given) for name, given in params.items()}
+    used: dict[str, dict[str, int]] = {}
+    for name, budget in LARGE_DATA_BUDGETS.items():
+        if name in names:
+            given = out.setdefault(name, {})
+            applied = {k: v for k, v in budget.items() if k not in given}
+            if applied:
+                given.update(applied)
+                used[name] = applied
+    return out, used
 
 
 def plan_large_data(
