@@ -124,7 +124,7 @@ def test_project_images_embeds_folder_like_the_run(mapped_run, image_files, monk
     X_new = _new_points(planted, blob=1, n=4)
     calls = []
 
-    def fake_embed(paths, run_dir):
+    def fake_embed(paths, run_dir, progress=None):
         calls.append(list(paths))
         return X_new[:3], list(paths[:3]), [(paths[3], "cannot decode")]
 
