@@ -142,3 +142,42 @@ def test_project_on_ray_places_like_the_local_projection(ray_local: Any, tmp_pat
         np.testing.assert_allclose(on_ray.coords[method], local.coords[method], atol=1e-4)
     assert (tmp_path / "out" / "projected.parquet").is_file()
     assert set(on_ray.plots) == {"pca", "tsne_nn"}
+
+
+def test_project_actors_need_only_what_the_driver_sends(tmp_path: Path) -> None:
+    """The projection actors get the run's record and its mappers' bytes, never its folder:
+    built after the run moved away (another node cannot see the driver's disk), they embed and
+    place exactly as the local projection does."""
+    import shutil
+
+    from dinomap.downstream.project import project_images
+    from dinomap.embed.ray_engine import _decode_batch
+    from dinomap.embed.ray_project import _Placer, _RunEncoder
+    from dinomap.reduce import get_reducer
+    from dinomap.store import read_run_info
+    from dinomap.store.mappers import mapper_files
+
+    root, run = tmp_path / "imgs", tmp_path / "run"
+    write_images(root, n_per_class=6, classes=("cat", "dog"), size=32)
+    embed(root, run, CFG)
+    X = load_embeddings(run).X
+    pca = get_reducer("pca", random_state=0)
+    pca.fit_transform(X)
+    pca.save(run / "mappers" / "pca")
+    new = tmp_path / "new"
+    write_images(new, n_per_class=2, classes=("cat", "dog"), size=40, seed=5)
+    local = project_images(run, new, write=False)
+    info, files = read_run_info(run), mapper_files(run)
+    assert set(files) == {f"mappers/pca/{p.name}" for p in (run / "mappers" / "pca").iterdir()}
+    shutil.move(run, tmp_path / "elsewhere")
+    encoder, placer = _RunEncoder(info, threads=1), _Placer(files, None, threads=1)
+    assert not run.exists() and list(placer.mappers) == ["pca"]
+    paths = np.asarray(local.paths, dtype=object)
+    source_size = info["preprocessing"].get("source_size")  # as project_ray decodes
+    batch = _decode_batch({"index": np.arange(len(paths)), "path": paths,
+                           "label": np.asarray([""] * len(paths), dtype=object)},
+                          source=None, size=int(source_size or info["model"]["input_size"]),
+                          area=source_size is None)  # fmt: skip
+    out = placer(encoder(batch))
+    xy = np.stack([out["pca_x"], out["pca_y"]], axis=1)
+    np.testing.assert_allclose(xy, local.coords["pca"], atol=1e-4)

@@ -189,14 +189,21 @@ def encoder_from_run(run_dir: str | os.PathLike[str]) -> tuple[LoadedModel, Prep
     The returned :class:`Preprocess` takes uint8 pixels of any size and applies the run's whole
     preprocessing (source-size bottleneck included).
     """
-    info = read_run_info(run_dir)
+    return encoder_from_info(read_run_info(run_dir), where=f"{run_dir}/{RUN_FILE}")
+
+
+def encoder_from_info(
+    info: dict[str, Any], where: str = RUN_FILE
+) -> tuple[LoadedModel, Preprocess]:
+    """:func:`encoder_from_run` from a run's ``run.json`` record itself (``where``: named in
+    errors): what a Ray worker on another machine gets, which cannot read the run's folder."""
     model, weights, prep = (
         info.get("model", {}),
         info.get("weights", {}),
         info.get("preprocessing", {}),
     )
     if not model or not weights:
-        raise SourceNotFoundError(f"{run_dir}/{RUN_FILE} lacks the model or weights section.")
+        raise SourceNotFoundError(f"{where} lacks the model or weights section.")
     loaded = create_encoder(
         model["timm_name"],
         input_size=int(model.get("input_size", 224)),

@@ -6,6 +6,11 @@ as ``embed_files`` uses it), then an actor pool holding the run's fitted mappers
 neural mappers, openTSNE / umap-learn transforms: every one that ``project`` loads), each
 placing a whole batch with ``transform``. Only paths and 2-D coordinates come back to the
 driver, so 10M new points need no 10M-point t-SNE and no 10M x 384 array in one process.
+
+The actors never read the run's folder: the driver sends its ``run.json`` record and the bytes
+of the mapper folders (through Ray's object store), so the run may live on the driver's disk
+(or its mirror of an ``s3://`` run) while the actors run on other machines. A ``--weights FILE``
+run still needs that file at the same path on every node (as the Ray embedding engine does).
 """
 
 from __future__ import annotations
@@ -24,18 +29,16 @@ __all__ = ["project_ray"]
 class _RunEncoder:
     """The run's own model, weights and preprocessing, once per actor."""
 
-    def __init__(self, run_dir: str, threads: int) -> None:
+    def __init__(self, info: dict[str, Any], threads: int) -> None:
         import torch
 
         from dinomap._device import resolve_device
         from dinomap.embed.config import EmbedConfig
-        from dinomap.embed.encode import _make_encode, encoder_from_run
-        from dinomap.store import read_run_info
+        from dinomap.embed.encode import _make_encode, encoder_from_info
 
         if threads:
             torch.set_num_threads(threads)
-        info = read_run_info(run_dir)
-        self.loaded, _ = encoder_from_run(run_dir)
+        self.loaded, _ = encoder_from_info(info)
         self.device = resolve_device("auto")
         precision = str(info.get("precision", "fp32"))
         if self.device.type == "cpu" and precision == "fp16":
@@ -58,13 +61,20 @@ class _RunEncoder:
 class _Placer:
     """The run's fitted mappers, once per actor: a batch of embeddings -> coordinates."""
 
-    def __init__(self, run_dir: str, methods: Sequence[str] | None, threads: int) -> None:
+    def __init__(
+        self, files: dict[str, bytes], methods: Sequence[str] | None, threads: int
+    ) -> None:
+        import tempfile
+
         import torch
 
         from dinomap.downstream.project import load_mappers
+        from dinomap.store.mappers import write_mapper_files
 
         torch.set_num_threads(max(1, threads))
-        self.mappers, self.skipped = load_mappers(run_dir, methods)
+        self._dir = tempfile.TemporaryDirectory(prefix="dinomap-mappers-")  # this actor's copy
+        root = write_mapper_files(self._dir.name, files)
+        self.mappers, self.skipped = load_mappers(root, methods)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.asarray([not e for e in batch["error"]], bool)
@@ -100,11 +110,13 @@ def project_ray(
     ``files``; a method whose ``transform`` failed has NaN coordinates (the caller skips it).
     """
     from dinomap.store import read_run_info
+    from dinomap.store.mappers import mapper_files
 
     ray = ray_session(options or RayOptions())
-    prep = read_run_info(run_dir).get("preprocessing", {})
-    source_size = prep.get("source_size")
-    size = int(source_size or read_run_info(run_dir).get("model", {}).get("input_size", 224))
+    info = read_run_info(run_dir)
+    source_size = info.get("preprocessing", {}).get("source_size")
+    size = int(source_size or info.get("model", {}).get("input_size", 224))
+    saved = mapper_files(run_dir, methods)  # Ray keeps large constructor arguments in its store
     import pyarrow as pa
 
     n = len(files)
@@ -121,11 +133,11 @@ def project_ray(
                      fn_kwargs={"source": None, "size": size, "area": source_size is None},
                      num_cpus=1)
         .map_batches(_RunEncoder, batch_format="numpy", batch_size=batch_size,
-                     fn_constructor_kwargs={"run_dir": str(run_dir), "threads": threads},
+                     fn_constructor_kwargs={"info": info, "threads": threads},
                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_enc),
                      num_gpus=1.0 if gpus else 0.0, num_cpus=0.5 if gpus else 2)
         .map_batches(_Placer, batch_format="numpy", batch_size=batch_size,
-                     fn_constructor_kwargs={"run_dir": str(run_dir), "methods": methods,
+                     fn_constructor_kwargs={"files": saved, "methods": methods,
                                             "threads": 1},
                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 4)),
                      num_cpus=1)  # 2 (encoder) + 1 leaves 1 of 4 CPUs to the reads

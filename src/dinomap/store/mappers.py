@@ -18,7 +18,14 @@ from dinomap._validation import check_choice
 from dinomap.exceptions import DinomapError
 from dinomap.store.layout import MAPPERS_DIR
 
-__all__ = ["SavedMapper", "load_mappers", "saved_mappers", "write_mapper"]
+__all__ = [
+    "SavedMapper",
+    "load_mappers",
+    "mapper_files",
+    "saved_mappers",
+    "write_mapper",
+    "write_mapper_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +124,32 @@ def write_mapper(
         atomic_write_bytes(out / name, data)
     atomic_write_json(out / CONFIG_FILE, config)
     return out
+
+
+def mapper_files(run_dir: str | os.PathLike[str], methods: Sequence[str] | None = None
+                 ) -> dict[str, bytes]:  # fmt: skip
+    """The bytes of the saved mapper folders (``methods`` only, when given), keyed by their
+    path relative to the run (``mappers/<folder>/<file>``): what Ray workers on other machines
+    need to load the same mappers (:func:`write_mapper_files`)."""
+    out: dict[str, bytes] = {}
+    root = Path(run_dir)
+    for s in saved_mappers(run_dir):
+        if methods is None or s.method in methods:
+            for path in sorted(p for p in s.folder.rglob("*") if p.is_file()):
+                out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
+
+
+def write_mapper_files(root: str | os.PathLike[str], files: dict[str, bytes]) -> Path:
+    """Write :func:`mapper_files`' output under ``root`` (a run-like folder that
+    :func:`load_mappers` reads); returns ``root``."""
+    from dinomap.store._atomic import atomic_write_bytes
+
+    base = Path(root)
+    for rel, data in files.items():
+        target = (base / rel).resolve()
+        if base.resolve() not in target.parents:
+            raise DinomapError(f"refusing to write {rel!r} outside {base}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data)
+    return base
