@@ -120,14 +120,7 @@ def make_maps(
     if random_init is None:
         random_init = bool(info.get("weights", {}).get("random_init", False))
 
-    plan = plan_large_data(n, large_data, random_state)
-    budgets: dict[str, dict[str, int]] = {}
-    if plan is not None:
-        params, budgets = large_data_params(dict(params), names)
-    if plan is not None and verbose:
-        print(f"large data: {n} points; t-SNE, UMAP and the neural mappers fit on a sample of "
-              f"{len(plan.sample)} and place the rest (large_data=False: all)"
-              + "".join(f"; {m}: {b}" for m, b in budgets.items()), flush=True)  # fmt: skip
+    plan, params, budgets = _plan_large_data(n, large_data, random_state, params, names, verbose)
     mappers, adapted, skipped = estimators_for(names, params, random_state, n_jobs, device, n)
     names = [name for name in names if name in mappers]
     warm_thread = _start_warm_up(names, mappers, n, random_state) if warm_up_umap else None
@@ -149,6 +142,27 @@ def make_maps(
     with show_progress(progress), collect_timings(into=timings):
         _write_result(result, t_start, save_mappers=save_mappers, plots=plots, verbose=verbose)
     return result
+
+
+def _plan_large_data(
+    n: int,
+    large_data: bool | str | int,
+    random_state: Any,
+    params: Mapping[str, Mapping[str, Any]],
+    names: list[str],
+    verbose: bool,
+) -> tuple[LargeDataPlan | None, Mapping[str, Mapping[str, Any]], dict[str, dict[str, int]]]:
+    """The large-data plan, the parameters with its training budgets, and those budgets
+    (said in one line when ``verbose``)."""
+    plan = plan_large_data(n, large_data, random_state)
+    if plan is None:
+        return None, params, {}
+    params, budgets = large_data_params(params, names)
+    if verbose:
+        print(f"large data: {n} points; t-SNE, UMAP and the neural mappers fit on a sample of "
+              f"{len(plan.sample)} and place the rest (large_data=False: all)"
+              + "".join(f"; {m}: {b}" for m, b in budgets.items()), flush=True)  # fmt: skip
+    return plan, params, budgets
 
 
 def _metrics_record(
