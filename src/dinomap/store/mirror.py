@@ -202,6 +202,13 @@ class RunMirror:
         else:  # a quiet command still says it
             logger.warning(line)
 
+    def _bar(self, total_bytes: int, desc: str) -> Any:
+        """The byte progress bar of a pull or push (off when the mirror is silent)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr,
+                    disable=None if self.echo is not None else True, leave=False)  # fmt: skip
+
     def _say(self, line: str) -> None:
         if self.echo is not None:
             self.echo(line)
@@ -284,12 +291,8 @@ class RunMirror:
                   state: dict[str, dict[str, Any]], stats: SyncStats) -> None:  # fmt: skip
         if not rels:
             return
-        from tqdm.auto import tqdm
-
         fs, root = self.remote.fs, self.remote.path.rstrip("/")
-        total = sum(remote[rel]["size"] for rel in rels)
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="pull", file=sys.stderr,
-                   disable=None if self.echo is not None else True, leave=False)  # fmt: skip
+        bar = self._bar(sum(remote[rel]["size"] for rel in rels), "pull")
         try:
             for i in range(0, len(rels), DOWNLOAD_BATCH):
                 chunk = rels[i : i + DOWNLOAD_BATCH]
@@ -345,11 +348,7 @@ class RunMirror:
     def _upload(self, rels: list[str], local: dict[str, list[int]], stats: SyncStats) -> None:
         if not rels:
             return
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(local[rel][0] for rel in rels), unit="B", unit_scale=True,
-                   desc="push", file=sys.stderr,
-                   disable=None if self.echo is not None else True, leave=False)  # fmt: skip
+        bar = self._bar(sum(local[rel][0] for rel in rels), "push")
         try:
             for rel in rels:
                 src = self.local / rel
