@@ -239,7 +239,7 @@ def embed_files(
     from dinomap.data.sources import ArraySource
 
     info = read_run_info(like_run)
-    loaded, _ = encoder_from_run(like_run)
+    loaded, _ = encoder_from_info(info, where=f"{like_run}/{RUN_FILE}")  # run.json read once
     prep = info.get("preprocessing", {})
     dev = resolve_device(device)
     precision = str(info.get("precision", "fp32"))
