@@ -65,6 +65,39 @@ def test_ray_engine_gives_the_local_engines_rows(ray_local: Any, tmp_path: Path)
     assert res.info["runtime"]["engine"] == "ray" and res.info["status"] == "complete"
     again = embed(root, tmp_path / "ray", CFG, engine="ray")  # nothing missing: nothing done
     assert again.n_embedded == 0 and again.n_already_stored == 14 and again.n_failed == 3
+    assert again.info["counts"]["hashed_on"] == "here"  # a few stored paths: hashed here
+
+
+def test_ray_engine_checks_stored_images_on_the_cluster_not_the_driver(
+    ray_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun over many stored images hashes them in Ray tasks (the driver reads none): the
+    changed file and the new one are embedded, the unchanged ones are not."""
+    from dinomap.data.sources import FolderSource
+    from dinomap.embed import ray_engine
+
+    root = tmp_path / "imgs"
+    write_images(root, n_per_class=5, classes=("cat", "dog"), size=32)
+    embed(root, tmp_path / "run", CFG)
+    write_images(tmp_path / "other", n_per_class=1, classes=("cat",), size=32, seed=9)
+    changed = root / "dog" / "img_001.png"
+    changed.write_bytes((tmp_path / "other" / "cat" / "img_000.png").read_bytes())
+    (tmp_path / "other" / "cat" / "img_000.png").rename(root / "cat" / "new.png")
+
+    def no_reading_here(self: Any, index: int) -> str:
+        raise AssertionError("the driver hashed a stored image")
+
+    monkeypatch.setattr(ray_engine, "RAY_HASH_MIN", 1)
+    monkeypatch.setattr(FolderSource, "sha256", no_reading_here)
+    res = embed(root, tmp_path / "run", CFG, engine="ray")
+    assert res.n_embedded == 2 and res.n_already_stored == 9
+    assert res.info["counts"]["hashed_on"] == "ray"
+    assert res.info["counts"]["hashed_to_resume"] == 10
+    monkeypatch.undo()
+    ref = embed(root, tmp_path / "ref", CFG)
+    a, b = load_embeddings(tmp_path / "ref"), load_embeddings(tmp_path / "run")
+    assert a.paths == b.paths and a.sha256 == b.sha256 and ref.n_embedded == 11
+    np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-5)
 
 
 def test_ray_engine_embeds_in_memory_sources_and_refuses_a_changed_config(

@@ -43,7 +43,8 @@ from dinomap.embed.models import (
     create_encoder,
     resolve_model_name,
 )
-from dinomap.embed.ray_engine import embed_ray_run, engine_device
+from dinomap.embed.plan import ResumePlan, resume_plan
+from dinomap.embed.ray_engine import embed_ray_run, engine_device, ray_hasher
 from dinomap.exceptions import (
     ConfigMismatchError,
     InvalidParameterError,
@@ -159,33 +160,6 @@ def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass
-class _ResumePlan:
-    """What this run embeds: ``indices`` of ``items`` not yet stored (path + content hash)."""
-
-    items: list[Item]
-    indices: list[int]
-    seconds: float
-
-    @property
-    def n_already(self) -> int:
-        return len(self.items) - len(self.indices)
-
-
-def _resume_plan(src: ImageSource, run_dir: Path, limit: int | None) -> _ResumePlan:
-    items: list[Item] = src.items[:limit] if limit else src.items
-    indices = list(range(len(items)))
-    t0 = time.perf_counter()
-    done = stored_keys(run_dir)
-    if done:
-        stored_paths = {p for p, _ in done}
-        candidates = [i for i in indices if items[i].path in stored_paths]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            hashes = dict(zip(candidates, pool.map(src.sha256, candidates), strict=True))
-        indices = [i for i in indices if (items[i].path, hashes.get(i, "")) not in done]
-    return _ResumePlan(items, indices, time.perf_counter() - t0)
 
 
 def _run_info(
@@ -314,7 +288,7 @@ def _finish_info(
     info: dict[str, Any],
     state: _LoopState,
     status: str,
-    plan: _ResumePlan,
+    plan: ResumePlan,
     n_stored: int,
     seconds: dict[str, float],
 ) -> None:
@@ -336,6 +310,8 @@ def _finish_info(
         "source_images": len(plan.items),
         "embedded_this_run": n_new,
         "already_stored": plan.n_already,
+        "hashed_to_resume": plan.hashed,
+        "hashed_on": plan.where,
         "failed": len(state.errors),
         "stored": n_stored,
     }
@@ -363,7 +339,7 @@ def _load_encoder(cfg: EmbedConfig) -> tuple[LoadedModel, float]:
 def _consume(
     batches: Iterator[tuple[np.ndarray, list[tuple[int, str, int, int]], list[tuple[int, str]]]],
     state: _LoopState,
-    plan: _ResumePlan,
+    plan: ResumePlan,
     show: bool,
 ) -> None:
     """Feed every batch into ``state`` behind a progress bar (closed however the loop ends)."""
@@ -382,7 +358,7 @@ def _consume(
 
 def _embed_all(
     src: ImageSource,
-    plan: _ResumePlan,
+    plan: ResumePlan,
     loaded: LoadedModel,
     cfg: EmbedConfig,
     how: tuple[torch.device, str, str],
@@ -466,7 +442,7 @@ def embed(
     previous = _check_same_config(run_dir, fingerprint)
 
     loaded, t_model = _load_encoder(cfg)
-    plan = _resume_plan(src, run_dir, limit)
+    plan = resume_plan(src, run_dir, limit, ray_hasher(ray_options) if engine == "ray" else None)
     runtime = resolve_runtime(cfg.runtime, device, precision, len(plan.indices), cfg.compile)
     runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime}
     run_dir.mkdir(parents=True, exist_ok=True)

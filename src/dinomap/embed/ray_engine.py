@@ -41,6 +41,7 @@ __all__ = [
     "cluster_device",
     "embed_ray_run",
     "engine_device",
+    "ray_hasher",
     "ray_session",
 ]
 
@@ -51,6 +52,8 @@ ENGINES = ("local", "ray")
 #: few thousand in-flight rows need a few MB; Ray's default (30 % of RAM) is far too greedy on a
 #: shared machine. A cluster (``--address``) keeps its own setting.
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
+#: Stored paths to check on a rerun from which the Ray engine hashes them on the cluster.
+RAY_HASH_MIN = 2_000
 
 
 def check_engine(engine: str) -> str:
@@ -155,8 +158,14 @@ class _PathSource(ImageSource):
         path = self._items[index].path
         return read_image_url(path) if is_url(path) else read_image_file(path)
 
-    def sha256(self, index: int) -> str:  # pragma: no cover - never planned
-        return self.load(index)[1]
+    def sha256(self, index: int) -> str:
+        from dinomap.data.decode import sha256_bytes
+        from dinomap.store._fs import read_bytes
+
+        try:
+            return sha256_bytes(read_bytes(self._items[index].path))
+        except (OSError, ValueError):
+            return "unreadable"
 
 
 def _decode_batch(
@@ -187,6 +196,51 @@ def _decode_batch(
     return {"index": batch["index"], "path": batch["path"], "label": batch["label"],
             "sha256": sha, "height": hw[:, 0], "width": hw[:, 1], "error": err,
             "pixels": pixels}  # fmt: skip
+
+
+def _hash_batch(batch: dict[str, np.ndarray], source: ImageSource | None) -> dict[str, Any]:
+    """Rows ``(index, path)`` -> their sha256 (the resume plan's check of stored paths)."""
+    paths = [str(p) for p in batch["path"]]
+    if source is None:
+        src: ImageSource = _PathSource(paths)
+        hashes = [src.sha256(i) for i in range(len(paths))]
+    else:
+        hashes = [source.sha256(int(i)) for i in batch["index"]]
+    return {"index": batch["index"], "sha256": np.asarray(hashes, dtype=object)}
+
+
+def ray_hasher(options: RayOptions | None) -> Any:
+    """A :data:`dinomap.embed.plan.Hasher` that hashes the stored paths in Ray tasks on the
+    cluster, where the images are read anyway, instead of reading them all on the driver (a
+    rerun over millions of stored images); fewer than :data:`RAY_HASH_MIN` are hashed here."""
+    from dinomap.embed.plan import hash_here
+
+    def hasher(src: ImageSource, items: list[Item], candidates: Sequence[int]
+               ) -> tuple[list[str], str]:  # fmt: skip
+        if len(candidates) < RAY_HASH_MIN:
+            return hash_here(src, items, candidates)
+        import pyarrow as pa
+
+        ray = ray_session(options or RayOptions())
+        rows = pa.table({"index": pa.array(list(candidates), pa.int64()),
+                         "path": pa.array([items[i].path for i in candidates], pa.string())})
+        n_cpus = int(ray.cluster_resources().get("CPU", 1))
+        ds = ray.data.from_arrow(_blocks(rows, max(4 * n_cpus, len(rows) // 10_000))).map_batches(
+            _hash_batch, batch_format="numpy", batch_size=1024, num_cpus=1,
+            fn_kwargs={"source": None if _path_based(src) else src})  # fmt: skip
+        found: dict[int, str] = {}
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            found.update(zip(batch.column("index").to_pylist(),
+                             batch.column("sha256").to_pylist(), strict=True))  # fmt: skip
+        return [found[i] for i in candidates], "ray"
+
+    return hasher
+
+
+def _blocks(rows: pa.Table, n_blocks: int) -> list[pa.Table]:
+    """``rows`` in ``n_blocks`` slices: Ray Data blocks, read in parallel (one task each)."""
+    step = max(1, math.ceil(rows.num_rows / max(1, n_blocks)))
+    return [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
 
 
 # ---------------------------------------------------------------- stage 2: encode (actor pool)
@@ -323,9 +377,7 @@ def embed_ray_run(
     })  # fmt: skip
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
     # blocks: one per shard at most, and enough for every CPU to read (never one block)
-    n_blocks = max(math.ceil(len(rows) / cfg.shard_size), min(len(rows), 2 * n_cpus))
-    step = math.ceil(len(rows) / n_blocks)
-    blocks = [rows.slice(i, step) for i in range(0, len(rows), step)]
+    blocks = _blocks(rows, max(math.ceil(len(rows) / cfg.shard_size), min(len(rows), 2 * n_cpus)))
     source = None if _path_based(src) else src  # in memory: Ray ships it once per worker
     n_actors, gpus, threads = _actor_plan(ray, cfg, options)
     ds = (

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomap.embed.ray_engine import RayOptions, _decode_batch, ray_session
+from dinomap.embed.ray_engine import RayOptions, _blocks, _decode_batch, ray_session
 
 __all__ = ["project_ray"]
 
@@ -89,12 +89,6 @@ class _Placer:
                 pass
             out[f"{method}_x"], out[f"{method}_y"] = xy[:, 0], xy[:, 1]
         return out
-
-
-def _blocks(rows: Any, n_blocks: int) -> list[Any]:
-    """``rows`` (a pyarrow Table) in ``n_blocks`` slices: Ray Data blocks, read in parallel."""
-    step = max(1, -(-rows.num_rows // n_blocks))
-    return [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
 
 
 def project_ray(
