@@ -101,6 +101,24 @@ def test_new_points_land_in_their_cluster(mapped_run):
     assert info["n_new"] == 20 and info["random_init"] is False
 
 
+def test_a_plot_draws_a_sample_of_a_large_run(mapped_run, monkeypatch):
+    """Above PLOT_MAX_OLD points the plot draws a fixed sample of the run (its title says
+    so), each class keeping its share; the new points are all drawn."""
+    run, planted, maps = mapped_run
+    n = len(planted.labels)
+    monkeypatch.setattr(project_mod, "PLOT_MAX_OLD", n // 4)
+    drawn, labels = project_mod._drawn(maps["pca"], list(planted.labels))
+    assert len(drawn) == len(labels) == n // 4
+    assert set(labels) == set(planted.labels)
+    again, _ = project_mod._drawn(maps["pca"], list(planted.labels))
+    np.testing.assert_array_equal(drawn, again)  # the same sample every time
+    titles = []
+    monkeypatch.setattr("matplotlib.axes.Axes.set_title", lambda ax, t, *a, **k: titles.append(t))
+    project_embeddings(run, _new_points(planted, blob=1, n=5), list("abcde"), methods=["pca"],
+                       out_dir=run / "downstream" / "sampled")  # fmt: skip
+    assert titles == [f"PCA: 5 new images over {n:,} of the run ({n // 4:,} drawn)"]
+
+
 def test_methods_filter_and_errors(mapped_run):
     run, planted, _ = mapped_run
     X_new = _new_points(planted, blob=0, n=3)

@@ -284,3 +284,52 @@ def test_a_lock_left_by_a_killed_command_on_this_machine_is_taken_over() -> None
                 acquire_lock(url, "embed")
         finally:
             alive.kill()
+
+
+def test_project_on_an_s3_run_leaves_the_embeddings_there(
+    run_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """``project s3://...`` pulls the run without its shards (16 GB at 10M images): it places
+    with the mappers, draws maps.parquet and reads the shards' key columns from the bucket for
+    the stamp, so a run embedded further since its maps is still said to be stale."""
+    from dinomap.downstream.project import project_images
+
+    assert main(["map", run_url, "--methods", "pca", "--no-plots", "-q"]) == 0
+    full = mirror_dir(run_url)  # this machine's mirror: everything, embeddings included
+    monkeypatch.setenv("DINOMAP_MIRROR_DIR", str(tmp_path / "another-machine"))
+    new = tmp_path / "new"
+    write_images(new, n_per_class=2, classes=("cat", "dog"), size=30, seed=4)
+    capsys.readouterr()
+    assert main(["project", run_url, str(new), "-q"]) == 0
+    n_shards = sum(k.startswith("embeddings/") for k in _keys(run_url))
+    light = mirror_dir(run_url)
+    assert light != full and (light / "run.json").is_file() and not (light / "embeddings").exists()
+    import pandas as pd
+
+    root = run_url.split("://", 1)[1]
+    with _fs().open(f"{root}/downstream/projected/projected.parquet", "rb") as fh:
+        pushed = pd.read_parquet(fh)
+    expected = project_images(full, new, write=False).coords["pca"]
+    assert pushed["path"].tolist() == sorted(str(p) for p in new.rglob("*.png"))
+    assert abs(pushed[["pca_x", "pca_y"]].to_numpy() - expected).max() < 1e-4
+    assert n_shards > 0 and not any(k.startswith("embeddings/") for k in _local(light))
+
+    more = tmp_path / "more"
+    write_images(more, n_per_class=1, classes=("cow",), size=24, seed=8)
+    assert main(["embed", str(more), "--out", run_url, *TINY_CLI_ARGS, "--workers", "0",
+                 "-q"]) == 0  # fmt: skip
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        assert main(["project", run_url, str(new)]) == 0
+    err = capsys.readouterr().err
+    assert f"left remote: {n_shards + 1} files under embeddings/" in err
+    assert any("is stale" in r.getMessage() and "the run now holds 13" in r.getMessage()
+               for r in caplog.records), caplog.text  # fmt: skip
+    assert main(["map", run_url, "--methods", "pca", "--no-plots"]) == 0  # needs the shards
+    assert _pulled(capsys.readouterr().err)[0] >= n_shards + 1
+    assert (light / "embeddings").is_dir()
+
+
+def _local(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}

@@ -33,6 +33,9 @@ RUN_DIR_ARGS: dict[str, str] = {
 }  # fmt: skip
 _WRITES_REMOTE = {"embed"}  # writes the remote run itself: lock, no mirror
 _MAKES_RUN = {"run", "demo", "embed"}  # may start a run that is not there yet
+#: What a command's mirror leaves on the remote: ``project`` places new points with the mappers
+#: and draws the stored maps, it reads only the key columns of the shards (from the remote).
+_PULL_SKIP = {"project": ("embeddings/",)}
 
 
 def size_or_none(text: str) -> int | None:
@@ -213,7 +216,8 @@ def call_command(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     with RunMirror(target, command=str(args.command), break_lock=break_lock,
                    must_exist=args.command not in _MAKES_RUN,
-                   echo=None if quiet else _echo) as mirror:  # fmt: skip
+                   echo=None if quiet else _echo,
+                   skip=_PULL_SKIP.get(str(args.command), ())) as mirror:  # fmt: skip
         setattr(args, attr, str(mirror.local))
         args.mirror = mirror  # `run --engine ray` embeds into the remote run, then pulls
         code = args.func(args)

@@ -44,9 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from dinomap.cli.embed import engine_kwargs
     from dinomap.downstream.project import project_images
 
+    mirror = getattr(args, "mirror", None)  # a remote run: its shards stay there
     result = project_images(args.run, args.images, methods=args.methods, out_dir=args.out,
                             progress=False if args.quiet else None,
-                            **engine_kwargs(args))  # fmt: skip
+                            embeddings_at=mirror.url if mirror is not None and mirror.skip
+                            else None, **engine_kwargs(args))  # fmt: skip
     print(f"placed {len(result.paths)} new images on {len(result.coords)} maps")
     for method, png in result.plots.items():
         print(f"  {method}: {png}")

@@ -31,11 +31,11 @@ from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP
 from dinomap.downstream.index import DOWNSTREAM_DIR
 from dinomap.exceptions import DinomapError, InvalidParameterError, NoImagesError
 from dinomap.store import (
-    Embeddings,
+    StoredEmbeddings,
+    StoredMaps,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    load_embeddings,
     read_maps,
     write_errors,
 )
@@ -59,6 +59,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Points of the run drawn under the new ones in a projection's plot, at most.
+PLOT_MAX_OLD = 200_000
 
 
 @dataclass(frozen=True)
@@ -155,22 +158,34 @@ def list_image_files(
 
 
 def _old_points(
-    run_dir: Path, emb: Embeddings, method: str, mapper: Any
+    stored: StoredMaps | None, emb: StoredEmbeddings, method: str, mapper: Any
 ) -> tuple[np.ndarray, list[str | None] | None]:
-    """The existing map of ``method``: from ``maps.parquet``, else from the mapper."""
-    stored = read_maps(run_dir)
+    """The existing map of ``method``: from ``maps.parquet``, else from the mapper (which needs
+    the run's embeddings)."""
     if stored is not None and method in stored.coords:
         return stored.coords[method], stored.labels
+    full = emb.load()
     embedding = getattr(mapper, "embedding_", None)
-    if embedding is not None and len(embedding) == len(emb):
-        return np.asarray(embedding, dtype=np.float32), emb.labels
-    return np.asarray(mapper.transform(emb.X), dtype=np.float32), emb.labels
+    if embedding is not None and len(embedding) == len(full):
+        return np.asarray(embedding, dtype=np.float32), full.labels
+    return np.asarray(mapper.transform(full.X), dtype=np.float32), full.labels
+
+
+def _drawn(
+    old: np.ndarray, labels: list[str | None] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """At most :data:`PLOT_MAX_OLD` of the run's points (a fixed random sample), and their
+    labels as an array ("" for none): a plot of 10M dots shows no more than one of 200,000."""
+    lab = None if labels is None else np.asarray(["" if v is None else str(v) for v in labels])
+    if len(old) <= PLOT_MAX_OLD:
+        return old, lab
+    keep = np.sort(np.random.default_rng(0).choice(len(old), PLOT_MAX_OLD, replace=False))
+    return old[keep], None if lab is None else lab[keep]
 
 
 def _plot(
     method: str,
-    old: np.ndarray,
-    old_labels: list[str | None] | None,
+    old_points: tuple[np.ndarray, list[str | None] | None],
     new: np.ndarray,
     new_names: list[str],
     out: Path,
@@ -179,16 +194,18 @@ def _plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    n_run = len(old_points[0])
+    old, old_labels = _drawn(*old_points)
     fig = Figure(figsize=(7, 7), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    if old_labels is not None and any(lbl is not None for lbl in old_labels):
-        names = sorted({str(lbl) for lbl in old_labels if lbl is not None})
+    names = [] if old_labels is None else sorted(set(old_labels.tolist()) - {""})
+    if names:
         import matplotlib
 
         palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
         for i, name in enumerate(names):
-            sel = np.array([str(lbl) == name for lbl in old_labels])
+            sel = old_labels == name
             ax.scatter(
                 old[sel, 0],
                 old[sel, 1],
@@ -222,7 +239,8 @@ def _plot(
         name = reducer_spec(method).label
     except Exception:  # a mapper saved under a name the registry does not know
         name = method
-    ax.set_title(f"{name}: {len(new)} new images over {len(old)} of the run")
+    drawn = f" ({len(old):,} drawn)" if len(old) < n_run else ""
+    ax.set_title(f"{name}: {len(new):,} new images over {n_run:,} of the run{drawn}")
     ax.set_xticks([])
     ax.set_yticks([])
     legend = ax.legend(loc="best", fontsize=7, framealpha=0.8)
@@ -256,6 +274,7 @@ def project_embeddings(
     write: bool = True,
     out_dir: str | os.PathLike[str] | None = None,
     errors: Sequence[tuple[str, str]] = (),
+    embeddings_at: str | None = None,
 ) -> ProjectionResult:
     """Place already-embedded new points on every saved map of a run.
 
@@ -273,6 +292,9 @@ def project_embeddings(
         Default ``RUN/downstream/projected``.
     errors : sequence of (path, reason)
         Embedding failures to record alongside.
+    embeddings_at : str or None
+        Where the run's embedding shards are when ``run_dir`` lacks them (the remote run of a
+        mirror that did not pull them); only their key columns are read, for the stamp.
 
     Returns
     -------
@@ -284,10 +306,10 @@ def project_embeddings(
         raise InvalidParameterError(
             f"paths must have one entry per row of X_new ({X.shape[0]}); got {len(paths)}."
         )
-    emb = load_embeddings(run)
-    if X.shape[1] != emb.X.shape[1]:
+    emb = StoredEmbeddings(run, at=embeddings_at)
+    if X.shape[1] != emb.dim:
         raise InvalidParameterError(
-            f"X_new has {X.shape[1]} features but the run's embeddings have {emb.X.shape[1]}; "
+            f"X_new has {X.shape[1]} features but the run's embeddings have {emb.dim}; "
             "embed the new images with the run's own model (project_images does)."
         )
     from dinomap.store.staleness import stale_outputs
@@ -301,7 +323,7 @@ def project_embeddings(
 
 def _finish(
     run: Path,
-    emb: Embeddings,
+    emb: StoredEmbeddings,
     mappers: dict[str, Any],
     coords: dict[str, np.ndarray],
     seconds: dict[str, float],
@@ -359,7 +381,7 @@ def _write_projection(
     result: ProjectionResult,
     target: Path,
     run: Path,
-    emb: Embeddings,
+    emb: StoredEmbeddings,
     mappers: dict[str, Any],
     seconds: dict[str, float],
 ) -> dict[str, Path]:
@@ -372,10 +394,11 @@ def _write_projection(
     if result.errors:
         write_errors(target, result.errors)
     plots: dict[str, Path] = {}
+    stored = read_maps(run)
     for method, xy in result.coords.items():
-        old, old_labels = _old_points(run, emb, method, mappers[method])
+        old = _old_points(stored, emb, method, mappers[method])
         plots[method] = _plot(
-            method, old, old_labels, xy, result.paths, target / f"{method}.png", emb.random_init
+            method, old, xy, result.paths, target / f"{method}.png", emb.random_init
         )
     atomic_write_json(
         target / PROJECTED_INFO_FILE,
@@ -401,6 +424,7 @@ def project_images(
     engine: str = "local",
     ray_options: Any = None,
     progress: bool | None = None,
+    embeddings_at: str | None = None,
 ) -> ProjectionResult:
     """Embed new image files with the run's model and place them on the run's maps.
 
@@ -421,6 +445,8 @@ def project_images(
         :class:`dinomap.embed.ray_engine.RayOptions`), for millions of new images.
     progress : bool or None
         A progress bar while the local engine embeds (default: when stderr is a terminal).
+    embeddings_at : str or None
+        See :func:`project_embeddings`.
 
     Examples
     --------
@@ -432,30 +458,31 @@ def project_images(
 
     files = list_image_files(images)
     if engine == "ray":
-        return _project_on_ray(run_dir, files, methods, write, out_dir, ray_options)
+        return _project_on_ray(run_dir, files, methods, (write, out_dir), ray_options,
+                               embeddings_at)  # fmt: skip
     X_new, ok, errors = embed_new_images(files, run_dir, progress=progress)
     for path, reason in errors:
         logger.warning("could not embed %s: %s", path, reason)
     if not ok:
         raise NoImagesError(f"none of the {len(files)} new images could be embedded.")
-    return project_embeddings(
-        run_dir, X_new, ok, methods=methods, write=write, out_dir=out_dir, errors=errors
-    )
+    return project_embeddings(run_dir, X_new, ok, methods=methods, write=write, out_dir=out_dir,
+                              errors=errors, embeddings_at=embeddings_at)  # fmt: skip
 
 
 def _project_on_ray(
     run_dir: str | os.PathLike[str],
     files: list[str],
     methods: Sequence[str] | None,
-    write: bool,
-    out_dir: str | os.PathLike[str] | None,
+    output: tuple[bool, str | os.PathLike[str] | None],
     ray_options: Any,
+    embeddings_at: str | None,
 ) -> ProjectionResult:
-    """:func:`project_images` with the embedding and the mappers as Ray Data stages."""
+    """:func:`project_images` with the embedding and the mappers as Ray Data stages
+    (``output``: ``(write, out_dir)``)."""
     from dinomap.embed.ray_project import project_ray
 
     run = Path(run_dir)
-    emb = load_embeddings(run)
+    emb = StoredEmbeddings(run, at=embeddings_at).require()  # before any Ray work
     mappers, skipped = load_mappers(run, methods)  # checked here first, then once per actor
     start = time.perf_counter()
     ok, coords, errors = project_ray(run, files, list(mappers), ray_options)
@@ -468,4 +495,4 @@ def _project_on_ray(
         raise DinomapError("no map could place the new points: " + "; ".join(skipped))
     seconds = {m: round((time.perf_counter() - start) / len(coords), 4) for m in coords}
     return _finish(run, emb, {m: mappers[m] for m in coords}, coords, seconds, ok, errors,
-                   skipped, write, out_dir)  # fmt: skip
+                   skipped, *output)  # fmt: skip

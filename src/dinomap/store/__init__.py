@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
     from dinomap.store._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
     from dinomap.store.embeddings import (
         Embeddings,
+        StoredEmbeddings,
         check_fresh,
         current_stamp,
         embedding_schema,
@@ -37,6 +38,7 @@ __all__ = [
     "RUN_FILE",
     "Embeddings",
     "RunLayout",
+    "StoredEmbeddings",
     "StoredMaps",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -68,6 +70,7 @@ __getattr__, __dir__ = lazy_exports(
         "read_maps": "maps",
         "write_maps": "maps",
         "Embeddings": "embeddings",
+        "StoredEmbeddings": "embeddings",
         "embedding_schema": "embeddings",
         "check_fresh": "embeddings",
         "current_stamp": "embeddings",

@@ -29,6 +29,7 @@ from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE
 
 __all__ = [
     "Embeddings",
+    "StoredEmbeddings",
     "check_fresh",
     "current_stamp",
     "embedding_schema",
@@ -52,6 +53,8 @@ _WARNED: set[tuple[str, str, str]] = set()
 _SHARD_RE = re.compile(r"^part-(\d{5,})(?:-([0-9a-f]{8,64}))?\.parquet$")
 #: Ray Data's own ``write_parquet`` names: ``{uuid}_{block...}.parquet`` (read as oldest).
 _RAY_SHARD_RE = re.compile(r"^[0-9a-f]{32}_[0-9_]+\.parquet$")
+#: Shards of a run on object storage read at once.
+REMOTE_READERS = 16
 
 
 def _shard_key(name: str) -> tuple[int, str] | None:
@@ -130,12 +133,26 @@ def write_shard(
     return atomic_write_bytes(run / EMBEDDINGS_DIR / name, buf.getvalue())
 
 
+def _read_shard(shard: Any, columns: list[str] | None = None) -> pa.Table:
+    """One shard (a local path or a :class:`UrlPath`); of object storage, only the byte ranges
+    of ``columns`` are fetched (no read-ahead of the embeddings)."""
+    if isinstance(shard, Path):
+        return pq.read_table(shard, columns=columns)
+    with shard.fs.open(shard.path, "rb", **({"cache_type": "none"} if columns else {})) as fh:
+        return pq.read_table(fh, columns=columns)
+
+
 def _read_table(run: Path, columns: list[str] | None = None) -> pa.Table | None:
     shards = _shards(run)
     if not shards:
         return None
-    tables = [pq.read_table(p if isinstance(p, Path) else p.open("rb"), columns=columns)
-              for p in shards]  # fmt: skip
+    if isinstance(shards[0], Path):
+        tables = [_read_shard(p, columns) for p in shards]
+    else:  # object storage: a request's latency per shard, so many at once
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=REMOTE_READERS) as pool:
+            tables = list(pool.map(lambda p: _read_shard(p, columns), shards))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -219,6 +236,58 @@ def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:
         widths=table.column("width").to_numpy(zero_copy_only=False)[idx],
         info=info,
     )
+
+
+class StoredEmbeddings:
+    """A run's stored embeddings, read only as far as a caller needs them: their width from a
+    shard's schema, their stamp from the key columns, every row (:meth:`load`) only when asked.
+
+    ``at`` is where the shards are when not in ``run_dir``: the remote run of a mirror that did
+    not pull them (``dinomap project s3://...`` places new points with the mappers and plots
+    the stored maps; it needs no embedding of the run, and at 10M images they are 16 GB).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], at: str | os.PathLike[str] | None = None
+                 ) -> None:  # fmt: skip
+        self.run_dir = run_dir
+        self.at = run_path(at if at is not None else run_dir)
+        self._full: Embeddings | None = None
+        self._stamp: dict[str, Any] | None = None
+
+    def require(self) -> StoredEmbeddings:
+        """``self``; a :class:`DinomapError` when the run stores no embeddings."""
+        if not _shards(self.at):
+            raise DinomapError(f"{self.run_dir} holds no embeddings yet; run `dinomap embed` first.")
+        return self
+
+    @property
+    def dim(self) -> int:
+        """The embeddings' width (a :class:`DinomapError` when the run stores none)."""
+        shard = _shards(self.require().at)[-1]
+        if isinstance(shard, Path):
+            schema = pq.read_schema(shard)
+        else:
+            with shard.fs.open(shard.path, "rb", cache_type="none") as fh:
+                schema = pq.read_schema(fh)
+        return int(schema.field("embedding").type.list_size)
+
+    @property
+    def stamp(self) -> dict[str, Any] | None:
+        """:func:`current_stamp` of the stored embeddings (read once)."""
+        if self._stamp is None:
+            self._stamp = current_stamp(self.at)
+        return self._stamp
+
+    @property
+    def random_init(self) -> bool:
+        """True when the run's model has random (untrained) weights."""
+        return bool(read_run_info(run_path(self.run_dir)).get("weights", {}).get("random_init"))
+
+    def load(self) -> Embeddings:
+        """Every stored row (:func:`load_embeddings`), read once."""
+        if self._full is None:
+            self._full = load_embeddings(self.at)
+        return self._full
 
 
 def write_errors(run_dir: str | os.PathLike[str], errors: Iterable[tuple[str, str]]) -> Path:

@@ -138,17 +138,22 @@ class RunMirror:
     As a context manager it checks the remote run exists (unless ``must_exist=False``, for
     ``dinomap run`` into a new URL), takes the run's lock, pulls, and releases the lock at the
     end; call :meth:`push` after the work succeeded. ``echo`` gets the progress lines
-    (``None``: silent).
+    (``None``: silent). ``skip``: prefixes of relative paths (``"embeddings/"``) this command
+    does not need: not pulled, never pushed or removed; their local copies, if an earlier
+    command pulled them, are left as they are (and may be older than the remote's).
     """
 
     def __init__(self, url: str, *, command: str = "?", break_lock: bool = False,
-                 must_exist: bool = True, echo: Echo | None = _stderr) -> None:  # fmt: skip
+                 must_exist: bool = True, echo: Echo | None = _stderr,
+                 skip: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.url = url.rstrip("/")
         self.remote = UrlPath(self.url)
         self.local = mirror_dir(self.url)
         self.state_file = self.local.parent / MIRROR_STATE_FILE
         self.command, self.break_lock, self.must_exist = command, break_lock, must_exist
         self.echo = echo
+        self.skip = tuple(skip)
+        self._n_skipped = 0
         self._lock: RemoteLock | None = None
         self.pulled: SyncStats | None = None
         self.pushed: SyncStats | None = None
@@ -213,6 +218,13 @@ class RunMirror:
         if self.echo is not None:
             self.echo(line)
 
+    def _skipped(self, rel: str) -> bool:
+        return rel.startswith(self.skip) if self.skip else False
+
+    def _kept(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The record of the skipped files an earlier command pulled: kept as it is."""
+        return {rel: s for rel, s in state.items() if self._skipped(rel)}
+
     # ---- the record -------------------------------------------------------------------------
     def _read_state(self) -> dict[str, dict[str, Any]]:
         try:
@@ -236,12 +248,15 @@ class RunMirror:
         except FileNotFoundError:
             return {}
         out: dict[str, dict[str, Any]] = {}
+        self._n_skipped = 0
         for key, info in found.items():
             key = str(key).rstrip("/")
             if info.get("type") == "directory" or not key.startswith(root + "/"):
                 continue
             rel = key[len(root) + 1 :]
-            if not _local_only(rel):
+            if self._skipped(rel):
+                self._n_skipped += 1
+            elif not _local_only(rel):
                 out[rel] = {"size": int(info.get("size") or 0), "token": _token(info)}
         return out
 
@@ -253,7 +268,8 @@ class RunMirror:
             return out
         for path in self.local.rglob("*"):
             rel = path.relative_to(self.local).as_posix()
-            if path.is_file() and not path.is_symlink() and not _local_only(rel):
+            if path.is_file() and not path.is_symlink() and not (
+                    _local_only(rel) or self._skipped(rel)):  # fmt: skip
                 st = path.stat()
                 out[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
         return out
@@ -263,7 +279,8 @@ class RunMirror:
         """Bring the mirror to what the remote run holds, downloading only what changed."""
         t0, stats = time.perf_counter(), SyncStats()
         remote, state, local = self._remote_files(), self._read_state(), self._local_files()
-        fresh: dict[str, dict[str, Any]] = {}
+        kept = self._kept(state)
+        fresh: dict[str, dict[str, Any]] = dict(kept)
         need = []
         for rel, r in sorted(remote.items()):
             s = state.get(rel)
@@ -278,13 +295,15 @@ class RunMirror:
         _prune_empty_dirs(self.local)
         self.local.mkdir(parents=True, exist_ok=True)
         self._write_state(fresh)
-        stats.unchanged = len(fresh)
+        stats.unchanged = len(fresh) - len(kept)
         self._download(need, remote, fresh, stats)
         stats.seconds = time.perf_counter() - t0
         self.pulled = stats
         self._say(f"pulled {stats.files} of {len(remote)} files ({_size(stats.bytes)}) in "
                   f"{stats.seconds:.1f} s, {stats.unchanged} unchanged"
-                  + (f", removed {stats.removed} local leftovers" if stats.removed else ""))  # fmt: skip
+                  + (f", removed {stats.removed} local leftovers" if stats.removed else "")
+                  + (f"; left remote: {self._n_skipped} files under {', '.join(self.skip)}, "
+                     f"not needed by `{self.command}`" if self._n_skipped else ""))  # fmt: skip
         return stats
 
     def _download(self, rels: list[str], remote: dict[str, dict[str, Any]],
@@ -319,7 +338,8 @@ class RunMirror:
         if RUN_FILE in changed:  # last: a reader never sees a run.json ahead of its files
             changed.remove(RUN_FILE)
             changed.append(RUN_FILE)
-        removed = sorted(set(state) - set(local))
+        kept = self._kept(state)
+        removed = sorted(set(state) - set(local) - set(kept))
         stats.unchanged = len(local) - len(changed)
         marker = self.remote / REMOTE_PUSH_FILE
         if changed or removed:  # there until every file is up: a half-done push is seen
@@ -336,8 +356,8 @@ class RunMirror:
             marker.unlink(missing_ok=True)
             self.unfinished_push = None
         remote = self._remote_files()
-        self._write_state({rel: {**remote[rel], "local": st} for rel, st in local.items()
-                           if rel in remote})  # fmt: skip
+        self._write_state({**kept, **{rel: {**remote[rel], "local": st}
+                                      for rel, st in local.items() if rel in remote}})  # fmt: skip
         stats.seconds = time.perf_counter() - t0
         self.pushed = stats
         self._say(f"pushed {stats.files} files ({_size(stats.bytes)}) to {self.url} in "
