@@ -211,7 +211,8 @@ def test_a_remote_url_that_is_no_run_is_named(s3_server: str, capsys: Any) -> No
     assert main(["cluster", "s3://empty/nothing"]) == 2
     assert "s3://empty/nothing is not a dinomap run directory" in capsys.readouterr().err
     assert main(["report", "s3://empty/nothing", "--out", "s3://empty/r.html"]) == 2
-    assert "--out must be a local path" in capsys.readouterr().err
+    assert "s3://empty/nothing is not a dinomap run directory" in capsys.readouterr().err
+    assert not _fs().exists("empty/r.html")
 
 
 def test_run_into_a_new_s3_url(s3_server: str, tmp_path: Path,
@@ -333,3 +334,34 @@ def test_project_on_an_s3_run_leaves_the_embeddings_there(
 
 def _local(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_out_on_s3_for_a_local_runs_export_and_report(
+    s3_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export RUN --out s3://...`` uploads the Triton repository (Triton serves one from S3),
+    ``report --out s3://.../x.html`` the page; run.json names the URLs; a failed command
+    uploads nothing and no staging folder stays."""
+    import tempfile
+
+    write_images(tmp_path / "imgs", n_per_class=3)
+    run = tmp_path / "run"
+    assert main(["run", str(tmp_path / "imgs"), "--out", str(run), *TINY_CLI_ARGS, "--workers",
+                 "0", "--methods", "pca", "--no-export", "--no-report", "-q"]) == 0  # fmt: skip
+    _fs().mkdir("outs")
+    staging_before = set(Path(tempfile.gettempdir()).glob("dinomap-out-*"))
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", "s3://outs/models", "--format", "torchscript"]) == 0
+    assert re.search(r"uploaded \d+ files .* to s3://outs/models", capsys.readouterr().err)
+    keys = _keys("s3://outs/models")
+    assert "dino_model/config.pbtxt" in keys and "dino_model/1/model.pt" in keys
+    info = json.loads((run / "run.json").read_text())
+    assert info["export"]["repository"] == "s3://outs/models"
+    assert main(["report", str(run), "--out", "s3://outs/pages/run.html", "--no-slides",
+                 "-q"]) == 0  # fmt: skip
+    assert _fs().cat_file("outs/pages/run.html").lstrip().lower().startswith(b"<!doctype html")
+    assert json.loads((run / "run.json").read_text())["report"]["page"] == (
+        "s3://outs/pages/run.html")  # fmt: skip
+    assert main(["map", str(run), "--methods", "nosuchmethod", "--out", "s3://outs/maps"]) == 2
+    assert not _fs().exists("outs/maps")
+    assert set(Path(tempfile.gettempdir()).glob("dinomap-out-*")) == staging_before

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from dinomap.embed.config import DEFAULT_MODEL, MODEL_ALIASES, PRECISIONS, RUNTIMES, EmbedConfig
@@ -192,35 +194,34 @@ def call_command(args: argparse.Namespace) -> int:
     target = getattr(args, attr, None) if attr else None
     from dinomap.store._fs import is_url
 
+    out, quiet = getattr(args, "out", None), bool(getattr(args, "quiet", False))
+    call: Callable[[argparse.Namespace], int] = args.func
+    if attr != "out" and out and is_url(out):  # an output folder (or file) on object storage
+        from dinomap.cli._remote_out import call_with_remote_out
+
+        call = functools.partial(call_with_remote_out, run_dir_attr=attr, call=args.func,
+                                 quiet=quiet)  # fmt: skip
     if not target or not is_url(target):
-        code: int = args.func(args)
-        return code
-    out = getattr(args, "out", None)
-    if attr != "out" and out and is_url(out):
-        raise InvalidParameterError(
-            f"--out {out}: with a remote run directory, --out must be a local path (or leave "
-            f"it out: the outputs then go into the run, {target})."
-        )
+        return call(args)
     break_lock = bool(getattr(args, "break_lock", False))
     if args.command in _WRITES_REMOTE:
         from dinomap.store.remote_lock import acquire_lock
 
         lock = acquire_lock(target, str(args.command), break_lock=break_lock)
         try:
-            code = args.func(args)
+            code: int = args.func(args)
         finally:
             lock.release()
         return code
     from dinomap.store.mirror import RunMirror
 
-    quiet = bool(getattr(args, "quiet", False))
     with RunMirror(target, command=str(args.command), break_lock=break_lock,
                    must_exist=args.command not in _MAKES_RUN,
                    echo=None if quiet else _echo,
                    skip=_PULL_SKIP.get(str(args.command), ())) as mirror:  # fmt: skip
         setattr(args, attr, str(mirror.local))
         args.mirror = mirror  # `run --engine ray` embeds into the remote run, then pulls
-        code = args.func(args)
+        code = call(args)
         if code == 0:
             mirror.push()
     return code

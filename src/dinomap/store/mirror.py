@@ -57,7 +57,7 @@ from dinomap.store.layout import (
 )
 from dinomap.store.remote_lock import RemoteLock, acquire_lock
 
-__all__ = ["RunMirror", "SyncStats", "mirror_dir", "mirror_root", "mirrored_run"]
+__all__ = ["RunMirror", "SyncStats", "mirror_dir", "mirror_root", "mirrored_run", "upload_folder"]
 
 #: Files per concurrent download call (fsspec fetches a list concurrently).
 DOWNLOAD_BATCH = 32
@@ -371,16 +371,34 @@ class RunMirror:
         bar = self._bar(sum(local[rel][0] for rel in rels), "push")
         try:
             for rel in rels:
-                src = self.local / rel
-                if local[rel][0] > SINGLE_PUT_MAX:
-                    self.remote.fs.put_file(str(src), f"{self.remote.path}/{rel}")
-                else:
-                    atomic_write_bytes(f"{self.url}/{rel}", src.read_bytes())
+                _put(self.local / rel, f"{self.url}/{rel}", local[rel][0])
                 stats.files += 1
                 stats.bytes += local[rel][0]
                 bar.update(local[rel][0])
         finally:
             bar.close()
+
+
+def _put(src: Path, url: str, size: int) -> None:
+    """Upload one file as one object (one PUT; a multipart upload above 1 GiB)."""
+    if size > SINGLE_PUT_MAX:
+        remote = UrlPath(url)
+        remote.fs.put_file(str(src), remote.path)
+    else:
+        atomic_write_bytes(url, src.read_bytes())
+
+
+def upload_folder(local: Path, url: str) -> SyncStats:
+    """Upload every file under ``local`` to ``url/<its relative path>`` (each object written
+    whole, so a reader never sees a part of one); objects there that ``local`` lacks stay."""
+    t0, stats = time.perf_counter(), SyncStats()
+    for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()):
+        size = path.stat().st_size
+        _put(path, f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}", size)
+        stats.files += 1
+        stats.bytes += size
+    stats.seconds = time.perf_counter() - t0
+    return stats
 
 
 def _prune_empty_dirs(root: Path) -> None:
