@@ -140,28 +140,21 @@ class ManifestSource(FolderSource):
     """A CSV or Parquet manifest with a ``path`` column and an optional ``label`` column.
 
     Relative paths are resolved against the manifest's folder; duplicate paths are kept once;
-    any other column (the scores of a selection exported from ``report.html``) is ignored.
+    any other column (the scores of a selection exported from ``report.html``) is ignored. The
+    manifest and its paths may be object-storage URLs (``s3://bucket/list.parquet`` listing
+    ``s3://...`` keys, or keys relative to the manifest's prefix): a listing of ten million
+    keys is then one file to read, not a bucket to list.
     """
 
     kind = "manifest"
 
     def __init__(self, manifest: str | os.PathLike[str]) -> None:
-        import pandas as pd
+        from dinomap.store._fs import is_url, run_path
 
-        self.manifest = Path(manifest).resolve()
+        self.manifest: Any = run_path(manifest) if is_url(manifest) else Path(manifest).resolve()
         if not self.manifest.is_file():
             raise SourceNotFoundError(f"manifest {manifest} does not exist.")
-        suffix = self.manifest.suffix.lower()
-        if suffix == ".csv":
-            # utf-8-sig: a manifest saved by a browser or a spreadsheet may start with a BOM
-            df = pd.read_csv(self.manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        elif suffix in {".parquet", ".pq"}:
-            df = pd.read_parquet(self.manifest)
-        else:
-            raise InvalidParameterError(
-                f"manifest must be a .csv or .parquet file; got {self.manifest.name!r}."
-            )
-        df.columns = [str(c).strip() for c in df.columns]  # other columns (scores) are ignored
+        df = _read_manifest(self.manifest)
         if "path" not in df.columns:
             raise InvalidParameterError(
                 f"manifest {manifest} needs a 'path' column; it has {list(df.columns)}."
@@ -171,7 +164,7 @@ class ManifestSource(FolderSource):
         seen: set[str] = set()
         items: list[Item] = []
         for i, raw in enumerate(df["path"].astype(str)):
-            full = str((self.root / raw).resolve()) if raw else ""
+            full = _manifest_entry(self.root, raw) if raw else ""
             if not raw or full in seen:
                 continue
             seen.add(full)
@@ -188,8 +181,56 @@ class ManifestSource(FolderSource):
             )
         self._items = items
 
+    def load(self, index: int) -> tuple[np.ndarray, str]:
+        from dinomap.store._fs import is_url
+
+        path = self._items[index].path
+        return read_image_url(path) if is_url(path) else read_image_file(path)
+
+    def sha256(self, index: int) -> str:
+        from dinomap.store._fs import is_url, read_bytes
+
+        path = self._items[index].path
+        if not is_url(path):
+            return super().sha256(index)
+        try:
+            return sha256_bytes(read_bytes(path))
+        except (OSError, ValueError):
+            return "unreadable"
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_items": len(self._items), "manifest": str(self.manifest)}
+
+
+def _read_manifest(manifest: Any) -> Any:
+    """The manifest's table (pandas), its column names stripped."""
+    import pandas as pd
+
+    suffix = Path(manifest.name).suffix.lower()
+    if suffix not in {".csv", ".parquet", ".pq"}:
+        raise InvalidParameterError(
+            f"manifest must be a .csv or .parquet file; got {manifest.name!r}."
+        )
+    with manifest.open("rb") as fh:
+        if suffix == ".csv":
+            # utf-8-sig: a manifest saved by a browser or a spreadsheet may start with a BOM
+            df = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        else:
+            df = pd.read_parquet(fh)
+    df.columns = [str(c).strip() for c in df.columns]  # other columns (scores) are ignored
+    return df
+
+
+def _manifest_entry(root: Any, raw: str) -> str:
+    """A manifest's path entry as stored: a URL as it is, else resolved against ``root`` (the
+    manifest's folder or URL prefix)."""
+    from dinomap.store._fs import is_url
+
+    if is_url(raw):
+        return raw
+    if isinstance(root, Path):
+        return str((root / raw).resolve())
+    return f"{str(root).rstrip('/')}/{raw.lstrip('/')}"
 
 
 class ArraySource(ImageSource):
@@ -427,6 +468,8 @@ def open_source(
     from dinomap.store._fs import is_url
 
     if is_url(spec):
+        if Path(os.fspath(spec)).suffix.lower() in {".csv", ".parquet", ".pq"}:
+            return ManifestSource(spec)
         return UrlFolderSource(os.fspath(spec))
     path = Path(spec)
     if path.is_dir():
