@@ -13,7 +13,7 @@ contrasts each pair against every other point of the batch under t-SNE's Cauchy 
 
 which is van der Maaten's (2009) parametric t-SNE made to scale: the affinities are sparse,
 no batch needs its own P, and the cost per step is ``2B`` forward passes plus a ``2B x 2B``
-kernel. Starting from the regression, and a small share of the regression loss kept in
+kernel (:func:`infonce_tsne_loss`). Starting from the regression, and a small share of the regression loss kept in
 (``anchor``), keep t-SNE's layout of the clusters: left alone for long, the contrastive loss
 drifts to its own equilibrium (tighter clusters than t-SNE's, measured: worse on
 Fashion-MNIST).
@@ -31,7 +31,7 @@ from torch import nn
 
 from dinomap.parametric.train import TrainResult, train
 
-__all__ = ["check_affinities", "fit_affinities", "train_tsne_loss"]
+__all__ = ["check_affinities", "fit_affinities", "infonce_tsne_loss", "train_tsne_loss"]
 
 
 def check_affinities(P: Any, n: int) -> Any:
@@ -62,6 +62,23 @@ def fit_affinities(X: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1)
     return aff.P
 
 
+def infonce_tsne_loss(z: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """InfoNC-t-SNE of the map points ``z`` (``2B x 2``), row ``i``'s positive being
+    ``pos[i]``: ``mean_i [log(1 + d_i,pos(i)^2) + log sum_{k != i} q_ik]``.
+
+    The same value and gradient as ``-(log q_ij - logsumexp_{k != i} log q_ik)`` on
+    ``torch.cdist``, in half the time (the kernel was two thirds of a step): the squared
+    distances by one ``2B x 2 x 2B`` matrix product, and no log-sum-exp, since every
+    ``q = 1 / (1 + d^2)`` lies in (0, 1]; the diagonal (``q_ii``) is subtracted from the row sums.
+    """
+    sq = (z * z).sum(1)
+    d2 = torch.addmm(sq[:, None] + sq[None, :], z, z.T, alpha=-2.0).clamp_min(0.0)
+    q = torch.reciprocal(1.0 + d2)
+    negatives = q.sum(1) - q.diagonal()
+    positives = (z - z[pos]).pow(2).sum(1)
+    return (torch.log1p(positives) + torch.log(negatives)).mean()
+
+
 def train_tsne_loss(
     mlp: nn.Module,
     X_train: torch.Tensor,
@@ -90,8 +107,6 @@ def train_tsne_loss(
     B = int(batch_size)
     per_epoch = 100
     pos = torch.cat([torch.arange(B, 2 * B), torch.arange(B)]).to(device)
-    rows = torch.arange(2 * B, device=device)
-    eye = torch.eye(2 * B, dtype=torch.bool, device=device)
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         for _ in range(per_epoch):
@@ -102,10 +117,7 @@ def train_tsne_loss(
 
     def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         out = module(batch[0])
-        z = out * out_scale
-        d2 = torch.cdist(z, z).pow(2)
-        logq = (-torch.log1p(d2)).masked_fill(eye, -math.inf)
-        loss = -(logq[rows, pos] - torch.logsumexp(logq, dim=1)).mean()
+        loss = infonce_tsne_loss(out * out_scale, pos)
         if anchor > 0:
             loss = loss + anchor * ((out - batch[1]) ** 2).mean()
         return loss
