@@ -102,8 +102,8 @@ def test_new_points_land_in_their_cluster(mapped_run):
 
 
 def test_a_plot_draws_a_sample_of_a_large_run(mapped_run, monkeypatch):
-    """Above PLOT_MAX_OLD points the plot draws a fixed sample of the run (its title says
-    so), each class keeping its share; the new points are all drawn."""
+    """Above PLOT_MAX_OLD points the plot draws a fixed uniform sample of the run (its title
+    says so; every class still drawn); the new points are all drawn."""
     run, planted, maps = mapped_run
     n = len(planted.labels)
     monkeypatch.setattr(project_mod, "PLOT_MAX_OLD", n // 4)

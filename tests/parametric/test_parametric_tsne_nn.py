@@ -291,10 +291,11 @@ def test_tsne_loss_stage_follows_the_affinities(blobs: tuple[np.ndarray, np.ndar
     assert len(tuned) == -(-int(np.ceil(0.5 * pairs / 128)) // 100)  # epochs of 100 steps
 
 
-@pytest.mark.parametrize("scale", [0.1, 5.0, 60.0])
+@pytest.mark.parametrize("scale", [0.1, 5.0, 60.0, 3e4])
 def test_the_fast_tsne_kernel_is_infonce_tsne(scale: float) -> None:
     """infonce_tsne_loss gives InfoNC-t-SNE's value and gradient as written with cdist and a
-    log-sum-exp over the other points of the batch (the map spans ~100 units at 70k points)."""
+    log-sum-exp over the other points of the batch, computed in float64 (the map spans ~100
+    units at 70k points; 3e4: a diverging map stays finite)."""
     import math
 
     import torch
@@ -304,14 +305,15 @@ def test_the_fast_tsne_kernel_is_infonce_tsne(scale: float) -> None:
     B = 256
     pos = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])
     z0 = torch.randn(2 * B, 2, generator=torch.Generator().manual_seed(1)) * scale
-    fast_z, ref_z = z0.clone().requires_grad_(), z0.clone().requires_grad_()
+    fast_z, ref_z = z0.clone().requires_grad_(), z0.double().requires_grad_()
     fast_loss = infonce_tsne_loss(fast_z, pos)
     logq = (-torch.log1p(torch.cdist(ref_z, ref_z).pow(2))).masked_fill(
         torch.eye(2 * B, dtype=torch.bool), -math.inf)  # fmt: skip
     ref_loss = -(logq[torch.arange(2 * B), pos] - torch.logsumexp(logq, dim=1)).mean()
     fast_loss.backward()
     ref_loss.backward()
-    assert fast_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
     assert fast_z.grad is not None and ref_z.grad is not None
-    torch.testing.assert_close(fast_z.grad, ref_z.grad, rtol=1e-3, atol=1e-3 * float(
-        ref_z.grad.abs().max()))  # fmt: skip
+    assert torch.isfinite(fast_loss) and bool(torch.isfinite(fast_z.grad).all())
+    assert fast_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+    worst = float((fast_z.grad.double() - ref_z.grad).abs().max())
+    assert worst <= 5e-3 * float(ref_z.grad.abs().max())  # float32 rounding, no more

@@ -339,9 +339,10 @@ def _local(root: Path) -> set[str]:
 def test_out_on_s3_for_a_local_runs_export_and_report(
     s3_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``export RUN --out s3://...`` uploads the Triton repository (Triton serves one from S3),
-    ``report --out s3://.../x.html`` the page; run.json names the URLs; a failed command
-    uploads nothing and no staging folder stays."""
+    """``export RUN --out s3://...`` uploads the Triton repository (and a later export removes
+    the model folders it no longer writes, as a local one does), ``report --out
+    s3://.../x.html`` a self-contained page; what they print and run.json name the URLs; a
+    failed command uploads nothing and no staging folder stays."""
     import tempfile
 
     write_images(tmp_path / "imgs", n_per_class=3)
@@ -351,17 +352,39 @@ def test_out_on_s3_for_a_local_runs_export_and_report(
     _fs().mkdir("outs")
     staging_before = set(Path(tempfile.gettempdir()).glob("dinomap-out-*"))
     capsys.readouterr()
-    assert main(["export", str(run), "--out", "s3://outs/models", "--format", "torchscript"]) == 0
-    assert re.search(r"uploaded \d+ files .* to s3://outs/models", capsys.readouterr().err)
+    assert main(["export", str(run), "--out", "s3://outs/models"]) == 0  # torchscript + onnx
+    out = capsys.readouterr()
+    assert re.search(r"uploaded \d+ files .* to s3://outs/models", out.err)
+    assert "s3://outs/models" in out.out and "dinomap-out-" not in out.out + out.err
     keys = _keys("s3://outs/models")
     assert "dino_model/config.pbtxt" in keys and "dino_model/1/model.pt" in keys
+    both = {k.split("/")[0] for k in keys if k.endswith("/config.pbtxt")}
     info = json.loads((run / "run.json").read_text())
     assert info["export"]["repository"] == "s3://outs/models"
+    assert main(["export", str(run), "--out", "s3://outs/models", "--format", "torchscript"]) == 0
+    assert "removed 3 model folders exported there earlier" in capsys.readouterr().err
+    now = {k.split("/")[0] for k in _keys("s3://outs/models") if k.endswith("/config.pbtxt")}
+    assert now == {"dino_model", "dino_pipeline", "preprocess"} and "dino_model_onnx" in both
+    assert not any(k.split("/")[0] in both - now for k in _keys("s3://outs/models"))
     assert main(["report", str(run), "--out", "s3://outs/pages/run.html", "--no-slides",
                  "-q"]) == 0  # fmt: skip
-    assert _fs().cat_file("outs/pages/run.html").lstrip().lower().startswith(b"<!doctype html")
+    page = _fs().cat_file("outs/pages/run.html")
+    assert page.lstrip().lower().startswith(b"<!doctype html")
+    assert b'src="../' not in page  # self-contained: thumbnails and plots inline
     assert json.loads((run / "run.json").read_text())["report"]["page"] == (
         "s3://outs/pages/run.html")  # fmt: skip
+    assert main(["report", str(run), "--out", "s3://outs"]) == 2
+    assert "name the file" in capsys.readouterr().err
     assert main(["map", str(run), "--methods", "nosuchmethod", "--out", "s3://outs/maps"]) == 2
     assert not _fs().exists("outs/maps")
     assert set(Path(tempfile.gettempdir()).glob("dinomap-out-*")) == staging_before
+
+
+def test_a_remote_runs_export_to_s3_is_recorded_in_the_remote_run(run_url: str) -> None:
+    _fs().mkdir("exports")
+    assert main(["export", run_url, "--out", "s3://exports/models", "--format", "torchscript",
+                 "--no-mappers", "-q"]) == 0  # fmt: skip
+    info = json.loads(_fs().cat_file(run_url.split("://", 1)[1] + "/run.json"))
+    assert info["export"]["repository"] == "s3://exports/models"
+    assert "dino_model/1/model.pt" in _keys("s3://exports/models")
+    assert not any(k.startswith("model_repository/") for k in _keys(run_url))  # not in the run

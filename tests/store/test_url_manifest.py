@@ -30,21 +30,21 @@ def test_a_manifest_on_s3_embeds_like_the_bucket_prefix(s3_server: str, tmp_path
     fs.mkdir("shots")
     fs.put(str(root) + "/", "shots/images", recursive=True)
     rows = [{"path": f"s3://shots/images/cat/img_{i:03d}.png", "label": "cat"} for i in range(3)]
-    rows += [{"path": f"images/dog/img_{i:03d}.png", "label": "dog"} for i in range(3)]
-    rows += [{"path": "images/dog/img_000.png", "label": "dog"}]  # repeated: kept once
+    rows += [{"path": f"../images/dog/img_{i:03d}.png", "label": "dog"} for i in range(3)]
+    rows += [{"path": "../images/dog/img_000.png", "label": "dog"}]  # repeated: kept once
     buf = pd.DataFrame(rows).to_csv(index=False).encode()
-    fs.pipe_file("shots/all.csv", buf)  # relative keys: under the manifest's prefix, s3://shots
+    fs.pipe_file("shots/lists/all.csv", buf)  # relative keys: from the manifest's prefix
     fs.invalidate_cache()
-    src = open_source("s3://shots/all.csv")
+    src = open_source("s3://shots/lists/all.csv")
     assert isinstance(src, ManifestSource) and len(src) == 6
     assert src.items[3].path == "s3://shots/images/dog/img_000.png"
-    res = embed("s3://shots/all.csv", tmp_path / "from-manifest", CFG)
+    res = embed("s3://shots/lists/all.csv", tmp_path / "from-manifest", CFG)
     ref = embed("s3://shots/images", tmp_path / "from-prefix", CFG)
     assert res.n_embedded == ref.n_embedded == 6 and res.info["source"]["kind"] == "manifest"
     a, b = load_embeddings(tmp_path / "from-manifest"), load_embeddings(tmp_path / "from-prefix")
     assert a.paths == b.paths and a.sha256 == b.sha256 and a.labels == b.labels
     np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-6)
-    again = embed("s3://shots/all.csv", tmp_path / "from-manifest", CFG)
+    again = embed("s3://shots/lists/all.csv", tmp_path / "from-manifest", CFG)
     assert again.n_embedded == 0 and again.n_already_stored == 6  # the resume plan reads S3
     with pytest.raises(SourceNotFoundError, match="does not exist"):
         open_source("s3://shots/missing.parquet")

@@ -1,23 +1,30 @@
 """``--out s3://...`` for the commands whose ``--out`` is an output folder or file.
 
 ``map``, ``search``, ``project`` and ``export`` (a folder: ``export RUN --out
-s3://bucket/models`` is a Triton model repository Triton can serve from S3) and ``report`` (a
-file) write into a local staging folder; once the command succeeded, every file it wrote there
-is uploaded under the URL (each object written whole), the staging folder is removed, and the
-run's ``run.json`` names the URL, not the staging folder, where it records the output
-(``export.repository``, ``report.page``). A failed command uploads nothing. Objects already
-under the URL that the command did not write stay there.
+s3://bucket/models`` is a Triton model repository) and ``report`` (a file, written
+self-contained: thumbnails and plots inline; its links to the run's data files, errors.csv and
+the downstream tables, still point into the run folder) write into
+a local staging folder; once the command succeeded, every file it wrote there is uploaded under
+the URL (each object written whole), the staging folder is removed, and what the command
+printed and the run's ``run.json`` (``export.repository``, ``report.page``) name the URL, not
+the staging folder. A failed command uploads nothing. Objects already under the URL that the
+command did not write stay there, except an earlier export's model folders that this export
+no longer writes, which are removed as a local export removes them (Triton would serve them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from dinomap.exceptions import InvalidParameterError
 
 __all__ = ["OUT_IS_FILE", "call_with_remote_out"]
 
@@ -54,6 +61,51 @@ def _record_url(run_dir: str | None, staged: Path, url: str) -> None:
     update_run_info(run_dir, fix)
 
 
+class _Renaming(io.TextIOBase):
+    """A text stream that writes to ``target`` with the staging paths replaced by the URL."""
+
+    def __init__(self, target: Any, names: dict[str, str]) -> None:
+        self.target, self.names = target, names
+
+    def write(self, s: str) -> int:
+        for old, new in self.names.items():
+            s = s.replace(old, new)
+        return int(self.target.write(s))
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _previous_models(command: str, url: str) -> str | None:
+    """The text of the export record already at ``url`` (``export`` only), if any."""
+    if command != "export":
+        return None
+    from dinomap.export.writer import METADATA_FILE
+    from dinomap.store._fs import UrlPath
+
+    try:
+        return (UrlPath(url) / METADATA_FILE).read_text()
+    except (OSError, ValueError):
+        return None
+
+
+def _prune_models(url: str, previous: str | None, staged: Path) -> int:
+    """Remove the model folders under ``url`` that the earlier export listed and this one did
+    not write; how many."""
+    if previous is None:
+        return 0
+    from dinomap.export.writer import stale_models
+    from dinomap.store._fs import UrlPath
+
+    removed = 0
+    for name in stale_models(previous, {p.name for p in staged.iterdir() if p.is_dir()}):
+        folder = UrlPath(url) / name
+        if (folder / "config.pbtxt").is_file():
+            folder.fs.rm(folder.path, recursive=True)
+            removed += 1
+    return removed
+
+
 def call_with_remote_out(
     args: argparse.Namespace, run_dir_attr: str, call: Callable[[argparse.Namespace], int],
     quiet: bool,
@@ -62,21 +114,30 @@ def call_with_remote_out(
     what it wrote on success."""
     from dinomap.store.mirror import _size, upload_folder
 
-    url = str(args.out).rstrip("/")
-    is_file = str(args.command) in OUT_IS_FILE
+    url, command = str(args.out).rstrip("/"), str(args.command)
+    is_file = command in OUT_IS_FILE
+    if is_file and "/" not in url.split("://", 1)[-1]:
+        raise InvalidParameterError(f"--out {args.out}: name the file, e.g. {url}/report.html.")
+    if is_file:
+        args.self_contained = True  # its links to the run's files would not resolve there
+    previous = _previous_models(command, url)
     staging = Path(tempfile.mkdtemp(prefix="dinomap-out-"))
     try:
         local = staging / url.rsplit("/", 1)[-1] if is_file else staging / "out"
         args.out = str(local)
-        code = call(args)
+        names = {str(local.resolve()): url, str(local): url}
+        with contextlib.redirect_stdout(_Renaming(sys.stdout, names)):
+            code = call(args)
         if code != 0:
             return code
         base = url.rsplit("/", 1)[0] if is_file else url
         stats = upload_folder(staging if is_file else local, base)
+        pruned = _prune_models(url, previous, local) if not is_file else 0
         _record_url(getattr(args, run_dir_attr, None), local, url)
         if not quiet:
             print(f"uploaded {stats.files} files ({_size(stats.bytes)}) to {base} in "
-                  f"{stats.seconds:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+                  f"{stats.seconds:.1f} s" + (f"; removed {pruned} model folders exported "
+                  "there earlier but not now" if pruned else ""), file=sys.stderr, flush=True)  # fmt: skip
         return code
     finally:
         shutil.rmtree(staging, ignore_errors=True)

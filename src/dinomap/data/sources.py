@@ -230,7 +230,10 @@ def _manifest_entry(root: Any, raw: str) -> str:
         return raw
     if isinstance(root, Path):
         return str((root / raw).resolve())
-    return f"{str(root).rstrip('/')}/{raw.lstrip('/')}"
+    import posixpath
+
+    scheme, key = str(root).split("://", 1)
+    return f"{scheme}://{posixpath.normpath(posixpath.join(key, raw.lstrip('/')))}"
 
 
 class ArraySource(ImageSource):

@@ -174,13 +174,17 @@ def _old_points(
 def _drawn(
     old: np.ndarray, labels: list[str | None] | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """At most :data:`PLOT_MAX_OLD` of the run's points (a fixed random sample), and their
-    labels as an array ("" for none): a plot of 10M dots shows no more than one of 200,000."""
-    lab = None if labels is None else np.asarray(["" if v is None else str(v) for v in labels])
-    if len(old) <= PLOT_MAX_OLD:
-        return old, lab
-    keep = np.sort(np.random.default_rng(0).choice(len(old), PLOT_MAX_OLD, replace=False))
-    return old[keep], None if lab is None else lab[keep]
+    """At most :data:`PLOT_MAX_OLD` of the run's points (a fixed uniform random sample), and
+    their labels as an array ("" for none): a plot of 10M dots shows no more than one of
+    200,000."""
+    keep = None
+    if len(old) > PLOT_MAX_OLD:
+        keep = np.sort(np.random.default_rng(0).choice(len(old), PLOT_MAX_OLD, replace=False))
+        old = old[keep]
+    if labels is None:
+        return old, None
+    picked = labels if keep is None else [labels[i] for i in keep]
+    return old, np.asarray(["" if v is None else str(v) for v in picked])
 
 
 def _plot(

@@ -42,7 +42,7 @@ from dinomap.store.layout import EXPORT_METADATA_FILE as METADATA_FILE
 from dinomap.store.layout import EXPORT_README_FILE as README_FILE
 from dinomap.store.layout import VERIFICATION_FILE
 
-__all__ = ["METADATA_FILE", "README_FILE", "VERIFICATION_FILE", "member_name"]
+__all__ = ["METADATA_FILE", "README_FILE", "VERIFICATION_FILE", "member_name", "stale_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -350,22 +350,31 @@ def _readme_consistency(cons: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def stale_models(previous_metadata: str, keep: set[str]) -> list[str]:
+    """The model folders an earlier export's ``dinomap_export.json`` (its text) listed that are
+    not in ``keep`` (valid model names only; none when the record cannot be read)."""
+    import json
+
+    try:
+        names = [str(m["name"]) for m in json.loads(previous_metadata)["models"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [name for name in names if name not in keep and _NAME_RE.match(name)]
+
+
 def _remove_stale_models(root: Path, keep: set[str]) -> None:
     """Delete model folders that an earlier dinomap export listed and this one did not write
     (a mapper no longer fitted, a format not asked for), so Triton does not serve them."""
-    import json
     import shutil
 
     previous = root / METADATA_FILE
-    if not previous.is_file():
-        return
     try:
-        names = [str(m["name"]) for m in json.loads(previous.read_text("utf-8"))["models"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        text = previous.read_text("utf-8")
+    except OSError:
         return
-    for name in names:
+    for name in stale_models(text, keep):
         folder = root / name
-        if name not in keep and _NAME_RE.match(name) and (folder / "config.pbtxt").is_file():
+        if (folder / "config.pbtxt").is_file():
             shutil.rmtree(folder)
             logger.info("removed %s, exported earlier but not now", folder)
 

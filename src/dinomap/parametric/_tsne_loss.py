@@ -62,21 +62,27 @@ def fit_affinities(X: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1)
     return aff.P
 
 
-def infonce_tsne_loss(z: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+def infonce_tsne_loss(
+    z: torch.Tensor, pos: torch.Tensor, eye: torch.Tensor | None = None
+) -> torch.Tensor:
     """InfoNC-t-SNE of the map points ``z`` (``2B x 2``), row ``i``'s positive being
-    ``pos[i]``: ``mean_i [log(1 + d_i,pos(i)^2) + log sum_{k != i} q_ik]``.
+    ``pos[i]``: ``mean_i [log(1 + d_i,pos(i)^2) + log sum_{k != i} q_ik]`` (``eye``: the
+    ``2B x 2B`` boolean identity, made here when not given).
 
     The same value and gradient as ``-(log q_ij - logsumexp_{k != i} log q_ik)`` on
     ``torch.cdist``, in half the time (the kernel was two thirds of a step): the squared
-    distances by one ``2B x 2 x 2B`` matrix product, and no log-sum-exp, since every
-    ``q = 1 / (1 + d^2)`` lies in (0, 1]; the diagonal (``q_ii``) is subtracted from the row sums.
+    distances by one ``2B x 2 x 2B`` matrix product of the centred points, and no log-sum-exp,
+    since every ``q = 1 / (1 + d^2)`` lies in (0, 1] (the diagonal masked out, not subtracted:
+    the row sums stay exact however far apart the points are).
     """
-    sq = (z * z).sum(1)
-    d2 = torch.addmm(sq[:, None] + sq[None, :], z, z.T, alpha=-2.0).clamp_min(0.0)
-    q = torch.reciprocal(1.0 + d2)
-    negatives = q.sum(1) - q.diagonal()
+    if eye is None:
+        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    zc = z - z.mean(0, keepdim=True).detach()  # distances unchanged; smaller norms to cancel
+    sq = (zc * zc).sum(1)
+    d2 = torch.addmm(sq[:, None] + sq[None, :], zc, zc.T, alpha=-2.0).clamp_min(0.0)
+    q = torch.reciprocal(1.0 + d2.masked_fill(eye, math.inf))
     positives = (z - z[pos]).pow(2).sum(1)
-    return (torch.log1p(positives) + torch.log(negatives)).mean()
+    return (torch.log1p(positives) + torch.log(q.sum(1))).mean()
 
 
 def train_tsne_loss(
@@ -107,6 +113,7 @@ def train_tsne_loss(
     B = int(batch_size)
     per_epoch = 100
     pos = torch.cat([torch.arange(B, 2 * B), torch.arange(B)]).to(device)
+    eye = torch.eye(2 * B, dtype=torch.bool, device=device)
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         for _ in range(per_epoch):
@@ -117,7 +124,7 @@ def train_tsne_loss(
 
     def loss_fn(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         out = module(batch[0])
-        loss = infonce_tsne_loss(out * out_scale, pos)
+        loss = infonce_tsne_loss(out * out_scale, pos, eye)
         if anchor > 0:
             loss = loss + anchor * ((out - batch[1]) ** 2).mean()
         return loss

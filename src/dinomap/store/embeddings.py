@@ -254,16 +254,21 @@ class StoredEmbeddings:
         self._full: Embeddings | None = None
         self._stamp: dict[str, Any] | None = None
 
+    def _shards(self) -> list[Any]:
+        shards = _shards(self.at)
+        if not shards:
+            raise DinomapError(f"{self.run_dir} holds no embeddings yet; run `dinomap embed` first.")
+        return shards
+
     def require(self) -> StoredEmbeddings:
         """``self``; a :class:`DinomapError` when the run stores no embeddings."""
-        if not _shards(self.at):
-            raise DinomapError(f"{self.run_dir} holds no embeddings yet; run `dinomap embed` first.")
+        self._shards()
         return self
 
     @property
     def dim(self) -> int:
         """The embeddings' width (a :class:`DinomapError` when the run stores none)."""
-        shard = _shards(self.require().at)[-1]
+        shard = self._shards()[-1]
         if isinstance(shard, Path):
             schema = pq.read_schema(shard)
         else:
