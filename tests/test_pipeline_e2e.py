@@ -195,7 +195,8 @@ def test_run_json_counts_stamp_and_timings(cli_run: dict[str, Any]) -> None:
     info = json.loads((cli_run["run"] / "run.json").read_text())
     assert info["status"] == "complete"
     assert info["counts"] == {"source_images": N_GOOD + 2, "embedded_this_run": N_GOOD,
-                              "already_stored": 0, "failed": 2, "stored": N_GOOD}  # fmt: skip
+                              "already_stored": 0, "failed": 2, "stored": N_GOOD,
+                              "hashed_to_resume": 0, "hashed_on": "here"}  # fmt: skip
     assert info["weights"]["random_init"] is True and info["weights"]["source"] == "random-init"
     assert info["model"]["model_kwargs"] == TINY_MODEL_KWARGS
     assert info["model"]["embed_dim"] == TINY_MODEL_KWARGS["embed_dim"]

@@ -208,9 +208,7 @@ def _read_manifest(manifest: Any) -> Any:
 
     suffix = Path(manifest.name).suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
-        raise InvalidParameterError(
-            f"manifest must be a .csv or .parquet file; got {manifest.name!r}."
-        )
+        raise InvalidParameterError(f"manifest must be .csv or .parquet; got {manifest.name!r}.")
     with manifest.open("rb") as fh:
         if suffix == ".csv":
             # utf-8-sig: a manifest saved by a browser or a spreadsheet may start with a BOM

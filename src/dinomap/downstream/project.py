@@ -210,15 +210,8 @@ def _plot(
         palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
         for i, name in enumerate(names):
             sel = old_labels == name
-            ax.scatter(
-                old[sel, 0],
-                old[sel, 1],
-                s=4,
-                alpha=0.35,
-                color=palette(i % palette.N),
-                label=name,
-                linewidths=0,
-            )
+            ax.scatter(old[sel, 0], old[sel, 1], s=4, alpha=0.35, color=palette(i % palette.N),
+                       label=name, linewidths=0)  # fmt: skip
     else:
         ax.scatter(old[:, 0], old[:, 1], s=4, alpha=0.35, color="0.55", linewidths=0, label="run")
     ax.scatter(
@@ -252,17 +245,8 @@ def _plot(
         handle.set_sizes([20])  # type: ignore[union-attr]
         handle.set_alpha(0.8)  # type: ignore[union-attr]
     if random_init:
-        fig.text(
-            0.5,
-            0.5,
-            "RANDOM-INIT",
-            fontsize=60,
-            color="red",
-            alpha=0.15,
-            ha="center",
-            va="center",
-            rotation=30,
-        )
+        fig.text(0.5, 0.5, "RANDOM-INIT", fontsize=60, color="red", alpha=0.15, ha="center",
+                 va="center", rotation=30)  # fmt: skip
         fig.text(0.5, 0.01, RANDOM_INIT_STAMP, fontsize=9, color="red", ha="center")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
