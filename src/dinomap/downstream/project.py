@@ -282,7 +282,8 @@ def project_embeddings(
         Embedding failures to record alongside.
     embeddings_at : str or None
         Where the run's embedding shards are when ``run_dir`` lacks them (the remote run of a
-        mirror that did not pull them); only their key columns are read, for the stamp.
+        mirror that did not pull them): their key columns are read for the stamp, every row
+        only to draw a map that ``maps.parquet`` lacks.
 
     Returns
     -------
