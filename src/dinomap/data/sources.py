@@ -37,6 +37,8 @@ __all__ = [
     "demo_source",
     "fashion_mnist_source",
     "open_source",
+    "read_image_path",
+    "sha256_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,13 +126,10 @@ class FolderSource(ImageSource):
         return self._items
 
     def load(self, index: int) -> tuple[np.ndarray, str]:
-        return read_image_file(self._items[index].path)
+        return read_image_path(self._items[index].path)
 
     def sha256(self, index: int) -> str:
-        try:
-            return sha256_bytes(Path(self._items[index].path).read_bytes())
-        except OSError:
-            return "unreadable"
+        return sha256_path(self._items[index].path)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "root": str(self.root)}
@@ -180,23 +179,6 @@ class ManifestSource(FolderSource):
                 "manifest %s: %d empty or repeated paths ignored", manifest, len(df) - len(items)
             )
         self._items = items
-
-    def load(self, index: int) -> tuple[np.ndarray, str]:
-        from dinomap.store._fs import is_url
-
-        path = self._items[index].path
-        return read_image_url(path) if is_url(path) else read_image_file(path)
-
-    def sha256(self, index: int) -> str:
-        from dinomap.store._fs import is_url, read_bytes
-
-        path = self._items[index].path
-        if not is_url(path):
-            return super().sha256(index)
-        try:
-            return sha256_bytes(read_bytes(path))
-        except (OSError, ValueError):
-            return "unreadable"
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_items": len(self._items), "manifest": str(self.manifest)}
@@ -293,6 +275,29 @@ def read_image_url(url: str) -> tuple[np.ndarray, str]:
     return decode_image(data), sha256_bytes(data)
 
 
+def read_image_path(path: str) -> tuple[np.ndarray, str]:
+    """Read and decode one image file or object-storage URL; ``(rgb, sha256)``."""
+    from dinomap.store._fs import is_url
+
+    return read_image_url(path) if is_url(path) else read_image_file(path)
+
+
+def sha256_path(path: str) -> str:
+    """SHA-256 of the bytes of one file or object-storage URL; ``"unreadable"`` when they
+    cannot be read (the resume plan then embeds the item, which records why it fails)."""
+    from dinomap.store._fs import is_url, read_bytes
+
+    if not is_url(path):
+        try:
+            return sha256_bytes(Path(path).read_bytes())
+        except OSError:
+            return "unreadable"
+    try:
+        return sha256_bytes(read_bytes(path))
+    except (OSError, ValueError):
+        return "unreadable"
+
+
 class UrlFolderSource(ImageSource):
     """Every image object under a URL prefix (``s3://bucket/images/``, ``gs://...``, any fsspec
     URL), sorted by key; the label is the first sub-folder, as for :class:`FolderSource`."""
@@ -329,12 +334,7 @@ class UrlFolderSource(ImageSource):
         return read_image_url(self._items[index].path)
 
     def sha256(self, index: int) -> str:
-        from dinomap.store._fs import read_bytes
-
-        try:
-            return sha256_bytes(read_bytes(self._items[index].path))
-        except (OSError, ValueError):
-            return "unreadable"
+        return sha256_path(self._items[index].path)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "root": self.url}

@@ -383,12 +383,10 @@ def _write_projection(
     if result.errors:
         write_errors(target, result.errors)
     plots: dict[str, Path] = {}
-    stored = read_maps(run)
+    stored, random_init = read_maps(run), emb.random_init  # each read once
     for method, xy in result.coords.items():
         old = _old_points(stored, emb, method, mappers[method])
-        plots[method] = _plot(
-            method, old, xy, result.paths, target / f"{method}.png", emb.random_init
-        )
+        plots[method] = _plot(method, old, xy, result.paths, target / f"{method}.png", random_init)
     atomic_write_json(
         target / PROJECTED_INFO_FILE,
         {
@@ -397,7 +395,7 @@ def _write_projection(
             "methods": sorted(result.coords),
             "transform_seconds": seconds,
             "skipped": result.skipped,
-            "random_init": emb.random_init,
+            "random_init": random_init,
         },
     )
     return plots

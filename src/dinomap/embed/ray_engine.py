@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dinomap.data.sources import FolderSource, ImageSource, Item
+from dinomap.data.sources import FolderSource, ImageSource, Item, read_image_path, sha256_path
 from dinomap.embed.config import EmbedConfig
 from dinomap.exceptions import InvalidParameterError
 
@@ -151,21 +151,10 @@ class _PathSource(ImageSource):
         return self._items
 
     def load(self, index: int) -> tuple[np.ndarray, str]:
-        from dinomap.data.decode import read_image_file
-        from dinomap.data.sources import read_image_url
-        from dinomap.store._fs import is_url
-
-        path = self._items[index].path
-        return read_image_url(path) if is_url(path) else read_image_file(path)
+        return read_image_path(self._items[index].path)
 
     def sha256(self, index: int) -> str:
-        from dinomap.data.decode import sha256_bytes
-        from dinomap.store._fs import read_bytes
-
-        try:
-            return sha256_bytes(read_bytes(self._items[index].path))
-        except (OSError, ValueError):
-            return "unreadable"
+        return sha256_path(self._items[index].path)
 
 
 def _decode_batch(

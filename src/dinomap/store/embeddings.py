@@ -133,12 +133,18 @@ def write_shard(
     return atomic_write_bytes(run / EMBEDDINGS_DIR / name, buf.getvalue())
 
 
+def _open_shard(shard: Any, ranges: bool) -> Any:
+    """A shard of object storage opened for reading; ``ranges``: fetch only the byte ranges
+    read (no read-ahead: the embeddings stay in the bucket when other columns are read)."""
+    return shard.fs.open(shard.path, "rb", **({"cache_type": "none"} if ranges else {}))
+
+
 def _read_shard(shard: Any, columns: list[str] | None = None) -> pa.Table:
     """One shard (a local path or a :class:`UrlPath`); of object storage, only the byte ranges
-    of ``columns`` are fetched (no read-ahead of the embeddings)."""
+    of ``columns`` are fetched."""
     if isinstance(shard, Path):
         return pq.read_table(shard, columns=columns)
-    with shard.fs.open(shard.path, "rb", **({"cache_type": "none"} if columns else {})) as fh:
+    with _open_shard(shard, ranges=columns is not None) as fh:
         return pq.read_table(fh, columns=columns)
 
 
@@ -272,7 +278,7 @@ class StoredEmbeddings:
         if isinstance(shard, Path):
             schema = pq.read_schema(shard)
         else:
-            with shard.fs.open(shard.path, "rb", cache_type="none") as fh:
+            with _open_shard(shard, ranges=True) as fh:
                 schema = pq.read_schema(fh)
         return int(schema.field("embedding").type.list_size)
 
