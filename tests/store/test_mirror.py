@@ -337,8 +337,9 @@ def _local(root: Path) -> set[str]:
 
 
 def test_out_on_s3_for_a_local_runs_export_and_report(
-    s3_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+    s3_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     """``export RUN --out s3://...`` uploads the Triton repository (and a later export removes
     the model folders it no longer writes, as a local one does), ``report --out
     s3://.../x.html`` a self-contained page; what they print and run.json name the URLs; a
@@ -350,7 +351,16 @@ def test_out_on_s3_for_a_local_runs_export_and_report(
     assert main(["run", str(tmp_path / "imgs"), "--out", str(run), *TINY_CLI_ARGS, "--workers",
                  "0", "--methods", "pca", "--no-export", "--no-report", "-q"]) == 0  # fmt: skip
     _fs().mkdir("outs")
-    staging_before = set(Path(tempfile.gettempdir()).glob("dinomap-out-*"))
+    staged: list[str] = []  # this test's staging folders (another run may share /tmp)
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        if str(kwargs.get("prefix", "")).startswith("dinomap-out-"):
+            staged.append(path)
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     capsys.readouterr()
     assert main(["export", str(run), "--out", "s3://outs/models"]) == 0  # torchscript + onnx
     out = capsys.readouterr()
@@ -377,7 +387,7 @@ def test_out_on_s3_for_a_local_runs_export_and_report(
     assert "name the file" in capsys.readouterr().err
     assert main(["map", str(run), "--methods", "nosuchmethod", "--out", "s3://outs/maps"]) == 2
     assert not _fs().exists("outs/maps")
-    assert set(Path(tempfile.gettempdir()).glob("dinomap-out-*")) == staging_before
+    assert len(staged) == 4 and not any(Path(p).exists() for p in staged)  # all removed
 
 
 def test_a_remote_runs_export_to_s3_is_recorded_in_the_remote_run(run_url: str) -> None:
