@@ -13,7 +13,7 @@ from dinomap.exceptions import InvalidParameterError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DEVICE_HELP", "resolve_device"]
+__all__ = ["DEVICE_HELP", "resolve_device", "thread_counts"]
 
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
@@ -66,3 +66,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             "use device='cpu' or 'auto'."
         )
     return dev
+
+
+def thread_counts() -> dict[str, int]:
+    """The thread counts the results may depend on: torch's intra-op threads and the largest
+    BLAS / OpenMP pool loaded in this process (threadpoolctl). A different count may change the
+    last bits of a map (see docs/determinism.md), so ``metrics.json`` and ``run.json`` record it.
+
+    Examples
+    --------
+    >>> sorted(thread_counts())  # doctest: +SKIP
+    ['blas', 'openmp', 'torch']
+    """
+    import torch
+    from threadpoolctl import threadpool_info
+
+    out = {"torch": int(torch.get_num_threads()), "blas": 0, "openmp": 0}
+    for pool in threadpool_info():
+        key = "blas" if pool.get("user_api") == "blas" else "openmp"
+        out[key] = max(out[key], int(pool.get("num_threads") or 0))
+    return out

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from dinomap._device import thread_counts
 from dinomap._validation import check_positive_int
 from dinomap.data.sources import ImageSource, Item, open_source
 from dinomap.embed.config import PRECISIONS, EmbedConfig, EmbedResult
@@ -444,7 +445,8 @@ def embed(
     loaded, t_model = _load_encoder(cfg)
     plan = resume_plan(src, run_dir, limit, ray_hasher(ray_options) if engine == "ray" else None)
     runtime = resolve_runtime(cfg.runtime, device, precision, len(plan.indices), cfg.compile)
-    runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime}
+    runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime,
+                                      "threads": thread_counts()}  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     info = _run_info(
         source, src, limit, previous, loaded, cfg, precision, runtime_report, device, fingerprint

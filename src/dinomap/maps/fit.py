@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dinomap._device import thread_counts
 from dinomap.exceptions import DinomapError
 from dinomap.maps._inputs import load_points, resolve_methods
 from dinomap.maps._outputs import MapsResult, jsonable_key, jsonable_params, write_outputs
@@ -191,6 +192,7 @@ def _metrics_record(
         "methods": entries,
         "timings": timings,
         "total_seconds": None,
+        "threads": thread_counts(),
     }
     if plan is not None:
         metrics["large_data"] = plan.info()

@@ -182,9 +182,12 @@ def umap_loss(
         points, inv, neg = batch
         m = inv.shape[0] // 2
         z = module(points)
-        zh, zt = z[inv[:m]], z[inv[m:]]
+        # index_select, not z[idx]: its backward (index_add_) sums a repeated point's
+        # gradients in order; z[idx]'s (index_put_ with accumulate) adds them with CPU atomics,
+        # in an order that changes from run to run with two or more threads.
+        zh, zt = z.index_select(0, inv[:m]), z.index_select(0, inv[m:])
         d_pos = ((zh - zt) ** 2).sum(dim=1)
-        d_neg = ((zh.repeat(neg_rate, 1) - z[inv[neg]]) ** 2).sum(dim=1)
+        d_neg = ((zh.repeat(neg_rate, 1) - z.index_select(0, inv[neg])) ** 2).sum(dim=1)
         # logit of q = 1 / (1 + a d^(2b)) is -(log a + b log d^2)
         logit_pos = -(log_a + b * torch.log(d_pos + 1e-6))
         logit_neg = -(log_a + b * torch.log(d_neg + 1e-6))
