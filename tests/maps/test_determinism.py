@@ -10,22 +10,24 @@ machine, and the seed is the only thing that may change the maps.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+
+from ..parametric.conftest import json_from_fresh_process
+from .conftest import clusters
 
 _FIT = r"""
 import hashlib, json, sys
 import numpy as np, torch
 torch.set_num_threads(2)
 from dinomap.maps import make_maps
-rng = np.random.default_rng(0)
-centers = rng.normal(size=(10, 64)) * 4
-lab = rng.integers(0, 10, 2000)
-X = (centers[lab] + rng.normal(size=(2000, 64))).astype(np.float32)
+data = np.load(sys.argv[3])
+X, lab = data["X"], data["labels"]
 params = {"tsne": {"n_iter": 150, "early_exaggeration_iter": 50},
           "umap": {"n_epochs": 50},
           "parametric_umap": {"n_epochs": 8},
@@ -55,27 +57,33 @@ def busy_core() -> Iterator[None]:
         proc.wait(10)
 
 
-def _fit(methods: str, seed: int = 0) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-c", _FIT, methods, str(seed)],
-                          capture_output=True, text=True, timeout=540)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+@pytest.fixture
+def points(tmp_path: Path) -> str:
+    """2,000 points in 10 clusters, 64-d, in a file the fresh processes read."""
+    X, labels = clusters(n=2000, dim=64, k=10)
+    path = tmp_path / "points.npz"
+    np.savez(path, X=X, labels=np.array(labels))
+    return str(path)
+
+
+def _fit(points: str, methods: str, seed: int = 0) -> dict[str, object]:
+    result: dict[str, object] = json_from_fresh_process(_FIT, methods, str(seed), points)
     return result
 
 
 METHODS = "pca,tsne,umap,parametric_umap,tsne_nn"
 
 
-def test_every_map_is_a_function_of_its_seed_under_load(busy_core: None) -> None:
-    first = _fit(METHODS)
-    second = _fit(METHODS)
+def test_every_map_is_a_function_of_its_seed_under_load(busy_core: None, points: str) -> None:
+    first = _fit(points, METHODS)
+    second = _fit(points, METHODS)
     assert set(first) == {*METHODS.split(","), "metrics"}
     differ = [m for m in first if first[m] != second[m]]
     assert not differ, f"rerun with the same seed changed: {differ}"
 
 
-def test_a_different_seed_changes_the_seeded_maps() -> None:
+def test_a_different_seed_changes_the_seeded_maps(points: str) -> None:
     """The comparison above can fail: another seed gives other bytes for the seeded methods."""
-    a = _fit("umap,parametric_umap", seed=0)
-    b = _fit("umap,parametric_umap", seed=1)
+    a = _fit(points, "umap,parametric_umap", seed=0)
+    b = _fit(points, "umap,parametric_umap", seed=1)
     assert a["umap"] != b["umap"] and a["parametric_umap"] != b["parametric_umap"]
