@@ -76,7 +76,6 @@ METRIC_ATOL = 1e-6
 PORTABLE_EMBED_ATOL = 1e-5
 PORTABLE_METRIC_ATOL = {"trustworthiness": 0.02, "*": 0.1}
 PORTABLE_MAPS = {"pca": (1e-6, 0.99), "*": (0.3, 0.7)}
-HEAD, STRIDE = 20, 15
 
 
 def demo_argv(out: Path) -> list[str]:
@@ -110,10 +109,6 @@ def _close(values: Any, atol: float, portable: float | None = None) -> dict[str,
     arr = np.asarray(values, dtype=np.float64)
     return {"atol": atol, "portable_atol": atol if portable is None else portable,
             "values": np.vectorize(_f, otypes=[float])(arr).tolist()}  # fmt: skip
-
-
-def _sample_rows(n: int) -> list[int]:
-    return sorted(set(range(min(HEAD, n))) | set(range(0, n, STRIDE)))
 
 
 def _map_leaf(xy: np.ndarray, method: str) -> dict[str, Any]:
