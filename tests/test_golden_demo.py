@@ -58,6 +58,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dinomap.cli.main import main
+from dinomap.maps._inputs import load_points
+from dinomap.metrics import map_agreement
 
 from .conftest import TINY_CLI_ARGS
 
@@ -111,10 +113,19 @@ def _close(values: Any, atol: float, portable: float | None = None) -> dict[str,
             "values": np.vectorize(_f, otypes=[float])(arr).tolist()}  # fmt: skip
 
 
+def _xy(maps: pd.DataFrame, method: str) -> np.ndarray:
+    return maps[[f"{method}_x", f"{method}_y"]].to_numpy(np.float64)
+
+
+def _span(xy: np.ndarray) -> float:
+    """The larger side of a map's bounding box."""
+    return float((xy.max(axis=0) - xy.min(axis=0)).max())
+
+
 def _map_leaf(xy: np.ndarray, method: str) -> dict[str, Any]:
     """A whole map: every coordinate within ``COORD_ATOL`` (relative to its extent) on the
     golden file's machine; on another, its shape after normalisation (see ``map_distance``)."""
-    span = float((xy.max(axis=0) - xy.min(axis=0)).max())
+    span = _span(xy)
     disparity, overlap = PORTABLE_MAPS.get(method, PORTABLE_MAPS["*"])
     return {"map": method, "atol": COORD_ATOL * max(span, 1e-30),
             "max_disparity": disparity, "min_knn_overlap": overlap,
@@ -131,20 +142,15 @@ def map_distance(a: np.ndarray, b: np.ndarray, k: int = 10) -> tuple[float, floa
 
     disparity: the sum of squared differences of the maps centred and scaled to unit norm,
     the smaller over the eight sign flips and axis swaps (no other rotation: a map turned by
-    30 degrees has changed); 0 for the same shape, about 2 for unrelated ones.
-    knn_overlap: the mean share of each point's ``k`` nearest neighbours that both maps have.
+    45 degrees has changed); 0 for the same shape, about 2 for unrelated ones.
+    knn_overlap: the mean share of each point's ``k`` nearest neighbours that both maps have
+    (:func:`dinomap.metrics.map_agreement`).
     """
-    from sklearn.neighbors import NearestNeighbors
-
     na, nb = _normalised(a), _normalised(b)
     disparity = min(float(((na - nb[:, order] * signs) ** 2).sum())
                     for order in ([0, 1], [1, 0])
                     for signs in ([1, 1], [1, -1], [-1, 1], [-1, -1]))  # fmt: skip
-    k = min(k, len(a) - 1)
-    ka, kb = (NearestNeighbors(n_neighbors=k + 1).fit(m).kneighbors(m, return_distance=False)[:, 1:]
-              for m in (a, b))  # fmt: skip
-    overlap = float(np.mean([len(set(p) & set(q)) for p, q in zip(ka, kb, strict=True)]) / k)
-    return disparity, overlap
+    return disparity, map_agreement(a, b, k=k)
 
 
 def _maps_fingerprint(run: Path) -> dict[str, Any]:
@@ -155,9 +161,7 @@ def _maps_fingerprint(run: Path) -> dict[str, Any]:
         "paths_sha256": _sha(list(maps["path"])),
         "first_paths": list(maps["path"][:3]),
         "labels_sha256": _sha([str(v) for v in maps["label"]]),
-        "methods": {
-            m: _map_leaf(maps[[f"{m}_x", f"{m}_y"]].to_numpy(np.float64), m) for m in METHODS
-        },
+        "methods": {m: _map_leaf(_xy(maps, m), m) for m in METHODS},
     }
 
 
@@ -283,7 +287,7 @@ def _scores_match(scores: str, entry: dict[str, Any]) -> bool:
 def _quantised_match(q: np.ndarray, extent: list[float], xy: np.ndarray) -> bool:
     """The report's 16-bit coordinates are this run's map, each within half a step."""
     lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = float((hi - lo).max()) or 1.0
+    span = _span(xy) or 1.0
     back = lo + q.astype(np.float64) / 65534 * span  # 65535 would mark a point not placed
     return bool(
         np.abs(back - xy).max() <= 0.5 * span / 65534 * (1 + 1e-6)
@@ -303,7 +307,7 @@ def _report_fingerprint(run: Path) -> dict[str, Any]:
     methods = []
     for m in payload["methods"]:
         q = np.column_stack([np.frombuffer(base64.b64decode(m[a]), "<u2") for a in ("x", "y")])
-        xy = maps[[f"{m['name']}_x", f"{m['name']}_y"]].to_numpy(np.float64)
+        xy = _xy(maps, m["name"])
         info = re.sub(r" · fit time [^·]*", "", m.get("info") or "")  # timings vary
         params, _, scores = info.partition(" · ")
         methods.append({"name": m["name"], "title": m["title"], "params": params,
@@ -403,7 +407,7 @@ def compare(expected: Any, actual: Any, where: str = "", strict: bool = True) ->
 
 _DISTRIBUTIONS = ("numpy", "torch", "scikit-learn", "scipy", "openTSNE", "umap-learn", "numba",
                   "pynndescent", "timm", "opencv-python-headless", "onnxruntime")  # fmt: skip
-#: What picks the CPU kernels, besides the CPU (set by ``pinned_kernels`` to stand in for
+#: What picks the CPU kernels, besides the CPU (set by ``_pinned_kernels`` to stand in for
 #: another machine).
 _KERNEL_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
                 "OPENBLAS_CORETYPE", "NUMBA_CPU_NAME")  # fmt: skip
@@ -451,7 +455,7 @@ def _run_in_fresh_process(out: Path, env: dict[str, str] | None = None) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def _report(problems: list[str], golden_env: dict[str, str] | None) -> str:
+def _report(problems: list[str]) -> str:
     lines = problems[:40] + ([f"... {len(problems) - 40} more"] if len(problems) > 40 else [])
     lines.append("If the change is intended, regenerate on the code before it: "
                  "DINOMAP_UPDATE_GOLDEN=1 (see this module's docstring).")  # fmt: skip
@@ -479,7 +483,7 @@ def test_demo_matches_the_golden_file(
         again = tmp_path_factory.mktemp("golden-again") / "demo300"
         _run_here(again)
         problems = list(compare(actual, fingerprint(again)))
-        assert not problems, "the demo is not deterministic:\n" + _report(problems, None)
+        assert not problems, "the demo is not deterministic:\n" + _report(problems)
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         doc = {"about": "expected outputs of tests/test_golden_demo.py; regenerate with "
                         "DINOMAP_UPDATE_GOLDEN=1 (see its docstring)",
@@ -496,13 +500,13 @@ def test_demo_matches_the_golden_file(
                       "compared with the tolerances that hold on any machine", stacklevel=1)  # fmt: skip
     problems = list(compare(expected, actual, strict=not changed))
     where = "another environment: " + str(changed) if changed else "the golden file's environment"
-    assert not problems, f"the demo's outputs changed ({where}):\n" + _report(problems, None)
+    assert not problems, f"the demo's outputs changed ({where}):\n" + _report(problems)
 
 
 def test_the_comparison_catches_small_changes(demo_run: Path) -> None:
     """Strictly, a coordinate moved by 1e-4 of the map, a metric by 1e-5 and a lost model are
-    seen; on any machine, a reshuffled, turned (45 degrees) or other map, a score off by 0.15, an embedding
-    off by 1e-4 and a lost model."""
+    seen; on any machine, a reshuffled, turned (45 degrees) or other map, a score off by 0.15,
+    an embedding off by 1e-4 and a lost model."""
     base = fingerprint(demo_run)
     assert list(compare(base, fingerprint(demo_run))) == []
     assert list(compare(base, fingerprint(demo_run), strict=False)) == []
@@ -511,10 +515,6 @@ def test_the_comparison_catches_small_changes(demo_run: Path) -> None:
     def moved(fp: dict[str, Any], method: str, f: Callable[[np.ndarray], np.ndarray]) -> None:
         leaf = fp["maps"]["methods"][method]
         leaf["values"] = f(np.asarray(leaf["values"])).tolist()
-
-    def span(method: str) -> float:
-        xy = np.asarray(maps[method]["values"])
-        return float((xy.max(axis=0) - xy.min(axis=0)).max())
 
     def nudged(xy: np.ndarray, row: int, by: float) -> np.ndarray:
         out = xy.copy()
@@ -532,7 +532,7 @@ def test_the_comparison_catches_small_changes(demo_run: Path) -> None:
     rng = np.random.default_rng(0)
     strict: dict[str, Callable[[dict[str, Any]], None]] = {
         "a t-SNE point moved by 1e-4 of the map": lambda fp: moved(
-            fp, "tsne", lambda xy: nudged(xy, 3, 1e-4 * span("tsne"))),
+            fp, "tsne", lambda xy: nudged(xy, 3, 1e-4 * _span(xy))),
         "PCA map scaled by 1.0001": lambda fp: moved(fp, "pca", lambda xy: xy * 1.0001),
         "UMAP trustworthiness + 1e-5": lambda fp: score(fp, "umap", "trustworthiness", 1e-5),
         "a model lost": lambda fp: fp["export"]["models"].pop(),
@@ -561,13 +561,10 @@ def _pinned_kernels() -> dict[str, str] | None:
     CPU (AVX2 where it has AVX-512, SSE4.2 where it has AVX2): a stand-in for another machine."""
     isa = set(_cpu()["isa"].split())
     if "avx512f" in isa:
-        return {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
-                "NUMBA_CPU_NAME": "haswell"}  # fmt: skip
+        return dict(zip(_KERNEL_VARS, ("avx2", "AVX2", "AVX2", "Haswell", "haswell"), strict=True))
     if "avx2" in isa:
-        return {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
-                "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OPENBLAS_CORETYPE": "Nehalem",
-                "NUMBA_CPU_NAME": "nehalem"}  # fmt: skip
+        return dict(zip(_KERNEL_VARS, ("default", "SSE41", "SSE4_2", "Nehalem", "nehalem"),
+                        strict=True))  # fmt: skip
     return None
 
 
@@ -591,11 +588,8 @@ def _refit(run: Path, methods: str, seed: int = 0, **params: dict[str, Any]) -> 
     """The run's maps fitted again on its embeddings, as map leaves."""
     from dinomap.maps import make_maps
 
-    maps = pq.read_table(run / "maps.parquet").to_pandas()
-    shards = sorted((run / "embeddings").glob("part-*.parquet"))
-    emb = pd.concat([pq.read_table(s).to_pandas() for s in shards]).set_index("path")
-    X = np.stack(emb.loc[maps["path"], "embedding"].to_numpy()).astype(np.float32)
-    res = make_maps(X, methods, labels=[str(v) for v in maps["label"]], random_state=seed,
+    X, labels, *_ = load_points(run, None, None)  # as the demo's make_maps read them
+    res = make_maps(X, methods, labels=labels, random_state=seed,
                     params=params, plots=False, save_mappers=False, evaluate=False,
                     warm_up_umap=False, device="cpu")  # fmt: skip
     return {m: _map_leaf(np.asarray(xy, np.float64), m) for m, xy in res.coords.items()}
