@@ -35,6 +35,7 @@ RUN_DIR_ARGS: dict[str, str] = {
 }  # fmt: skip
 _WRITES_REMOTE = {"embed"}  # writes the remote run itself: lock, no mirror
 _MAKES_RUN = {"run", "demo", "embed"}  # may start a run that is not there yet
+_READERS = {"search"}  # take no writer lock (search writes only its own result files)
 #: What a command's mirror leaves on the remote: ``project`` places new points with the mappers
 #: and draws the stored maps, it reads only the key columns of the shards (from the remote).
 _PULL_SKIP = {"project": ("embeddings/",)}
@@ -174,7 +175,13 @@ RANDOM_INIT_BANNER = [
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--break-lock``, for the commands of :data:`RUN_DIR_ARGS`."""
+    """``--wait`` and ``--break-lock``, for the commands of :data:`RUN_DIR_ARGS`."""
+    if parser.prog.split()[-1] not in _READERS:
+        parser.add_argument(
+            "--wait", action="store_true",
+            help="when another command is writing the run directory, wait for it instead of "
+            "stopping at once",
+        )  # fmt: skip
     parser.add_argument(
         "--break-lock", action="store_true",
         help="remote run directory (s3://...) only: remove the lock a crashed or killed command "
@@ -184,6 +191,23 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _written_run(args: argparse.Namespace, target: str | None) -> str | None:
+    """The local run directory a command writes into (its writer lock), or None: a reader,
+    no run named, a run that is not there (the command says so) or a features file."""
+    from pathlib import Path
+
+    from dinomap.store._fs import is_url
+
+    command, out = str(args.command), getattr(args, "out", None)
+    if command in _READERS or not target:
+        return None
+    if command == "map" and out:
+        return None if is_url(out) else str(out)
+    if command in _MAKES_RUN or Path(target).is_dir():
+        return target
+    return None
 
 
 def call_command(args: argparse.Namespace) -> int:
@@ -202,7 +226,15 @@ def call_command(args: argparse.Namespace) -> int:
         call = functools.partial(call_with_remote_out, run_dir_attr=attr, call=args.func,
                                  quiet=quiet)  # fmt: skip
     if not target or not is_url(target):
-        return call(args)
+        local = _written_run(args, target)
+        if local is None:
+            return call(args)
+        from dinomap.store.run_lock import writer_lock
+
+        # the wait is said even with --quiet: a command that hangs silently looks broken
+        with writer_lock(local, str(args.command), wait=bool(getattr(args, "wait", False)),
+                         echo=_echo):  # fmt: skip
+            return call(args)
     break_lock = bool(getattr(args, "break_lock", False))
     if args.command in _WRITES_REMOTE:
         from dinomap.store.remote_lock import acquire_lock

@@ -15,6 +15,7 @@
     thumbs/             the report's thumbnail sprite sheets
     report.html, slides.md
     .dinomap.lock       (remote run directories only) the lock of the command writing there
+    .dinomap-writer.lock  (local run directories) the OS file lock of the command writing there
 
 A remote run directory (``s3://...``) is worked on through a local mirror
 (:mod:`dinomap.store.mirror`): ``<mirror root>/<digest of the URL>/<run name>/`` next to the
@@ -72,6 +73,7 @@ __all__ = [
     "THUMBS_DIR",
     "THUMBS_INDEX_FILE",
     "VERIFICATION_FILE",
+    "WRITER_LOCK_FILE",
     "RunLayout",
 ]
 
@@ -113,6 +115,7 @@ SLIDES_FILE = "slides.md"
 THUMBS_DIR = "thumbs"
 THUMBS_INDEX_FILE = "index.json"  # inside THUMBS_DIR
 REMOTE_LOCK_FILE = ".dinomap.lock"  # in a remote run directory, while a command writes there
+WRITER_LOCK_FILE = ".dinomap-writer.lock"  # flock of the command writing a local run (run_lock)
 REMOTE_PUSH_FILE = ".dinomap.push"  # in a remote run directory, while a push has not finished
 MIRROR_RUNS_DIR = "runs"  # inside the cache folder: the local mirrors of remote runs
 MIRROR_STATE_FILE = "mirror.json"  # next to a mirrored run: what the last sync saw

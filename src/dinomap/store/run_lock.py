@@ -1,0 +1,105 @@
+"""The writer lock of a local run directory: one writing command at a time.
+
+Every command that writes into a local run (``embed``, ``map``, ``run``, the downstream commands,
+``report``, ``export``) holds an exclusive OS file lock (``flock``) on ``RUN/.dinomap-writer.lock``
+while it works. The kernel releases it when the process ends, however it ends: a command killed
+with SIGKILL leaves no stale lock. The file also says who holds it (pid, host, user, command,
+since when) so that a second writer can fail at once with one line naming the holder, or, with
+``--wait``, say so and wait. Readers (loading a run, ``search``, the Python API's readers) never
+take it and never block.
+
+A remote run directory (``s3://...``) has its lock object instead (:mod:`.remote_lock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import getpass
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dinomap.store.layout import WRITER_LOCK_FILE
+from dinomap.store.remote_lock import RunLockedError, describe_holder
+
+__all__ = ["RunLockedError", "read_holder", "writer_lock"]
+
+logger = logging.getLogger(__name__)
+
+#: Run directories this process holds, with how many nested holds: a command that calls
+#: another stage in the same process does not lock itself out.
+_HELD: dict[str, int] = {}
+
+
+def read_holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Who holds (or last held) the writer lock of ``run_dir``, or None when nothing says."""
+    try:
+        data = json.loads((Path(run_dir) / WRITER_LOCK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _holder(command: str) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": getpass.getuser(),
+        "command": command,
+        "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+@contextlib.contextmanager
+def writer_lock(
+    run_dir: str | os.PathLike[str],
+    command: str,
+    *,
+    wait: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the writer lock of the local run ``run_dir`` (created when missing) for the block.
+
+    Raises :class:`RunLockedError` naming the holder when another process holds it, unless
+    ``wait``: then ``echo`` (if given) says who is being waited for and the call blocks.
+    """
+    run = Path(run_dir)
+    key = str(run.resolve())
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run / WRITER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = describe_holder(read_holder(run))
+            if not wait:
+                raise RunLockedError(
+                    f"{run} is being written by {holder}; wait for it to finish, or run again "
+                    "with --wait to wait for it."
+                ) from None
+            if echo is not None:
+                echo(f"waiting for {run}: it is being written by {holder}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(_holder(command), indent=2) + "\n").encode("utf-8"), 0)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
