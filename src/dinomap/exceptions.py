@@ -16,6 +16,7 @@ __all__ = [
     "MissingDependencyError",
     "NoImagesError",
     "NotFittedError",
+    "RunFileError",
     "SourceNotFoundError",
     "VerificationError",
     "WeightsUnavailableError",
@@ -32,6 +33,11 @@ class InvalidParameterError(DinomapError, ValueError):
 
 class SourceNotFoundError(DinomapError, FileNotFoundError):
     """An image source (folder, manifest, data set) does not exist or holds no images."""
+
+
+class RunFileError(DinomapError, ValueError):
+    """A file of a run directory (``run.json``...) is there but cannot be read: empty, cut
+    short or not what dinomap wrote. The message names the file and ``dinomap check --repair``."""
 
 
 class NoImagesError(DinomapError):

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("project", "place new images on the existing maps of a run"),
     "report": ("report", "write RUN/report.html (interactive offline maps) and RUN/slides.md"),
     "export": ("export", "export a verified Triton model repository (TorchScript, ONNX)"),
+    "check": ("check", "check a run's files against each other; --repair mends them"),
 }
 
 

@@ -31,7 +31,7 @@ __all__ = [
 RUN_DIR_ARGS: dict[str, str] = {
     "run": "out", "demo": "out", "embed": "out", "map": "source", "search": "run",
     "cluster": "run", "outliers": "run", "label-issues": "run", "duplicates": "run",
-    "project": "run", "report": "run_dir", "export": "run_dir",
+    "project": "run", "report": "run_dir", "export": "run_dir", "check": "run",
 }  # fmt: skip
 _WRITES_REMOTE = {"embed"}  # writes the remote run itself: lock, no mirror
 _MAKES_RUN = {"run", "demo", "embed"}  # may start a run that is not there yet
@@ -201,7 +201,7 @@ def _written_run(args: argparse.Namespace, target: str | None) -> str | None:
     from dinomap.store._fs import is_url
 
     command, out = str(args.command), getattr(args, "out", None)
-    if command in _READERS or not target:
+    if command in _READERS or not target or (command == "check" and not args.repair):
         return None
     if command == "map" and out:
         return None if is_url(out) else str(out)

@@ -227,11 +227,17 @@ def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:
     last: dict[str, int] = {p: i for i, p in enumerate(paths)}
     order = sorted(last.values(), key=lambda i: paths[i])
     idx = np.asarray(order, dtype=np.int64)
+    sha_all = table.column("sha256").to_pylist()
+    repeated = len(paths) - len(set(zip(paths, sha_all, strict=True)))
+    if repeated:
+        logger.warning("%s stores %d row(s) twice (same path and sha256; two writers at once?): "
+                       "one of each is used here, other Parquet readers see both; "
+                       "`dinomap check %s --repair` drops the repeats", run_dir, repeated,
+                       run_dir)  # fmt: skip
     emb_col = table.column("embedding").combine_chunks()
     dim = emb_col.type.list_size
     X = emb_col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)[idx]
     labels_all = table.column("label").to_pylist()
-    sha_all = table.column("sha256").to_pylist()
     labels = [labels_all[i] for i in order]
     return Embeddings(
         X=np.ascontiguousarray(X, dtype=np.float32),

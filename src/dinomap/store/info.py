@@ -16,16 +16,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dinomap.exceptions import SourceNotFoundError
+from dinomap.exceptions import RunFileError, SourceNotFoundError
 from dinomap.store._atomic import atomic_write_json
 from dinomap.store._fs import is_url, run_path
 from dinomap.store.layout import RUN_FILE
 
-__all__ = ["is_random_init", "read_json_record", "read_run_info", "update_run_info"]
+__all__ = ["BACKUP_SUFFIX", "is_random_init", "read_json_record", "read_run_info", "update_run_info"]
 
 logger = logging.getLogger(__name__)
 
 _LOCK_SUFFIX = ".lock"
+#: ``run.json.bak``: the previous version, written (atomically) before each update.
+BACKUP_SUFFIX = ".bak"
 
 
 def read_json_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -50,8 +52,25 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{run_dir} is not a dinomap run directory (no {RUN_FILE}); "
             "create one with `dinomap embed SOURCE --out DIR`."
         )
-    with path.open(encoding="utf-8") as fh:
-        info: dict[str, Any] = json.load(fh)
+    return _parse(path, run_dir)
+
+
+def _parse(path: Path, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``path``'s JSON object; a one-line :class:`RunFileError` naming the way out otherwise."""
+    raw = path.read_bytes()
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        why = "it is empty" if not raw.strip() else f"it does not parse ({exc})"
+        raise RunFileError(
+            f"cannot read {path}: {why}. Run `dinomap check {run_dir} --repair` to restore it "
+            f"from {path.name}{BACKUP_SUFFIX} or rebuild it from the stored embeddings."
+        ) from None
+    if not isinstance(info, dict):
+        raise RunFileError(
+            f"cannot read {path}: it holds a JSON {type(info).__name__}, not the run's record. "
+            f"Run `dinomap check {run_dir} --repair` to restore it."
+        )
     return info
 
 
@@ -94,7 +113,10 @@ def update_run_info(
     run = run_path(run_dir)
     with _locked(run):
         path = run / RUN_FILE
-        info = read_run_info(run) if (path.is_file() or not create) else {}
+        exists = path.is_file() or not create
+        info = read_run_info(run) if exists else {}
+        if exists:  # the version that parsed, kept for `dinomap check --repair`
+            atomic_write_json(run / f"{RUN_FILE}{BACKUP_SUFFIX}", info)
         new = change(info)
         info = info if new is None else new
         atomic_write_json(path, info)
