@@ -74,10 +74,14 @@ def run_pipeline(
 
             start_warm_up()
     from dinomap.embed.extract import embed
+    from dinomap.maps.fit import check_map_request
+
+    def check(n: int) -> None:  # every map parameter, before the first image is read
+        check_map_request(methods, params, n, random_state=seed, device=config.device)
 
     t0 = time.perf_counter()
     res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,
-                progress=False if quiet else None)  # fmt: skip
+                progress=False if quiet else None, check=check)  # fmt: skip
     done("embed", {"seconds": round(time.perf_counter() - t0, 2), "result": res})
 
     from dinomap.maps import make_maps

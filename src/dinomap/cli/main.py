@@ -12,15 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 from dinomap import __version__
 from dinomap.cli._commands import COMMANDS
 from dinomap.cli._common import RUN_DIR_ARGS, add_remote_arguments, call_command
-from dinomap.exceptions import DinomapError
+from dinomap.exceptions import DinomapError, InvalidParameterError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "as_typed", "build_parser", "main"]
 
 #: Top-level options that take no value (any other option word stops the command search).
 _FLAGS = {"-v", "--verbose", "-vv", "-vvv"}
@@ -68,6 +69,38 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     return parser
 
 
+#: Library parameter names whose flag has another name.
+_FLAG_OF = {"random_state": "seed", "n_components": "pca"}
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub: argparse.ArgumentParser = action.choices[command]
+            return sub
+    return parser
+
+
+def as_typed(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with the library's parameter name (``n_clusters``) written as the command's
+    flag (``--n-clusters``) where the message names the parameter it is about (``n_clusters
+    must be ...``, ``... needs n_clusters``), so that an error names what the user typed.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> _ = p.add_argument("--n-clusters", type=int)
+    >>> as_typed("method='kmeans' needs n_clusters (an integer >= 2); got None.", p)
+    "method='kmeans' needs --n-clusters (an integer >= 2); got None."
+    """
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    names = {dest: flag for dest, flag in flags.items() if "_" in dest}
+    names.update({name: flags[dest] for name, dest in _FLAG_OF.items() if dest in flags})
+    for name, flag in names.items():  # where a check names its parameter, not in lists
+        message = re.sub(rf"(^|needs ){re.escape(name)}(?=[ =])", rf"\g<1>{flag}", message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -81,7 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = call_command(args)  # a run directory URL: a local mirror (dinomap.store.mirror)
     except DinomapError as exc:
-        print(f"dinomap {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, InvalidParameterError):
+            message = as_typed(message, _command_parser(parser, str(args.command)))
+        print(f"dinomap {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dinomap {args.command}: interrupted", file=sys.stderr)

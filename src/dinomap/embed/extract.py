@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -388,7 +388,9 @@ def embed(
     split: str = "all",
     limit: int | None = None,
     progress: bool | None = None,
-    engine: str = "local", ray_options: Any = None,
+    engine: str = "local",
+    ray_options: Any = None,
+    check: Callable[[int], None] | None = None,
     **overrides: Any,
 ) -> EmbedResult:
     """Embed every image of ``source`` into the run directory ``out`` (resumable).
@@ -409,6 +411,9 @@ def embed(
         Progress bar with images/s; default: only when stderr is a terminal.
     engine, ray_options : {"local", "ray"}, RayOptions
         ``"ray"``: the same stage on a Ray cluster (:mod:`dinomap.embed.ray_engine`).
+    check : callable, optional
+        Called with the number of images the run will hold once the source is listed, before
+        the model is loaded or an image read: ``dinomap run`` checks its map parameters there.
 
     Returns
     -------
@@ -436,6 +441,8 @@ def embed(
     device = engine_device(engine, cfg.device, ray_options)  # ray: the workers' device
     precision = resolve_precision(cfg.precision, device)
     src = source if isinstance(source, ImageSource) else open_source(source, data_dir, split)
+    if check is not None:
+        check(len(src.items[:limit] if limit else src.items))
     run_dir = run_path(out)  # a Path, or a UrlPath on object storage (s3://...)
     if run_dir.exists() and not run_dir.is_dir():
         raise InvalidParameterError(f"--out {run_dir} exists and is not a directory.")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dinomap._device import thread_counts
-from dinomap.exceptions import DinomapError
+from dinomap.exceptions import DinomapError, InvalidParameterError
 from dinomap.maps._inputs import load_points, resolve_methods
 from dinomap.maps._outputs import MapsResult, jsonable_key, jsonable_params, write_outputs
 from dinomap.maps.holdout import fit_takes, fit_with_holdout, reported_agreement, same_graph
@@ -39,7 +39,7 @@ from dinomap.reduce.registry import reducer_spec
 from dinomap.store import atomic_write_json
 from dinomap.store.layout import MAPS_FILE, METRICS_FILE, PLOTS_DIR
 
-__all__ = ["make_maps"]
+__all__ = ["check_map_request", "make_maps"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,13 @@ def make_maps(
     """
     t_start = time.perf_counter()
     names, params = _check_methods(methods, params)
+    if isinstance(source, str | os.PathLike):  # a run: every parameter checked before reading it
+        from dinomap.store.embeddings import StoredEmbeddings
+
+        stored = StoredEmbeddings(source).stamp
+        if stored is not None:
+            check_map_request(names, params, stored["n_rows"], random_state=random_state,
+                              n_jobs=n_jobs, device=device, large_data=large_data)  # fmt: skip
     X, lab, pths, info, run_dir, stamp = load_points(source, labels, paths)
     n = X.shape[0]
     out = Path(out_dir) if out_dir is not None else run_dir
@@ -269,7 +276,9 @@ def _print_fitted(name: str, entry: Mapping[str, Any]) -> None:
 
 
 def _check_methods(
-    methods: str | Iterable[str] | None, params: Mapping[str, Mapping[str, Any]] | None
+    methods: str | Iterable[str] | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    say: bool = True,
 ) -> tuple[list[str], dict[str, Mapping[str, Any]]]:
     names = resolve_methods(methods)
     if not names:
@@ -277,9 +286,46 @@ def _check_methods(
     checked = dict(params or {})
     for key in checked:
         if key not in names:
-            reducer_spec(key)  # unknown -> clear error; known but not run -> ignored
-            logger.warning("parameters given for %s, which is not being made", key)
+            try:
+                reducer_spec(key)  # unknown -> clear error; known but not run -> ignored
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"--param {key}.*: {exc}") from None
+            if say:
+                logger.warning("parameters given for %s, which is not being made", key)
     return names, checked
+
+
+def check_map_request(
+    methods: str | Iterable[str] | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    n: int,
+    *,
+    random_state: Any = 0,
+    n_jobs: int | None = None,
+    device: str | None = None,
+    large_data: bool | str | int = "auto",
+) -> list[str]:
+    """Raise what :func:`make_maps` would raise about its methods and parameters for ``n``
+    points, without reading or fitting anything (``dinomap run`` calls it before embedding;
+    ``make_maps`` of a run before loading it). Returns the methods that would be made; too few
+    points for any map is left to ``make_maps`` to say.
+
+    Examples
+    --------
+    >>> check_map_request("pca,tsne", {"tsne": {"perplexity": -3}}, 250)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dinomap.exceptions.InvalidParameterError: perplexity must be a number > 0; got -3.
+    """
+    names, given = _check_methods(methods, params, say=False)
+    checked: Mapping[str, Mapping[str, Any]] = given
+    if plan_large_data(n, large_data, random_state) is not None:
+        checked, _ = large_data_params(given, names)
+    try:
+        mappers, _, _ = estimators_for(names, checked, random_state, n_jobs, device, n, say=False)
+    except TooFewPointsError:
+        return []
+    return [name for name in names if name in mappers]
 
 
 def _small_n_defaults(name: str, params: Mapping[str, Any], n: int) -> dict[str, Any]:

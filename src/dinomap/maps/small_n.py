@@ -91,8 +91,10 @@ def estimators_for(
     n_jobs: int | None,
     device: str | None,
     n: int,
+    say: bool = True,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, str]]:
-    """Build and validate every estimator before the first long fit.
+    """Build and validate every estimator before the first long fit (``say``: log the adapted
+    defaults and skipped methods; off for a check ahead of the real call).
 
     Returns the estimators (in ``names`` order), the adapted defaults per method and the
     skipped methods with their reason (each logged in one line). Raises
@@ -122,8 +124,9 @@ def estimators_for(
             mappers[name] = mapper
             if changed:
                 adapted[name] = changed
-                _say_adapted(name, changed, n)
-    for name, why in skipped.items() if mappers else ():  # none left: one line says it all
+                if say:
+                    _say_adapted(name, changed, n)
+    for name, why in skipped.items() if mappers and say else ():  # none left: one line says it all
         logger.warning("%s skipped: %s", reducer_spec(name).label, why)
     if not mappers:
         reasons = "; ".join(f"{reducer_spec(m).label}: {why}" for m, why in skipped.items())

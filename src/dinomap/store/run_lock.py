@@ -78,6 +78,7 @@ def writer_lock(
         finally:
             _HELD[key] -= 1
         return
+    created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     fd = os.open(run / WRITER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -100,6 +101,10 @@ def writer_lock(
             yield
         finally:
             del _HELD[key]
+            if created and [p.name for p in run.iterdir()] == [WRITER_LOCK_FILE]:
+                # the command stopped before writing anything: leave no empty run behind
+                (run / WRITER_LOCK_FILE).unlink()
+                run.rmdir()
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

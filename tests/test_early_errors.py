@@ -1,0 +1,70 @@
+"""Every parameter is checked before any work, and errors name the flags as typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dinomap.cli.main import main
+
+from .conftest import TINY_CLI_ARGS
+
+RUN = ["--workers", "0", "--runtime", "torch", "--device", "cpu", "-q", *TINY_CLI_ARGS]
+
+
+def _no_image_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("an image was read before the parameters were checked")
+
+    monkeypatch.setattr("dinomap.embed.extract._load_encoder", refuse)
+    monkeypatch.setattr("dinomap.embed.extract.resume_plan", refuse)
+
+
+@pytest.mark.parametrize(
+    ("param", "says"),
+    [("nosuch.x=1", "--param nosuch.*: method must be one of"),
+     ("tsne.perplexity=-3", "perplexity must be a number > 0"),
+     ("tsne.perplexity=50", "perplexity=50 is too large for 8 points"),
+     ("umap.nosuch=1", "unknown parameter(s) ['nosuch'] for method 'umap'")],
+)  # fmt: skip
+def test_run_checks_map_parameters_before_embedding(
+    image_folder: Path, tmp_path: Path, param: str, says: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _no_image_read(monkeypatch)
+    out = tmp_path / "fresh"
+    assert main(["run", str(image_folder), "--out", str(out), "--param", param, *RUN]) == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists(), "a refused command left a run directory behind"
+
+
+def test_map_checks_parameters_before_loading_the_run(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("the embeddings were loaded before the parameters were checked")
+
+    monkeypatch.setattr("dinomap.maps.fit.load_points", refuse)
+    capsys.readouterr()
+    assert main(["map", str(run), "--methods", "pca,tsne", "--param", "tsne.perplexity=-3"]) == 2
+    assert "perplexity must be a number > 0; got -3" in capsys.readouterr().err
+    assert not (run / "maps.parquet").exists()
+
+
+def test_errors_name_the_flags_as_typed(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
+    capsys.readouterr()
+    assert main(["cluster", str(run), "--method", "kmeans"]) == 2
+    err = capsys.readouterr().err
+    assert "--n-clusters" in err and "n_clusters" not in err, err
+    assert main(["cluster", str(run), "--min-cluster-size", "1"]) == 2
+    assert "--min-cluster-size must be an integer >= 2; got 1." in capsys.readouterr().err
