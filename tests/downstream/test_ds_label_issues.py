@@ -75,6 +75,21 @@ def test_planted_flips_are_found_with_precision_at_n_of_at_least_0_9(flipped) ->
     assert df["label_issue_score"].to_numpy()[clean].mean() < 0.1
 
 
+def test_scores_and_suggestions_agree() -> None:
+    """A row whose label is fully supported (score 0) suggests its own label; a row that
+    suggests another has a score above 0. Structureless points with unequal classes: a row
+    well supported by its own class is often even better supported, relative to its small
+    threshold, by a rare class (21 of 300 rows said "0.00, but try c2" before)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    df = dinomap.find_label_issues(X, names(rng.choice(3, 300, p=[0.7, 0.2, 0.1])), k=10)
+    other = df["suggested_label"] != df["label"]
+    assert (df.loc[df["label_issue_score"] == 0, "suggested_label"]
+            == df.loc[df["label_issue_score"] == 0, "label"]).all()  # fmt: skip
+    assert (df.loc[other, "label_issue_score"] > 0).all()
+    assert other.any() and (df["label_issue_score"] == 0).any()
+
+
 def test_a_wrong_scorer_fails_the_same_bar(flipped) -> None:
     X, _, noisy, flips = flipped
     random_scores = np.random.default_rng(0).random(len(X))

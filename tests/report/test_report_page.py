@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -264,3 +265,27 @@ def test_links_survive_odd_folder_names(tmp_path: Path) -> None:
     assert 'href="../my%20run%20%231%20100%25/errors.csv"' in html
     thumbs = _payload(html)["thumbs"]["sheets"][0]
     assert thumbs == "../my%20run%20%231%20100%25/thumbs/sheet-00000.jpg"
+
+
+def test_time_per_stage_adds_up(small_run: Path, tmp_path: Path) -> None:
+    """Each stage's total (embed, maps, export) with its parts under it, and a total row that
+    is their sum, named as such (not the embed stage's total passed off as the run's)."""
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["export"] = {**info.get("export", {}), "seconds": 4.0}
+    (run / "run.json").write_text(json.dumps(info))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["total_seconds"] = 20.0
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = write_report(run).read_text(encoding="utf-8")
+    table = re.search(r"<table class='dm-table' id='timings'>(.*?)</table>", html, re.S)
+    assert table is not None
+    rows = re.findall(r"<tr[^>]*><td( style=\"padding-left:18px\")?>([^<]*)</td>"
+                      r"<td class='num'>([^<]*)</td></tr>", table.group(1))  # fmt: skip
+    stages = [(name, value) for part, name, value in rows if not part]
+    assert stages == [("embed", "13.1 s"), ("maps (fits, metrics, plots, mappers)", "20 s"),
+                      ("export (with verification)", "4 s"),
+                      ("total (embed + maps + export)", "37.1 s")]  # fmt: skip
+    parts = [name for part, name, _ in rows if part]
+    assert "images through the model" in parts and "total" not in parts

@@ -193,6 +193,23 @@ def _echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+#: Commands whose output the report shows, and what they changed.
+_SHOWN_IN_REPORT = {"map": "maps", "cluster": "clusters", "outliers": "outlier scores",
+                    "label-issues": "label issues", "duplicates": "duplicates"}  # fmt: skip
+
+
+def _say_if_report_is_stale(args: argparse.Namespace, run: str) -> None:
+    """One line when a command changed what an existing ``report.html`` shows."""
+    from pathlib import Path
+
+    from dinomap.store.layout import REPORT_FILE
+
+    what = _SHOWN_IN_REPORT.get(str(args.command))
+    page = Path(run) / REPORT_FILE
+    if what and page.is_file() and not getattr(args, "no_write", False):
+        _echo(f"{page} does not show these {what} yet: run `dinomap report {run}` to refresh it")
+
+
 def _written_run(args: argparse.Namespace, target: str | None) -> str | None:
     """The local run directory a command writes into (its writer lock), or None: a reader,
     no run named, a run that is not there (the command says so) or a features file."""
@@ -234,14 +251,17 @@ def call_command(args: argparse.Namespace) -> int:
         # the wait is said even with --quiet: a command that hangs silently looks broken
         with writer_lock(local, str(args.command), wait=bool(getattr(args, "wait", False)),
                          echo=_echo):  # fmt: skip
-            return call(args)
+            code: int = call(args)
+        if code == 0:
+            _say_if_report_is_stale(args, local)
+        return code
     break_lock = bool(getattr(args, "break_lock", False))
     if args.command in _WRITES_REMOTE:
         from dinomap.store.remote_lock import acquire_lock
 
         lock = acquire_lock(target, str(args.command), break_lock=break_lock)
         try:
-            code: int = args.func(args)
+            code = args.func(args)
         finally:
             lock.release()
         return code

@@ -24,10 +24,26 @@ from dinomap.cli.map import parse_params
 from dinomap.embed.config import EmbedConfig
 from dinomap.exceptions import WeightsUnavailableError
 from dinomap.pipeline import run_pipeline
+from dinomap.store.layout import VERIFICATION_FILE
 
-__all__ = ["register", "run_pipeline"]  # run_pipeline: re-exported from dinomap.pipeline
+# run_pipeline: re-exported from dinomap.pipeline
+__all__ = ["register", "run_pipeline", "verified_text"]
 
 logger = logging.getLogger(__name__)
+
+
+def verified_text(report: Any) -> str:
+    """`` (verified)`` only when every model passed; otherwise how many were waived or failed,
+    with the file that says why."""
+    if report is None:
+        return " (not verified)"
+    waived, failed = len(report.waived), len(report.failed)
+    if report.status == "passed":
+        return " (verified)"
+    where = f"see {VERIFICATION_FILE}"
+    if failed:
+        return f" (verification FAILED for {failed} model(s); {where})"
+    return f" (verified with {waived} waiver{'s' if waived != 1 else ''}; {where})"
 
 
 def _print_stage(name: str, entry: dict[str, Any]) -> None:
@@ -45,7 +61,7 @@ def _print_stage(name: str, entry: dict[str, Any]) -> None:
     elif name == "export":
         exp = entry["result"]
         print(f"exported {len(exp.models)} model(s) to {exp.repository}"
-              + (" (verified)" if exp.verification is not None else ""))  # fmt: skip
+              + verified_text(exp.verification))  # fmt: skip
     elif name == "report":
         print(f"report: {entry['page']}\nslides: {entry['slides']}")
 

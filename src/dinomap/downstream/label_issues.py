@@ -169,7 +169,7 @@ def find_label_issues(
         One row per input row, in input order, with the columns :data:`LABEL_ISSUE_COLUMNS`:
         ``label_issue_score`` in ``[0, 1]`` (higher: more likely mislabelled; NaN for
         unlabelled rows), ``suggested_label`` (the best-supported class, relative to its
-        threshold), ``label_support`` (the raw support of the given label) and
+        threshold; the given label itself where its score is 0), ``label_support`` (the raw support of the given label) and
         ``is_label_issue`` (another class is better supported and the score is at least
         :data:`ISSUE_THRESHOLD`).
 
@@ -210,13 +210,16 @@ def find_label_issues(
     score = 1.0 - np.minimum(relative[rows, np.maximum(codes, 0)], 1.0)
     score = np.where(labelled, score, np.nan)
     relative_argmax = np.argmax(relative, axis=1)
+    # a label that is fully supported (score 0) is its own suggestion: another class that is
+    # even better supported does not make it wrong, and a row never says "0.00, but try x"
+    suggested = np.where(labelled & (score <= 0), codes, relative_argmax)
     names = np.asarray(classes, dtype=object)
     text_labels = [names[c] if c >= 0 else None for c in codes]
     return pd.DataFrame(
         {
             "path": list(paths) if paths is not None else [str(i) for i in range(n)],
             "label": text_labels,
-            "suggested_label": names[relative_argmax].tolist(),
+            "suggested_label": names[suggested].tolist(),
             "label_issue_score": score.astype(np.float32),
             "label_support": given.astype(np.float32),
             "is_label_issue": labelled & (relative_argmax != codes) & (score >= ISSUE_THRESHOLD),

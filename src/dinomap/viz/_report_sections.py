@@ -37,25 +37,49 @@ def _banner(data: RunData) -> str:
 
 
 def _timings_table(data: RunData) -> str:
-    """The time of each recorded stage, then each map's fit time."""
+    """Each stage's own time (embed, maps, export) with its parts indented under it, then the
+    total of those stages: every total says what it adds up."""
     info = data.info
-    timing_rows = [
-        f"<tr><td>{_esc(name)}</td><td class='num'>{fmt_seconds(sec)}</td></tr>"
-        for name, sec in flatten_timings(info.get("timings"))
-    ]
+
+    def row(name: str, sec: float, part: bool = False, cls: str = "") -> str:
+        pad = ' style="padding-left:18px"' if part else ""
+        return (f"<tr{cls}><td{pad}>{_esc(name)}</td>"
+                f"<td class='num'>{fmt_seconds(sec)}</td></tr>")  # fmt: skip
+
+    rows: list[str] = []
+    totals: list[tuple[str, float]] = []
+    embed = dict(flatten_timings(info.get("timings")))
+    embed_total = embed.pop("total", None)
+    if embed or embed_total is not None:
+        total = embed_total if embed_total is not None else sum(embed.values())
+        totals.append(("embed", total))
+        rows.append(row("embed", total))
+        parts = {"embed": "images through the model", "first batch": "of which the first batch"}
+        rows += [row(parts.get(name, name), sec, part=True) for name, sec in embed.items()]
+    maps_total = data.metrics.get("total_seconds")
+    fits = []
     for method in data.methods or list(data.metrics.get("methods") or {}):
         fit = data.method_metrics(method).get("fit_seconds")
         if fit is not None:
-            timing_rows.append(
-                f"<tr><td>map: {_esc(method_title(method))}</td><td class='num'>{fmt_seconds(fit)}</td></tr>"
-            )
-    timings = (
-        "<table class='dm-table' id='timings'><thead><tr><th>Stage</th><th>Time</th></tr></thead>"
-        f"<tbody>{''.join(timing_rows)}</tbody></table>"
-        if timing_rows
-        else '<p class="dm-empty">No timings recorded.</p>'
-    )
-    return timings
+            fits.append(row(f"{method_title(method)} fit", fit, part=True))
+    if isinstance(maps_total, int | float) or fits:
+        if isinstance(maps_total, int | float):
+            totals.append(("maps", float(maps_total)))
+            rows.append(row("maps (fits, metrics, plots, mappers)", float(maps_total)))
+        rows += fits
+    export = info.get("export") or {}
+    if isinstance(export.get("seconds"), int | float):
+        totals.append(("export", float(export["seconds"])))
+        rows.append(row("export (with verification)", float(export["seconds"])))
+    if len(totals) > 1:
+        names = " + ".join(name for name, _ in totals)
+        rows.append(
+            row(f"total ({names})", sum(sec for _, sec in totals), cls=' id="timings-total"')
+        )
+    if not rows:
+        return '<p class="dm-empty">No timings recorded.</p>'
+    return ("<table class='dm-table' id='timings'><thead><tr><th>Stage</th><th>Time</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
 def _summary(data: RunData, href: dict[str, str]) -> str:
