@@ -64,7 +64,7 @@ def test_cli_errors_are_one_line(cli, small_run, capsys):
     err = capsys.readouterr().err
     assert err.startswith("dinomap search: error:") and err.count("\n") == 1
     assert cli(["cluster", str(run), "--method", "kmeans"]) == 2
-    assert "n_clusters" in capsys.readouterr().err
+    assert "k-means needs --n-clusters" in capsys.readouterr().err
     assert cli(["duplicates", str(run), "--threshold", "2"]) == 2
 
 
@@ -109,7 +109,12 @@ def test_cli_end_to_end_on_an_embedded_image_folder(tmp_path, capsys):
     assert ok == [str(query)] and errors == []
     np.testing.assert_allclose(X_q[0], emb.X[emb.paths.index(str(originals[4]))], atol=1e-5)
 
-    assert cli_main.main(["duplicates", str(run)]) == 0
+    capsys.readouterr()
+    assert cli_main.main(["duplicates", str(run)]) == 2  # 0.95 links every pair: refused
+    err = capsys.readouterr().err
+    assert "links every pair of the 7 images" in err and err.count("\n") == 1, err
+    assert cli_main.main(["duplicates", str(run), "--threshold", "1"]) == 0
+    assert "at cosine >= 1 among 7 images" in capsys.readouterr().out
     with open(run / "downstream" / "duplicates.csv", newline="") as fh:
         exact = {r["path"] for r in csv.DictReader(fh) if r["kind"] == "exact"}
     assert exact == {str(originals[0]), str(folder / "dog" / "copy_of_cat0.png")}

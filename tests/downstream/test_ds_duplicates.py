@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dinomap.downstream import (
@@ -15,6 +17,7 @@ from dinomap.downstream import (
     find_duplicates,
     near_duplicate_groups,
 )
+from dinomap.downstream.index import cosine_floor
 from dinomap.exceptions import InvalidParameterError
 
 from .conftest import write_run
@@ -81,5 +84,36 @@ def test_collapsed_embeddings_give_one_group_with_bounded_work(caplog):
     a, _ = index.range_pairs(X, 0.95, max_neighbors=32)
     assert a.size <= 300 * 32
     assert "more than 32 neighbours" in caplog.text
-    groups, _ = near_duplicate_groups(X, 0.95, index=index)
-    assert groups == [list(range(300))]
+    # a threshold that links every pair (all cosines >= cosine_floor(X)) is refused, in O(n d)
+    assert cosine_floor(X) > 0.999
+    with pytest.raises(InvalidParameterError, match="links every pair of the 300 images"):
+        near_duplicate_groups(X, 0.95, index=index)
+
+
+def test_degenerate_embeddings_are_said_once_and_rounding_is_clamped(
+    tmp_path, capsys, caplog
+) -> None:
+    """Collapsed embeddings (every cosine within 1e-5 of 1, as a random-init model gives):
+    the downstream commands say once that similarities carry no meaning, no outlier distance
+    is negative and no similarity is above 1."""
+    import logging
+
+    from dinomap.cli import main as cli_main
+
+    rng = np.random.default_rng(0)
+    X = (np.ones((40, 16)) + rng.normal(scale=1e-6, size=(40, 16))).astype(np.float32)
+    paths = [f"img_{i:02d}.png" for i in range(40)]
+    run = write_run(tmp_path / "run", X, paths, random_init=True)
+    with caplog.at_level(logging.WARNING):
+        assert cli_main.main(["outliers", str(run), "--top", "5"]) == 0
+        assert cli_main.main(["outliers", str(run), "--top", "5", "-k", "5"]) == 0
+    said = [r for r in caplog.records if "degenerate" in r.getMessage()]
+    assert len(said) == 1 and "carry no meaning" in said[0].getMessage()
+    assert "random-init" in said[0].getMessage()
+    scores = pd.read_parquet(run / "downstream" / "outliers.parquet")["score"]
+    assert (scores >= 0).all(), scores.min()
+    printed = re.findall(r"^\s+\d+\s+(\S+)\s+img_", capsys.readouterr().out, re.M)
+    assert len(printed) == 10 and min(float(v) for v in printed) >= 0, printed
+    assert cli_main.main(["search", str(run), paths[0], "-k", "5", "--no-write"]) == 0
+    sims = [float(line.split()[1]) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sims and max(sims) <= 1.0

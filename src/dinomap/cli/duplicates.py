@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{info['n_exact_groups']} exact groups ({info['n_exact_images']} images), "
         f"{info['n_near_groups']} near-duplicate groups ({info['n_near_images']} images) "
-        f"at cosine >= {report.threshold:g} among {info['n_samples']} images"
+        f"at cosine >= {report.threshold:.10g} among {info['n_samples']} images"
     )
     for group in report.near[:5]:
         print("  near: " + ", ".join(group[:6]) + (" ..." if len(group) > 6 else ""))

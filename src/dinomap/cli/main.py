@@ -90,14 +90,14 @@ def as_typed(message: str, parser: argparse.ArgumentParser) -> str:
     --------
     >>> p = argparse.ArgumentParser()
     >>> _ = p.add_argument("--n-clusters", type=int)
-    >>> as_typed("method='kmeans' needs n_clusters (an integer >= 2); got None.", p)
-    "method='kmeans' needs --n-clusters (an integer >= 2); got None."
+    >>> as_typed("k-means needs n_clusters (an integer >= 2); got None.", p)
+    'k-means needs --n-clusters (an integer >= 2); got None.'
     """
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
-    names = {dest: flag for dest, flag in flags.items() if "_" in dest}
-    names.update({name: flags[dest] for name, dest in _FLAG_OF.items() if dest in flags})
-    for name, flag in names.items():  # where a check names its parameter, not in lists
-        message = re.sub(rf"(^|needs ){re.escape(name)}(?=[ =])", rf"\g<1>{flag}", message)
+    flags.update({name: flags[dest] for name, dest in _FLAG_OF.items() if dest in flags})
+    for name, flag in flags.items():  # where a check names its parameter, not in lists
+        after = "^|needs " if "_" in name else "^"  # "needs k" is English, "needs n_clusters" not
+        message = re.sub(rf"({after}){re.escape(name)}(?=[ =])", rf"\g<1>{flag}", message)
     return message
 
 

@@ -72,7 +72,7 @@ def _kmeans(
 
     n_clusters = params.get("n_clusters")
     if n_clusters is None:
-        raise InvalidParameterError("method='kmeans' needs n_clusters (an integer >= 2); got None.")
+        raise InvalidParameterError("k-means needs n_clusters (an integer >= 2); got None.")
     n_clusters = check_positive_int("n_clusters", n_clusters, minimum=2)
     if n_clusters > Z.shape[0]:
         raise InvalidParameterError(

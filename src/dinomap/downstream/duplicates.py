@@ -25,7 +25,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dinomap._validation import check_embeddings
-from dinomap.downstream.index import NeighborIndex, l2_normalize
+from dinomap.downstream.index import (
+    DEGENERATE_SPREAD,
+    NeighborIndex,
+    cosine_floor,
+    l2_normalize,
+)
 from dinomap.downstream.neighbors import run_neighbors
 from dinomap.exceptions import InvalidParameterError
 from dinomap.store.downstream import write_downstream_text
@@ -40,6 +45,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Pairs whose similarity is computed at once (their rows are gathered: 16k x d floats).
+_PAIR_CHUNK = 16_384
 
 
 def exact_duplicate_groups(hashes: Sequence[str]) -> list[list[int]]:
@@ -101,8 +109,17 @@ def near_duplicate_groups(
     """
     Xc = check_embeddings(X)
     t = _check_threshold(threshold)
-    nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
     n = Xc.shape[0]
+    floor = cosine_floor(Xc)
+    if n > 2 and t <= floor:
+        collapsed = floor >= 1 - DEGENERATE_SPREAD
+        raise InvalidParameterError(
+            f"threshold {t:.10g} links every pair of the {n:,} images (every cosine similarity "
+            f"here is at least {floor:.10g}), so it would report them all as one group of "
+            "near-duplicates; choose a threshold above that"
+            + (", or embeddings that tell the images apart." if collapsed else ".")
+        )
+    nn = index if index is not None else NeighborIndex(kind="flat").fit(Xc)
     a, b = nn.range_pairs(Xc, t, neighbors=neighbors)
     best = np.full(n, np.nan, dtype=np.float32)
     if a.size == 0:
@@ -117,9 +134,11 @@ def near_duplicate_groups(
     )
     # Best partner similarity per row, from the pairs themselves (no extra search).
     Xn = l2_normalize(Xc)
-    sims = np.einsum("ij,ij->i", Xn[a], Xn[b]).astype(np.float32)
-    np.fmax.at(best, a, sims)
-    np.fmax.at(best, b, sims)
+    for start in range(0, a.size, _PAIR_CHUNK):  # memory O(chunk * d), not O(pairs * d)
+        pa, pb = a[start : start + _PAIR_CHUNK], b[start : start + _PAIR_CHUNK]
+        sims = np.minimum(np.einsum("ij,ij->i", Xn[pa], Xn[pb]), 1.0).astype(np.float32)
+        np.fmax.at(best, pa, sims)
+        np.fmax.at(best, pb, sims)
     return groups, best
 
 
@@ -219,7 +238,7 @@ def find_duplicates(
             run_dir, DUPLICATES_FILE, buf.getvalue(), DUPLICATES_INFO_FILE, info
         )
     logger.info(
-        "%d exact groups, %d near-duplicate groups (threshold %.3f) in %.2fs",
+        "%d exact groups, %d near-duplicate groups (threshold %.10g) in %.2fs",
         len(exact),
         len(near),
         t,

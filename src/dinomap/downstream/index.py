@@ -33,11 +33,13 @@ from dinomap.store.layout import (
 )
 
 __all__ = [
+    "DEGENERATE_SPREAD",
     "DOWNSTREAM_DIR",
     "INDEX_FILE",
     "INDEX_INFO_FILE",
     "INDEX_KINDS",
     "NeighborIndex",
+    "cosine_floor",
     "embeddings_fingerprint",
     "exact_row_neighbors",
     "import_faiss",
@@ -68,6 +70,31 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(Y, axis=1, keepdims=True)
     np.divide(Y, norms, out=Y, where=norms > 0)
     return Y
+
+
+#: Every pairwise cosine within this of 1: the embeddings cannot tell images apart.
+DEGENERATE_SPREAD = 1e-5
+
+
+def cosine_floor(X: np.ndarray) -> float:
+    """A lower bound of the cosine similarity of every pair of rows of ``X``, in ``O(n d)``:
+    ``cos(2 * theta)``, ``theta`` the largest angle of a row to the rows' mean direction
+    (``-1`` when they have none). Near 1: all rows point the same way (collapsed embeddings,
+    such as a random-init model's), and any threshold below it links every pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(cosine_floor(np.array([[1.0, 0.0], [0.0, 1.0]])), 6) + 0.0
+    0.0
+    """
+    Xn = l2_normalize(X).astype(np.float64)
+    mean = Xn.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if Xn.shape[0] < 2 or norm == 0.0:
+        return -1.0 if Xn.shape[0] >= 2 else 1.0
+    theta = float(np.arccos(np.clip((Xn @ (mean / norm)).min(), -1.0, 1.0)))
+    return float(np.cos(min(2.0 * theta, np.pi)))
 
 
 def embeddings_fingerprint(X: np.ndarray, paths: list[str] | None = None) -> str:
@@ -346,7 +373,7 @@ class NeighborIndex:
             if k >= cap:
                 if todo.size:
                     logger.warning(
-                        "%d rows have more than %d neighbours with cosine >= %.3f; their "
+                        "%d rows have more than %d neighbours with cosine >= %.10g; their "
                         "groups are built from their %d most similar (raise the threshold?)",
                         todo.size,
                         cap,

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from dinomap._validation import check_positive_int
-from dinomap.downstream.index import NeighborIndex, embeddings_fingerprint
+from dinomap.downstream.index import (
+    DEGENERATE_SPREAD,
+    NeighborIndex,
+    cosine_floor,
+    embeddings_fingerprint,
+)
 from dinomap.store import Embeddings, load_embeddings
 from dinomap.store.downstream import write_index, write_knn
 from dinomap.store.layout import (
@@ -38,6 +43,26 @@ logger = logging.getLogger("dinomap.downstream.index")  # the logger these alway
 def _index_paths(run_dir: Path) -> tuple[Path, Path]:
     base = run_dir / DOWNSTREAM_DIR
     return base / INDEX_FILE, base / INDEX_INFO_FILE
+
+
+_SAID: set[str] = set()
+
+
+def warn_if_degenerate(emb: Embeddings, run_dir: str | os.PathLike[str]) -> bool:
+    """Say once (per run and embeddings) when every pairwise cosine similarity of ``emb`` is
+    within :data:`DEGENERATE_SPREAD` of 1: neighbours, similarities, outliers and duplicates of
+    such embeddings carry no meaning. Returns whether they are degenerate."""
+    floor = cosine_floor(emb.X)
+    if floor < 1.0 - DEGENERATE_SPREAD:
+        return False
+    key = f"{Path(run_dir).resolve()}:{emb.stamp['keys_digest']}"
+    if key not in _SAID:
+        _SAID.add(key)
+        why = " (random-init weights)" if emb.random_init else ""
+        logger.warning("the embeddings of %s are degenerate%s: every pair of images has a cosine "
+                       "similarity of at least %.8f, so similarities, neighbours, outliers and "
+                       "duplicates carry no meaning", run_dir, why, floor)  # fmt: skip
+    return True
 
 
 def run_index(
@@ -76,6 +101,7 @@ def run_index(
     """
     run = Path(run_dir)
     emb = embeddings if embeddings is not None else load_embeddings(run)
+    warn_if_degenerate(emb, run_dir)
     wanted = NeighborIndex(kind=kind, **params)
     resolved = wanted.resolve_kind(len(emb))
     fingerprint = embeddings_fingerprint(emb.X, emb.paths)

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 def _knn_score(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    dist = 1.0 - sims[:, :k].astype(np.float64)
+    dist = np.clip(1.0 - sims[:, :k].astype(np.float64), 0.0, 2.0)  # rounding: never < 0
     dist[ids[:, :k] < 0] = np.nan
     return np.nanmean(dist, axis=1).astype(np.float32)
 

@@ -266,7 +266,7 @@ def _hits(
         SearchHit(
             row=int(j),
             path=emb.paths[j],
-            similarity=float(s),
+            similarity=min(1.0, max(-1.0, float(s))),  # float rounding: a cosine is in [-1, 1]
             label=emb.labels[j] if emb.labels is not None else None,
         )
         for s, j in zip(sims, ids, strict=True)
