@@ -54,3 +54,25 @@ def test_no_progress_bar_off_a_terminal_and_a_stale_report_says_so(
     assert f"{run / 'report.html'} does not show these clusters yet" in done.stderr
     assert f"dinomap report {run}" in done.stderr
     assert main(["report", str(run), "--no-thumbnails", "-q"]) == 0
+
+
+def test_no_file_of_a_folder_is_dropped_silently(image_folder: Path, tmp_path: Path) -> None:
+    """Every file under the folder is embedded or listed in errors.csv with its reason."""
+    import csv
+    import json
+
+    (image_folder / "cat" / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (image_folder / "notes.txt").write_text("not an image\n")
+    (image_folder / ".DS_Store").write_bytes(b"\0")  # hidden: not part of the collection
+    run = tmp_path / "run"
+    assert main(["embed", str(image_folder), "--out", str(run), "-q", *RUN]) == 0
+    with open(run / "errors.csv", newline="") as fh:
+        reasons = {row["path"]: row["reason"] for row in csv.DictReader(fh)}
+    assert reasons[str(image_folder / "cat" / "logo.svg")].startswith("vector image (SVG)")
+    assert reasons[str(image_folder / "notes.txt")].startswith("not an image file")
+    counts = json.loads((run / "run.json").read_text())["counts"]
+    assert counts["not_images"] == 2 and counts["failed"] == 2
+    listed = {p for p in image_folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    from dinomap.store import load_embeddings
+
+    assert set(reasons) | set(load_embeddings(run).paths) == {str(p) for p in listed}

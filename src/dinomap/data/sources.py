@@ -27,6 +27,7 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "IMAGE_EXTENSIONS",
     "SOURCE_KEYWORDS",
+    "VECTOR_EXTENSIONS",
     "ArraySource",
     "FolderSource",
     "ImageSource",
@@ -36,6 +37,7 @@ __all__ = [
     "cifar10_source",
     "demo_source",
     "fashion_mnist_source",
+    "not_an_image",
     "open_source",
     "read_image_path",
     "sha256_path",
@@ -82,12 +84,34 @@ class ImageSource(ABC):
     def sha256(self, index: int) -> str:
         """Content hash of item ``index`` without decoding it (used to plan a resumed run)."""
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of the files the source found and cannot embed (an SVG, a text
+        file in an image folder): they go to ``errors.csv`` with the failed images."""
+        return list(getattr(self, "_skipped", []))
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description stored in ``run.json``."""
         return {"kind": self.kind, "n_items": len(self.items)}
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+#: Files an image folder may hold that no raster decoder reads, and why.
+VECTOR_EXTENSIONS = frozenset({".svg", ".svgz", ".eps", ".ai", ".pdf"})
+
+
+def not_an_image(name: str) -> str | None:
+    """Why the file ``name`` is not embedded (None: an image extension dinomap reads)."""
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    if suffix in VECTOR_EXTENSIONS:
+        return (f"vector image ({suffix.lstrip('.').upper()}), not supported: rasterise it first "
+                "(e.g. rsvg-convert or Inkscape)")  # fmt: skip
+    readable = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+    return f"not an image file dinomap reads ({suffix or 'no extension'}; it reads {readable})"
 
 
 class FolderSource(ImageSource):
@@ -104,16 +128,25 @@ class FolderSource(ImageSource):
         if not self.root.is_dir():
             raise SourceNotFoundError(f"image folder {root} does not exist.")
         found: list[tuple[str, Path]] = []
+        skipped: list[tuple[str, str]] = []
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    full = Path(dirpath) / name
+                if name.startswith("."):  # hidden files (.DS_Store...): not part of the set
+                    continue
+                full = Path(dirpath) / name
+                why = not_an_image(name)
+                if why is None:
                     found.append((full.relative_to(self.root).as_posix(), full))
+                else:
+                    skipped.append((str(full), why))
         found.sort(key=lambda t: t[0])
+        self._skipped = sorted(skipped)
         if not found:
             exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-            raise SourceNotFoundError(f"no image files ({exts}) found under {root}.")
+            other = (f" ({len(skipped)} other file(s), e.g. {skipped[0][0]}: {skipped[0][1]})"
+                     if skipped else "")  # fmt: skip
+            raise SourceNotFoundError(f"no image files ({exts}) found under {root}{other}.")
         self._items = [
             Item(
                 str(full), rel.split("/", 1)[0] if labels_from == "folder" and "/" in rel else None
@@ -312,10 +345,12 @@ class UrlFolderSource(ImageSource):
         fs, root = filesystem(self.url)
         self.protocol = url.split("://", 1)[0]
         try:
-            keys = sorted(k for k in fs.find(root) if not Path(k).name.startswith(".")
-                          and Path(k).suffix.lower() in IMAGE_EXTENSIONS)  # fmt: skip
+            listed = sorted(k for k in fs.find(root) if not Path(k).name.startswith("."))
         except OSError as exc:
             raise SourceNotFoundError(f"cannot list {url}: {exc}") from exc
+        keys = [k for k in listed if not_an_image(k) is None]
+        self._skipped = [(f"{self.protocol}://{k}", why) for k in listed
+                         if (why := not_an_image(k)) is not None]  # fmt: skip
         if not keys:
             raise SourceNotFoundError(f"no image objects found under {url}.")
         prefix = root.rstrip("/") + "/"

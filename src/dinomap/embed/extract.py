@@ -230,6 +230,7 @@ class _LoopState:
     flush_seconds: float
     pending: dict[str, list[Any]] = field(default_factory=_pending)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    not_images: int = 0  # of ``errors``: files of the source that are no images
     n_new: int = 0
     t0: float = field(default_factory=time.perf_counter)
     last_flush: float = field(default_factory=time.perf_counter)
@@ -316,6 +317,8 @@ def _finish_info(
         "failed": len(state.errors),
         "stored": n_stored,
     }
+    if state.not_images:  # of the failed: files that are no images (errors.csv says which)
+        info["counts"]["not_images"] = state.not_images
     info["history"] = [
         *info["history"],
         {"finished": info["updated"], "status": status, **info["counts"]},
@@ -469,6 +472,8 @@ def embed(
         status = "complete"
     finally:  # also on KeyboardInterrupt or an exception: nothing finished is lost
         t_embed = state.close()
+        state.errors[:0] = src.skipped  # files of the source that are no images: said too
+        state.not_images = len(src.skipped)
         n_stored = len({path for path, _ in stored_keys(run_dir)})  # a changed file counts once
         write_errors(run_dir, state.errors)
         seconds = {"load_model_s": t_model, "plan_s": plan.seconds, "embed_s": t_embed,
