@@ -68,3 +68,20 @@ def test_errors_name_the_flags_as_typed(
     assert "--n-clusters" in err and "n_clusters" not in err, err
     assert main(["cluster", str(run), "--min-cluster-size", "1"]) == 2
     assert "--min-cluster-size must be an integer >= 2; got 1." in capsys.readouterr().err
+
+
+def test_project_checks_its_maps_before_embedding(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
+    assert main(["map", str(run), "--methods", "pca", "--no-plots", "-q"]) == 0
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("an image was embedded before the maps were checked")
+
+    monkeypatch.setattr("dinomap.downstream.search.embed_new_images", refuse)
+    capsys.readouterr()
+    assert main(["project", str(run), str(image_folder), "--method", "umap"]) == 2
+    assert "method must be one of 'pca'; got 'umap'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dinomap._validation import check_embeddings
+from dinomap._validation import check_choice, check_embeddings
 from dinomap.downstream.contact_sheet import RANDOM_INIT_STAMP
 from dinomap.downstream.index import DOWNSTREAM_DIR
 from dinomap.exceptions import DinomapError, InvalidParameterError, NoImagesError
@@ -442,7 +442,13 @@ def project_images(
     (12, 2)
     """
     from dinomap.downstream.search import embed_new_images
+    from dinomap.store.mappers import saved_mappers
 
+    saved = [s.method for s in saved_mappers(run_dir)]  # names checked before an image is read
+    if not saved:
+        load_mappers(run_dir, methods)  # says what is missing
+    for method in methods or ():
+        check_choice("method", method, saved)
     files = list_image_files(images)
     if engine == "ray":
         return _project_on_ray(run_dir, files, methods, (write, out_dir), ray_options,
