@@ -36,4 +36,4 @@ def test_report_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "not a dinomap run directory" in capsys.readouterr().err
     run = make_synthetic_run(tmp_path / "run", 6, methods=("pca",))
     assert main(["report", str(run), "--thumb-size", "1"]) == 2
-    assert "thumb_size must be an integer >= 8" in capsys.readouterr().err
+    assert "--thumb-size must be an integer >= 8" in capsys.readouterr().err  # the flag typed

@@ -85,6 +85,13 @@ class ImageSource(ABC):
         """Content hash of item ``index`` without decoding it (used to plan a resumed run)."""
 
     @property
+    def fields(self) -> dict[str, list[str | None]]:
+        """Columns of the source beyond path and label (a manifest's ``split``, ``source``...),
+        each with one value (text, or None) per item: stored in ``RUN/metadata.parquet`` and
+        shown in the report's inspect panel and filters."""
+        return dict(getattr(self, "_fields", {}))
+
+    @property
     def skipped(self) -> list[tuple[str, str]]:
         """``(path, reason)`` of the files the source found and cannot embed (an SVG, a text
         file in an image folder): they go to ``errors.csv`` with the failed images."""
@@ -172,7 +179,8 @@ class ManifestSource(FolderSource):
     """A CSV or Parquet manifest with a ``path`` column and an optional ``label`` column.
 
     Relative paths are resolved against the manifest's folder; duplicate paths are kept once;
-    any other column (the scores of a selection exported from ``report.html``) is ignored. The
+    any other column (``split``, ``source``, the scores of a selection exported from
+    ``report.html``) is kept as text in :attr:`fields` (``RUN/metadata.parquet``). The
     manifest and its paths may be object-storage URLs (``s3://bucket/list.parquet`` listing
     ``s3://...`` keys, or keys relative to the manifest's prefix): a listing of ten million
     keys is then one file to read, not a bucket to list.
@@ -193,6 +201,9 @@ class ManifestSource(FolderSource):
             )
         self.root = self.manifest.parent
         labels = df["label"] if "label" in df.columns else None
+        extra = [c for c in df.columns if c not in ("path", "label")]
+        fields: dict[str, list[str | None]] = {c: [] for c in extra}
+        values = {c: df[c].tolist() for c in extra}  # a list per column: no per-cell lookup
         seen: set[str] = set()
         items: list[Item] = []
         for i, raw in enumerate(df["path"].astype(str)):
@@ -200,6 +211,8 @@ class ManifestSource(FolderSource):
             if not raw or full in seen:
                 continue
             seen.add(full)
+            for column in extra:
+                fields[column].append(_text_or_none(values[column][i]))
             label = None
             if labels is not None:
                 value = labels.iloc[i]
@@ -212,9 +225,18 @@ class ManifestSource(FolderSource):
                 "manifest %s: %d empty or repeated paths ignored", manifest, len(df) - len(items)
             )
         self._items = items
+        self._fields = fields
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_items": len(self._items), "manifest": str(self.manifest)}
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A manifest cell as text; empty and missing cells as None."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value)
+    return None if text in ("", "nan", "None", "NaN") else text
 
 
 def _read_manifest(manifest: Any) -> Any:
@@ -230,7 +252,7 @@ def _read_manifest(manifest: Any) -> Any:
             df = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         else:
             df = pd.read_parquet(fh)
-    df.columns = [str(c).strip() for c in df.columns]  # other columns (scores) are ignored
+    df.columns = [str(c).strip() for c in df.columns]
     return df
 
 

@@ -57,6 +57,7 @@ from dinomap.store import (
     stored_keys,
     update_run_info,
     write_errors,
+    write_metadata,
     write_shard,
 )
 from dinomap.store._fs import run_path
@@ -463,6 +464,11 @@ def embed(
     )
     _write_info(run_dir, info)
 
+    fields = src.fields
+    if fields:  # a manifest's other columns, for the report's inspect panel and filters
+        n_listed = len(plan.items)
+        write_metadata(run_dir, [it.path for it in plan.items],
+                       {k: v[:n_listed] for k, v in fields.items()})  # fmt: skip
     show = progress if progress is not None else sys.stderr.isatty()
     state = _LoopState(run_dir, cfg.shard_size, cfg.flush_seconds)
     status = "interrupted"

@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name
         is_stale,
         keys_stamp,
         load_embeddings,
+        read_metadata,
         stored_keys,
         write_errors,
+        write_metadata,
         write_shard,
     )
     from dinomap.store.info import is_random_init, read_run_info, update_run_info
@@ -51,11 +53,13 @@ __all__ = [
     "keys_stamp",
     "load_embeddings",
     "read_maps",
+    "read_metadata",
     "read_run_info",
     "stored_keys",
     "update_run_info",
     "write_errors",
     "write_maps",
+    "write_metadata",
     "write_shard",
 ]
 
@@ -79,6 +83,8 @@ __getattr__, __dir__ = lazy_exports(
         "load_embeddings": "embeddings",
         "stored_keys": "embeddings",
         "write_errors": "embeddings",
+        "read_metadata": "embeddings",
+        "write_metadata": "embeddings",
         "write_shard": "embeddings",
         "atomic_write_bytes": "_atomic",
         "atomic_write_json": "_atomic",

@@ -25,7 +25,7 @@ from dinomap.exceptions import DinomapError
 from dinomap.store._atomic import atomic_write_bytes, atomic_write_text
 from dinomap.store._fs import run_path
 from dinomap.store.info import read_run_info
-from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE
+from dinomap.store.layout import EMBEDDINGS_DIR, ERRORS_FILE, METADATA_FILE
 
 __all__ = [
     "Embeddings",
@@ -37,8 +37,10 @@ __all__ = [
     "keys_stamp",
     "load_embeddings",
     "next_shard_index",
+    "read_metadata",
     "stored_keys",
     "write_errors",
+    "write_metadata",
     "write_shard",
 ]
 
@@ -305,6 +307,38 @@ class StoredEmbeddings:
         if self._full is None:
             self._full = load_embeddings(self.at)
         return self._full
+
+
+def write_metadata(
+    run_dir: str | os.PathLike[str], paths: Sequence[str], fields: dict[str, Sequence[str | None]]
+) -> Path | None:
+    """Store the source's extra columns (``fields``: name -> one text value per path) in
+    ``RUN/metadata.parquet``, atomically, merged with what an earlier run stored there (a path
+    listed again gets its new values). None when there is nothing to store."""
+    if not fields or not paths:
+        return None
+    import pandas as pd
+
+    new = pd.DataFrame({"path": list(paths), **{k: list(v) for k, v in fields.items()}})
+    old = read_metadata(run_dir)
+    if old is not None:
+        new = pd.concat([old[~old["path"].isin(set(new["path"]))], new], ignore_index=True)
+    table = pa.Table.from_pandas(new.astype(object).where(new.notna(), None), preserve_index=False)
+    table = table.cast(pa.schema([pa.field(c, pa.string()) for c in table.column_names]))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return atomic_write_bytes(run_path(run_dir) / METADATA_FILE, buf.getvalue())
+
+
+def read_metadata(run_dir: str | os.PathLike[str]) -> Any:
+    """``RUN/metadata.parquet`` as a pandas DataFrame (``path`` and one text column per
+    field), or None when the run's source had no extra columns."""
+    target = run_path(run_dir) / METADATA_FILE
+    if not target.is_file():
+        return None
+    with target.open("rb") as fh:
+        df = pq.read_table(fh).to_pandas().astype(object)
+    return df.where(df.notna(), None)  # a missing value is None, as written
 
 
 def write_errors(run_dir: str | os.PathLike[str], errors: Iterable[tuple[str, str]]) -> Path:

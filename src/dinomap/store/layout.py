@@ -5,6 +5,7 @@
     run.json            model, weights (random_init!), sources, preprocessing, versions, timings
     embeddings/         part-NNNNN.parquet: one row per image
     errors.csv          images that could not be embedded (path, reason)
+    metadata.parquet    a manifest's other columns (split, source...), as text, by path
     maps.parquet        x/y of every map, joinable on ``path``
     metrics.json        per map: fit time, trustworthiness, kNN preservation, kNN accuracy
     plots/              one PNG per map and all_maps.png
@@ -53,6 +54,7 @@ __all__ = [
     "LABEL_ISSUES_SHEET",
     "MAPPERS_DIR",
     "MAPS_FILE",
+    "METADATA_FILE",
     "METRICS_FILE",
     "MIRROR_RUNS_DIR",
     "MIRROR_STATE_FILE",
@@ -81,6 +83,7 @@ RUN_FILE = "run.json"
 EMBEDDINGS_DIR = "embeddings"
 ERRORS_FILE = "errors.csv"
 MAPS_FILE = "maps.parquet"
+METADATA_FILE = "metadata.parquet"
 METRICS_FILE = "metrics.json"
 PLOTS_DIR = "plots"
 ALL_MAPS_PLOT = "all_maps.png"

@@ -13,7 +13,10 @@ Everything travels as compact binary arrays (base64) rather than JSON lists:
   ``downstream/label_issues.parquet`` when the label-issues stage has run;
 - the duplicate group of each point from ``downstream/duplicates.csv``;
 - which paths were made relative to the run (a bit per point) so that the exported manifest
-  can hold absolute paths again.
+  can hold absolute paths again;
+- the source's extra columns (a manifest's ``split``, ``source``...; ``metadata.parquet``), each
+  as its distinct values and a code per point: shown in the inspect panel, and, with at most
+  :data:`FIELD_FILTER_MAX` values, a "colour by" choice whose legend filters.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ PAGE_NEIGHBORS = 12
 #: Above this many points the page stores no neighbours (64 bytes a point: 16 MB at 250,000).
 NEIGHBOR_LIMIT = 250_000
 LABEL_ISSUES_FILE = layout.LABEL_ISSUES_FILE
+#: What the page shows for a point without a value in a source column.
+NO_VALUE = "(none)"
 
 
 def display_paths(paths: Sequence[str], run_dir: Path) -> tuple[list[str], np.ndarray]:
@@ -144,6 +149,38 @@ def _read_duplicate_groups(run_dir: Path, paths: Sequence[str]) -> dict[str, Any
     return {"names": names, "codes": _b64(codes)}
 
 
+#: A field with at most this many distinct values (and fewer than the points) is a colouring
+#: and a legend filter too.
+FIELD_FILTER_MAX = 50
+
+
+def _read_fields(run_dir: Path, paths: Sequence[str]) -> list[dict[str, Any]] | None:
+    """The run's extra source columns (``metadata.parquet``) by map point: each as its distinct
+    values (``names``; ``(none)`` for a missing one) and a code per point; ``filter``: few
+    enough values to colour and filter by."""
+    from dinomap.store import read_metadata
+
+    try:
+        meta = read_metadata(run_dir)
+    except Exception as exc:  # an unreadable optional file: the page goes on without it
+        logger.warning("the report shows no source columns (%s: %s)", type(exc).__name__, exc)
+        return None
+    if meta is None or not len(paths):
+        return None
+    meta = meta.drop_duplicates("path", keep="last").set_index("path")
+    out = []
+    for column in meta.columns:
+        values = meta[column].reindex(list(paths)).tolist()
+        texts = [NO_VALUE if v is None or v != v else str(v) for v in values]
+        names = sorted(set(texts), key=lambda t: (t == NO_VALUE, t))
+        lookup = {name: k for k, name in enumerate(names)}
+        codes = np.asarray([lookup[t] for t in texts], dtype=_code_dtype(len(names)))
+        out.append({"name": str(column), "names": names, "codes": _b64(codes),
+                    "bytes": codes.itemsize,  # one value per point (an id) is no class
+                    "filter": len(names) <= min(FIELD_FILTER_MAX, len(texts) - 1)})  # fmt: skip
+    return out or None
+
+
 def workbench_payload(
     run_dir: Path,
     paths: Sequence[str],
@@ -180,4 +217,5 @@ def workbench_payload(
             coloring["suggested"] = {"names": names, "codes": _b64(codes), "bytes": codes.itemsize}
             out["label_issues"] = coloring
     out["duplicates"] = _read_duplicate_groups(run_dir, paths) if paths else None
+    out["fields"] = _read_fields(run_dir, paths)
     return out

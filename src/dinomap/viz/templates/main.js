@@ -29,6 +29,10 @@ function refilterAll() { refilter(); renderLegend(); invalidate(); }
 var colorSel = $("dm-colorby");
 if (D.label_issues) colorSel.querySelector("option[value=issue]").hidden = false;
 else colorSel.querySelector("option[value=issue]").remove();
+fields.forEach(function (f) {
+  if (!f.filter) return;
+  var opt = el("option", null, f.name); opt.value = f.key; colorSel.appendChild(opt);
+});
 colorSel.value = state.colorBy;
 colorSel.addEventListener("change", function () { state.colorBy = colorSel.value; api.colorBy = state.colorBy; renderLegend(); invalidate(); });
 $("dm-hidemode").addEventListener("change", function () { filt.mode = $("dm-hidemode").value; invalidate(); });

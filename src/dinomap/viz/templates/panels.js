@@ -88,6 +88,7 @@ function inspect(i) {
     if (suggestedCodes) fact(dl, "suggested label", suggested.names[suggestedCodes[i]]);
   }
   if (dupCodes) fact(dl, "duplicate group", dupCodes[i] >= 0 ? D.duplicates.names[dupCodes[i]] : "none");
+  fields.forEach(function (f) { fact(dl, f.name, f.names[f.codes[i]]); });
   insp.appendChild(dl);
   var sb = el("button", "dm-insp-sel", sel[i] ? "remove from selection" : "add to selection"); sb.type = "button";
   sb.addEventListener("click", function () { sel[i] = sel[i] ? 0 : 1; selectionChanged(); inspect(i); });

@@ -88,6 +88,13 @@ if (D.labels) addColoring("label", "Label", D.labels);
 if (D.clusters) addColoring("cluster", "Cluster", D.clusters);
 if (D.outliers) addColoring("outlier", "Outlier score", D.outliers);
 if (D.label_issues) addColoring("issue", "Label-issue score", D.label_issues);
+/* the source's own columns (a manifest's split, source...): shown when inspecting a point, and
+ * a colouring (whose legend filters) when they have few values */
+var fields = (D.fields || []).map(function (f) {
+  var key = "field:" + f.name;
+  if (f.filter) addColoring(key, f.name, f);
+  return { key: key, name: f.name, names: f.names, codes: codesOf(f), filter: !!f.filter };
+});
 var outlierScores = D.outliers && D.outliers.scores ? f32(D.outliers.scores) : null;
 var issueScores = D.label_issues ? f32(D.label_issues.scores) : null;
 var suggested = D.label_issues && D.label_issues.suggested ? D.label_issues.suggested : null;
