@@ -9,20 +9,16 @@ hash).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -39,23 +35,24 @@ from dinomap.embed.encode import (
 )
 from dinomap.embed.models import (
     LoadedModel,
-    WeightsInfo,
-    _sha256_file,
     create_encoder,
-    resolve_model_name,
 )
 from dinomap.embed.plan import ResumePlan, resume_plan
 from dinomap.embed.ray_engine import embed_ray_run, engine_device, ray_hasher
+from dinomap.embed.record import (
+    _check_same_config,
+    _fingerprint,
+    _now,
+    _run_info,
+    _weights_identity,
+    _write_info,
+)
 from dinomap.exceptions import (
-    ConfigMismatchError,
     InvalidParameterError,
     NoImagesError,
 )
 from dinomap.store import (
-    RUN_FILE,
-    read_run_info,
     stored_keys,
-    update_run_info,
     write_errors,
     write_metadata,
     write_shard,
@@ -74,148 +71,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _dinomap_version() -> str:
-    from dinomap import __version__  # at call time: dinomap/__init__ imports this module
-
-    return __version__
-
-
-def _versions() -> dict[str, str]:
-    import timm
-
-    return {
-        "dinomap": _dinomap_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":  # a CPU driver of a Ray GPU cluster has none itself
-        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "ray GPUs"
-    return platform.processor() or platform.machine()
-
-
-def _fingerprint(cfg: EmbedConfig, precision: str, weights_identity: str) -> dict[str, Any]:
-    return {
-        "model": resolve_model_name(cfg.model),
-        "model_kwargs": json.loads(json.dumps(dict(cfg.model_kwargs), default=str)),
-        "weights": weights_identity,
-        "source_size": cfg.source_size,
-        "input_size": cfg.input_size,
-        "precision": precision,
-    }
-
-
-def _weights_identity(cfg: EmbedConfig) -> str:
-    if cfg.random_init:
-        return WeightsInfo("random-init", True, seed=cfg.init_seed).identity()
-    if cfg.weights is not None:
-        path = Path(cfg.weights)
-        if not path.is_file():
-            from dinomap.exceptions import WeightsUnavailableError
-
-            raise WeightsUnavailableError(f"weights file {path} does not exist.")
-        return WeightsInfo("file", False, sha256=_sha256_file(path)).identity()
-    return "hub"
-
-
-def _merge_sources(sources: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every source that fed the run, in order of first use; ``new`` replaces its older self."""
-    key = (new.get("kind"), new.get("spec"))
-    kept = [s for s in sources if (s.get("kind"), s.get("spec")) != key]
-    return [*kept, new]
-
-
-def _write_info(run_dir: Path, info: dict[str, Any]) -> None:
-    """Write the embedding stage's sections of run.json; later stages' sections survive."""
-
-    def change(current: dict[str, Any]) -> dict[str, Any]:
-        return {**{k: v for k, v in current.items() if k not in info}, **info}
-
-    update_run_info(run_dir, change, create=True)
-
-
-def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    if not (run_dir / RUN_FILE).is_file():
-        return None
-    old = read_run_info(run_dir)
-    previous = old.get("fingerprint")
-    if previous is not None and previous != fingerprint:
-        diffs = [
-            f"{k}: stored {previous.get(k)!r}, asked {fingerprint.get(k)!r}"
-            for k in sorted(set(previous) | set(fingerprint))
-            if previous.get(k) != fingerprint.get(k)
-        ]
-        raise ConfigMismatchError(
-            f"{run_dir} holds embeddings made with another configuration ({'; '.join(diffs)}). "
-            "Use a new --out directory, or repeat the original options to resume."
-        )
-    return old
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _run_info(
-    source: str | os.PathLike[str] | ImageSource,
-    src: ImageSource,
-    limit: int | None,
-    previous: dict[str, Any] | None,
-    loaded: LoadedModel,
-    cfg: EmbedConfig,
-    precision: str,
-    runtime_report: dict[str, Any],
-    device: torch.device,
-    fingerprint: dict[str, Any],
-) -> dict[str, Any]:
-    """The embedding stage's sections of run.json at the start of a run (status ``running``)."""
-    source_entry = {
-        **src.describe(),
-        "spec": str(source) if not isinstance(source, ImageSource) else src.kind,
-        "limit": limit,
-    }
-    return {
-        "dinomap_version": _dinomap_version(),
-        "created": (previous or {}).get("created", _now()),
-        "updated": _now(),
-        "status": "running",
-        "source": source_entry,
-        "sources": _merge_sources(
-            (previous or {}).get("sources")
-            or ([previous["source"]] if previous and previous.get("source") else []),
-            source_entry,
-        ),
-        "model": loaded.describe(),
-        "weights": loaded.weights_dict(),
-        "preprocessing": {
-            "source_size": cfg.source_size,
-            "source_resize": "cv2.resize INTER_LINEAR"
-            if cfg.source_size
-            else "cv2 INTER_AREA to input size",
-            "input_size": cfg.input_size,
-            "upsample": "bilinear (torch, on the batch)",
-            "mean": list(loaded.mean),
-            "std": list(loaded.std),
-            "batch_size": cfg.batch_size,
-        },
-        "precision": precision,
-        "runtime": runtime_report,
-        "device": {"type": device.type, "name": _device_name(device)},
-        "fingerprint": fingerprint,
-        "versions": _versions(),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "model_kwargs"},
-        "timings": {},
-        "counts": {},
-        "history": (previous or {}).get("history", []),
-    }
 
 
 def _pending() -> dict[str, list[Any]]:
@@ -278,12 +133,15 @@ class _LoopState:
                 v.clear()
         self.last_flush = time.perf_counter()
 
-    def close(self) -> float:
-        """Flush, wait for every shard write (a failed one raises); the loop's seconds."""
+    def close(self, skipped: Sequence[tuple[str, str]] = ()) -> float:
+        """Flush, wait for every shard write (a failed one raises); the loop's seconds.
+        ``skipped``: the source's files that are no images, listed first among the errors."""
         self.flush()
         self.writer.shutdown(wait=True)
         for fut in self.writes:
             fut.result()  # a failed write (disk full...) is an error, not a silent loss
+        self.errors[:0] = list(skipped)
+        self.not_images = len(skipped)
         return time.perf_counter() - self.t0
 
 
@@ -324,6 +182,34 @@ def _finish_info(
         *info["history"],
         {"finished": info["updated"], "status": status, **info["counts"]},
     ][-50:]
+
+
+def _run_dir(out: str | os.PathLike[str]) -> Any:
+    """The run directory: a Path, or a UrlPath on object storage (``s3://...``)."""
+    run_dir = run_path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InvalidParameterError(f"--out {run_dir} exists and is not a directory.")
+    return run_dir
+
+
+def _some_stored(
+    n_stored: int, n_items: int, run_dir: Any, errors: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``errors``, once some image is stored; else the :class:`NoImagesError` that says why."""
+    if n_stored == 0:
+        raise NoImagesError(
+            f"none of the {n_items} images could be embedded; reasons are in {run_dir / 'errors.csv'}"
+            + (f" (first: {errors[0][0]}: {errors[0][1]})" if errors else "")
+        )
+    return errors
+
+
+def _write_fields(run_dir: Path, src: ImageSource, items: list[Any]) -> None:
+    """A manifest's other columns, for the report's inspect panel and filters."""
+    fields = src.fields
+    if fields:
+        write_metadata(run_dir, [it.path for it in items],
+                       {k: v[: len(items)] for k, v in fields.items()})  # fmt: skip
 
 
 def _load_encoder(cfg: EmbedConfig) -> tuple[LoadedModel, float]:
@@ -416,8 +302,7 @@ def embed(
     engine, ray_options : {"local", "ray"}, RayOptions
         ``"ray"``: the same stage on a Ray cluster (:mod:`dinomap.embed.ray_engine`).
     check : callable, optional
-        Called with the number of images the run will hold once the source is listed, before
-        the model is loaded or an image read: ``dinomap run`` checks its map parameters there.
+        Called with the source's image count before the model loads or an image is read.
 
     Returns
     -------
@@ -447,9 +332,7 @@ def embed(
     src = source if isinstance(source, ImageSource) else open_source(source, data_dir, split)
     if check is not None:
         check(len(src.items[:limit] if limit else src.items))
-    run_dir = run_path(out)  # a Path, or a UrlPath on object storage (s3://...)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InvalidParameterError(f"--out {run_dir} exists and is not a directory.")
+    run_dir = _run_dir(out)
     fingerprint = _fingerprint(cfg, precision, _weights_identity(cfg))
     previous = _check_same_config(run_dir, fingerprint)
 
@@ -464,11 +347,7 @@ def embed(
     )
     _write_info(run_dir, info)
 
-    fields = src.fields
-    if fields:  # a manifest's other columns, for the report's inspect panel and filters
-        n_listed = len(plan.items)
-        write_metadata(run_dir, [it.path for it in plan.items],
-                       {k: v[:n_listed] for k, v in fields.items()})  # fmt: skip
+    _write_fields(run_dir, src, plan.items)
     show = progress if progress is not None else sys.stderr.isatty()
     state = _LoopState(run_dir, cfg.shard_size, cfg.flush_seconds)
     status = "interrupted"
@@ -477,20 +356,13 @@ def embed(
                    show, (engine, ray_options))  # fmt: skip
         status = "complete"
     finally:  # also on KeyboardInterrupt or an exception: nothing finished is lost
-        t_embed = state.close()
-        state.errors[:0] = src.skipped  # files of the source that are no images: said too
-        state.not_images = len(src.skipped)
+        t_embed = state.close(src.skipped)
         n_stored = len({path for path, _ in stored_keys(run_dir)})  # a changed file counts once
         write_errors(run_dir, state.errors)
         seconds = {"load_model_s": t_model, "plan_s": plan.seconds, "embed_s": t_embed,
                    "total_s": time.perf_counter() - t_start}  # fmt: skip
         _finish_info(info, state, status, plan, n_stored, seconds)
         _write_info(run_dir, info)
-    errors = state.errors
-    if n_stored == 0:
-        raise NoImagesError(
-            f"none of the {len(plan.items)} images could be embedded; reasons are in {run_dir / 'errors.csv'}"
-            + (f" (first: {errors[0][0]}: {errors[0][1]})" if errors else "")
-        )
+    errors = _some_stored(n_stored, len(plan.items), run_dir, state.errors)
     return EmbedResult(run_dir, len(plan.items), state.n_new, plan.n_already, len(errors), errors,
                        time.perf_counter() - t_start, info)  # fmt: skip

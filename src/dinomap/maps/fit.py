@@ -115,13 +115,7 @@ def make_maps(
     """
     t_start = time.perf_counter()
     names, params = _check_methods(methods, params)
-    if isinstance(source, str | os.PathLike):  # a run: every parameter checked before reading it
-        from dinomap.store.embeddings import StoredEmbeddings
-
-        stored = StoredEmbeddings(source).stamp
-        if stored is not None:
-            check_map_request(names, params, stored["n_rows"], random_state=random_state,
-                              n_jobs=n_jobs, device=device, large_data=large_data)  # fmt: skip
+    _check_before_loading(source, names, params, random_state, n_jobs, device, large_data)
     X, lab, pths, info, run_dir, stamp = load_points(source, labels, paths)
     n = X.shape[0]
     out = Path(out_dir) if out_dir is not None else run_dir
@@ -293,6 +287,27 @@ def _check_methods(
             if say:
                 logger.warning("parameters given for %s, which is not being made", key)
     return names, checked
+
+
+def _check_before_loading(
+    run: Any,
+    names: list[str],
+    params: Mapping[str, Mapping[str, Any]],
+    random_state: Any,
+    n_jobs: int | None,
+    device: str | None,
+    large_data: bool | str | int,
+) -> None:
+    """:func:`check_map_request` for the images a run stores (its key columns only read),
+    before they are loaded; nothing for points given as arrays."""
+    if not isinstance(run, str | os.PathLike):
+        return
+    from dinomap.store.embeddings import StoredEmbeddings
+
+    stored = StoredEmbeddings(run).stamp
+    if stored is not None:
+        check_map_request(names, params, stored["n_rows"], random_state=random_state,
+                          n_jobs=n_jobs, device=device, large_data=large_data)  # fmt: skip
 
 
 def check_map_request(
