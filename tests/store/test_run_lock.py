@@ -123,8 +123,8 @@ def test_wait_waits_for_the_holder_and_then_writes(image_folder: Path, tmp_path:
 def test_two_embeds_at_once_store_each_image_once(
     embedded: Path, image_folder: Path, tmp_path: Path
 ) -> None:
-    """Two ``embed`` and then an ``embed`` with a ``map`` started together into one run: the
-    stored rows are the uninterrupted run's, once each."""
+    """Two ``embed``, then an ``embed`` with a ``map``, then two ``map`` started together on
+    one run: the stored rows and the map are the uninterrupted run's, once each."""
     run = tmp_path / "twice"
     procs = [_embed(image_folder, run, "--wait") for _ in range(2)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0], [
@@ -140,6 +140,13 @@ def test_two_embeds_at_once_store_each_image_once(
     assert mapper.wait(timeout=300) == 0 and again.wait(timeout=300) == 0
     assert _rows(run) == _rows(embedded)
     assert len(pq.read_table(run / "maps.parquet")) == len(_rows(embedded))
+    # two maps at once: one after the other, the map of one uninterrupted run
+    before = (run / "maps.parquet").read_bytes()
+    maps = [subprocess.Popen([sys.executable, "-c", code, "map", str(run), "--methods", "pca",
+                              "--wait", "-q"], stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    assert [p.wait(timeout=300) for p in maps] == [0, 0]
+    assert (run / "maps.parquet").read_bytes() == before
 
 
 def test_the_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
