@@ -191,3 +191,23 @@ def test_umap_fit_transform_save_load(tmp_path: Path, make_clusters) -> None:
     d = ((new[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
     nearest = np.asarray(labels[:250])[d.argmin(axis=1)]
     assert (nearest == np.asarray(labels[250:])).mean() >= 0.95
+
+
+def test_a_umap_fitted_with_progress_on_draws_no_bar_when_it_is_off(
+    tmp_path: Path, make_clusters, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A map made in a terminal (bars on) and placed on later with stderr redirected (bars
+    off, as ``dinomap project 2> log``) writes no carriage-return bar into that log."""
+    from dinomap.maps.progress import show_progress
+
+    X, _ = make_clusters(300, 16, k=4)
+    um = UMAPReducer(random_state=0, n_epochs=20)
+    with show_progress(True):
+        um.fit(X[:250])
+    um.save(tmp_path / "umap")
+    back = load_reducer(tmp_path / "umap")
+    capsys.readouterr()
+    with show_progress(False):
+        back.transform(X[250:])
+    err = capsys.readouterr().err
+    assert "\r" not in err, err[:300]

@@ -158,6 +158,9 @@ class UMAPReducer(Reducer):
         return np.asarray(self.umap_.embedding_)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
+        # the bar follows this call's progress setting, not the one the model was fitted (and
+        # pickled) with: a map made in a terminal must not draw bars into a redirected stderr
+        self.umap_.tqdm_kwds = {**(getattr(self.umap_, "tqdm_kwds", None) or {}), **_tqdm_kwds()}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
             return np.asarray(self.umap_.transform(X))
