@@ -61,3 +61,21 @@ def test_make_maps_quiet(tmp_path, capsys) -> None:
     X, _ = make_clusters(100, 8, 2, 2, 0)
     make_maps(X, methods="pca", out_dir=tmp_path, progress=False, plots=False)
     assert "dinomap:" not in capsys.readouterr().err
+
+
+def test_the_networks_phases_are_timed(tmp_path) -> None:
+    """Each neural map's phases (graph, initial layout, UMAP-loss steps; regression, affinities,
+    t-SNE-loss steps) have their seconds in metrics.json, inside the method's fit."""
+    X, y = make_clusters(600, 16, 3, 3, 0)
+    make_maps((X, y.tolist()), methods="tsne,tsne_nn,parametric_umap", out_dir=tmp_path,
+              plots=False, save_mappers=False,
+              params={"tsne": {"n_iter": 60, "early_exaggeration_iter": 40},
+                      "tsne_nn": {"max_steps": 60, "contrastive_steps": 20,
+                                  "contrastive_batch_size": 64},
+                      "parametric_umap": {"n_epochs": 2}})  # fmt: skip
+    timings = json.loads((tmp_path / "metrics.json").read_text())["timings"]
+    for method, phases in (("tsne_nn", ("regression steps", "affinities", "t-SNE loss steps")),
+                           ("parametric_umap", ("graph", "initial layout", "UMAP loss steps"))):
+        parts = [timings[f"{method}: {p}"] for p in phases]
+        assert all(t > 0 for t in parts), (method, parts)
+        assert sum(parts) <= timings[f"{method}: fit"], (method, parts, timings[f"{method}: fit"])

@@ -27,6 +27,7 @@ from dinomap._validation import (
     check_positive_int,
 )
 from dinomap.exceptions import InvalidParameterError
+from dinomap.maps.progress import stage
 from dinomap.metrics import map_agreement
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric._tsne_loss import check_affinities, fit_affinities, train_tsne_loss
@@ -329,14 +330,17 @@ class TSNEApproximator(NeuralMapper):
         train_set = (to_dev(X_train), to_dev(y_std.transform(Ya[train_idx])))
         val_set = (to_dev(X_val), to_dev(y_std.transform(Ya[val_idx])))
         gen = make_generator(seed + 1, device)
-        result = _regress(net.mlp, train_set, val_set, p, gen, self)
+        with stage("tsne_nn: regression steps"):
+            result = _regress(net.mlp, train_set, val_set, p, gen, self)
         self.history_ = [{**h, "phase": "regression"} for h in result.history]
         if p["c_steps"] > 0 and len(train_idx) > 2 * p["c_batch"]:
-            if affinities is None:
-                affinities = fit_affinities(Xa[train_idx], p["perplexity"], seed)
-            else:
-                affinities = affinities[train_idx][:, train_idx]
-            self.history_ += _tune(net, train_set, affinities, p, gen, bool(self.verbose))
+            with stage("tsne_nn: affinities"):
+                if affinities is None:
+                    affinities = fit_affinities(Xa[train_idx], p["perplexity"], seed)
+                else:
+                    affinities = affinities[train_idx][:, train_idx]
+            with stage("tsne_nn: t-SNE loss steps"):
+                self.history_ += _tune(net, train_set, affinities, p, gen, bool(self.verbose))
         self.net_ = net.eval()
         self.device_ = device
         self.n_features_in_ = int(Xa.shape[1])

@@ -40,6 +40,7 @@ from dinomap._validation import (
     check_positive_int,
 )
 from dinomap.exceptions import DinomapError, InvalidParameterError
+from dinomap.maps.progress import stage
 from dinomap.parametric._base import NeuralMapper
 from dinomap.parametric._keras import KERAS_HINT, fit_keras, load_keras, write_keras_mapper
 from dinomap.parametric._umap_graph import (
@@ -285,7 +286,8 @@ class ParametricUMAP(NeuralMapper):
         seed = seed_from_random_state(self.random_state)
         x_std, proj, Xs = fit_inputs(Xa, p["scaling"], p["pca"], seed)
 
-        coo = self._graph(Xa, graph, n_neighbors, seed)
+        with stage("parametric_umap: graph"):
+            coo = self._graph(Xa, graph, n_neighbors, seed)
         import_umap()
         from umap.umap_ import find_ab_params
 
@@ -301,18 +303,20 @@ class ParametricUMAP(NeuralMapper):
         gen = make_generator(seed + 1, device)
         history: list[dict[str, float]] = []
 
-        history += self._init_layout(net.mlp, X_dev, Xa, init, init_coords, gen, device, lr, seed)
-
-        result = train(
-            net.mlp,
-            edge_batches(edges, X_dev, gen, device, batch_size, neg_rate),
-            umap_loss(a, b, neg_rate),
-            n_epochs=n_epochs,
-            learning_rate=lr,
-            lr_schedule="linear",
-            verbose=bool(self.verbose),
-            desc="parametric UMAP",
-        )
+        with stage("parametric_umap: initial layout"):
+            history += self._init_layout(net.mlp, X_dev, Xa, init, init_coords, gen, device, lr,
+                                         seed)  # fmt: skip
+        with stage("parametric_umap: UMAP loss steps"):
+            result = train(
+                net.mlp,
+                edge_batches(edges, X_dev, gen, device, batch_size, neg_rate),
+                umap_loss(a, b, neg_rate),
+                n_epochs=n_epochs,
+                learning_rate=lr,
+                lr_schedule="linear",
+                verbose=bool(self.verbose),
+                desc="parametric UMAP",
+            )
         history += [{**h, "phase": "umap"} for h in result.history]  # type: ignore[dict-item]
         self.net_ = net.eval()
         self.device_ = device
