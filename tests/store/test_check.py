@@ -60,6 +60,7 @@ def test_repair_restores_the_previous_run_json(
     restored = json.loads((run / "run.json").read_text())
     assert restored["model"] == good["model"] and restored["weights"] == good["weights"]
     assert restored["counts"]["stored"] == good["counts"]["stored"]
+    assert restored["status"] in ("complete", "interrupted")  # never a "running" left over
     assert main(["map", str(run), "--methods", "pca", "--no-plots", "-q"]) == 0
 
 

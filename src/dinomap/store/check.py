@@ -109,8 +109,13 @@ def _check_run_json(run: Path, result: CheckResult, repair: bool) -> dict[str, A
             result.problems.append(str(exc))
             return None
         if backup is not None:
+            was = backup.get("status")
+            if was == "running":  # the update after it never landed: say so, not "running"
+                backup["status"] = "interrupted"
             atomic_write_json(path, backup)
-            result.repaired.append(f"{RUN_FILE} restored from {RUN_FILE}{BACKUP_SUFFIX}")
+            result.repaired.append(f"{RUN_FILE} restored from {RUN_FILE}{BACKUP_SUFFIX}"
+                                   + (" (its status 'running' is now 'interrupted')"
+                                      if was == "running" else ""))  # fmt: skip
             return backup
         return None  # rebuilt once the shards are counted
     result.ok.append(f"{RUN_FILE} reads")
