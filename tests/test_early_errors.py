@@ -85,3 +85,18 @@ def test_project_checks_its_maps_before_embedding(
     capsys.readouterr()
     assert main(["project", str(run), str(image_folder), "--method", "umap"]) == 2
     assert "method must be one of 'pca'; got 'umap'" in capsys.readouterr().err
+
+
+def test_run_checks_against_the_points_the_maps_will_hold(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """Two new images into a run of eight: perplexity 2 is fine for the ten points mapped,
+    though it would be too large for the two new ones alone."""
+    from .conftest import write_images
+
+    run = tmp_path / "run"
+    assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
+    more = tmp_path / "more"
+    write_images(more, n_per_class=1, seed=5)
+    assert main(["run", str(more), "--out", str(run), "--methods", "pca,tsne",
+                 "--param", "tsne.perplexity=2", "--no-export", "--no-report", *RUN]) == 0  # fmt: skip

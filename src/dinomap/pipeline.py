@@ -77,7 +77,11 @@ def run_pipeline(
     from dinomap.maps.fit import check_map_request
 
     def check(n: int) -> None:  # every map parameter, before the first image is read
-        check_map_request(methods, params, n, random_state=seed, device=config.device)
+        from dinomap.store.embeddings import stored_rows
+
+        # the maps will hold the source's images and what the run stores already (at most)
+        n_points = n + (stored_rows(out) if Path(out).is_dir() else 0)
+        check_map_request(methods, params, n_points, random_state=seed, device=config.device)
 
     t0 = time.perf_counter()
     res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,

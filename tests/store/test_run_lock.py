@@ -162,3 +162,30 @@ def test_the_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_in_the_way_is_one_line_and_threads_lock_each_other_out(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("x")
+    assert main(["embed", str(image_folder), "--out", str(in_the_way), *EMBED]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists and is not a directory" in err[0], err
+    # another thread of the same process is another writer
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with writer_lock(tmp_path / "r", "second"):
+                pass
+        except RunLockedError as exc:
+            errors.append(exc)
+
+    with writer_lock(tmp_path / "r", "first"):
+        t = threading.Thread(target=second)
+        t.start()
+        t.join()
+    assert len(errors) == 1 and "dinomap first" in str(errors[0])

@@ -35,7 +35,7 @@ RUN_DIR_ARGS: dict[str, str] = {
 }  # fmt: skip
 _WRITES_REMOTE = {"embed"}  # writes the remote run itself: lock, no mirror
 _MAKES_RUN = {"run", "demo", "embed"}  # may start a run that is not there yet
-_READERS = {"search"}  # take no writer lock (search writes only its own result files)
+_READERS = {"search"}  # no writer lock: search reads the run (and caches its index, atomically)
 #: What a command's mirror leaves on the remote: ``project`` places new points with the mappers
 #: and draws the stored maps, it reads only the key columns of the shards (from the remote).
 _PULL_SKIP = {"project": ("embeddings/",)}
@@ -222,9 +222,9 @@ def _written_run(args: argparse.Namespace, target: str | None) -> str | None:
         return None
     if command == "map" and out:
         return None if is_url(out) else str(out)
-    if command in _MAKES_RUN or Path(target).is_dir():
+    if Path(target).is_dir() or (command in _MAKES_RUN and not Path(target).exists()):
         return target
-    return None
+    return None  # a file in the way, a features file, a run that is not there: the command says
 
 
 def call_command(args: argparse.Namespace) -> int:

@@ -89,10 +89,10 @@ def print_embed_summary(res: EmbedResult) -> None:
         f"embedded {c['embedded_this_run']} image(s) in {res.seconds:.1f} s "
         f"({res.images_per_second:.1f} img/s), {c['already_stored']} already stored, "
         f"{c['failed']} failed"
-        + (f" ({c['not_images']} not images)" if c.get("not_images") else "")
+        + (f", {c['not_images']} files that are no images" if c.get("not_images") else "")
         + f", {c['stored']} in {res.run_dir}"
     )
-    if c["failed"]:
+    if c["failed"] or c.get("not_images"):
         print(f"  failed images and reasons: {res.run_dir / 'errors.csv'}")
     runtime = res.info.get("runtime", {})
     ran = runtime.get("runtime", "torch")

@@ -70,7 +70,7 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
 
 
 #: Library parameter names whose flag has another name.
-_FLAG_OF = {"random_state": "seed", "n_components": "pca"}
+_FLAG_OF = {"random_state": "seed"}
 
 
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

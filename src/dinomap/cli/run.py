@@ -41,8 +41,8 @@ def verified_text(report: Any) -> str:
     if report.status == "passed":
         return " (verified)"
     where = f"see {VERIFICATION_FILE}"
-    if failed:
-        return f" (verification FAILED for {failed} model(s); {where})"
+    if report.status == "failed":
+        return f" (verification FAILED{f' for {failed} model(s)' if failed else ''}; {where})"
     return f" (verified with {waived} waiver{'s' if waived != 1 else ''}; {where})"
 
 

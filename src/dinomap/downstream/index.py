@@ -72,6 +72,8 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     return Y
 
 
+#: Rows normalised at a time by :func:`cosine_floor`.
+_FLOOR_CHUNK = 65_536
 #: Every pairwise cosine within this of 1: the embeddings cannot tell images apart.
 DEGENERATE_SPREAD = 1e-5
 
@@ -88,12 +90,20 @@ def cosine_floor(X: np.ndarray) -> float:
     >>> round(cosine_floor(np.array([[1.0, 0.0], [0.0, 1.0]])), 6) + 0.0
     0.0
     """
-    Xn = l2_normalize(X).astype(np.float64)
-    mean = Xn.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if Xn.shape[0] < 2 or norm == 0.0:
-        return -1.0 if Xn.shape[0] >= 2 else 1.0
-    theta = float(np.arccos(np.clip((Xn @ (mean / norm)).min(), -1.0, 1.0)))
+    n = X.shape[0]
+    if n < 2:
+        return 1.0
+    chunks = range(0, n, _FLOOR_CHUNK)  # rows a chunk at a time: no copy of all of X
+    total = np.zeros(X.shape[1], dtype=np.float64)
+    for start in chunks:
+        total += l2_normalize(X[start : start + _FLOOR_CHUNK]).sum(axis=0, dtype=np.float64)
+    norm = float(np.linalg.norm(total))
+    if norm == 0.0:
+        return -1.0
+    direction = total / norm  # float64: near-identical rows differ beyond float32's digits
+    lowest = min(float((l2_normalize(X[s : s + _FLOOR_CHUNK]).astype(np.float64) @ direction).min())
+                 for s in chunks)  # fmt: skip
+    theta = float(np.arccos(np.clip(lowest, -1.0, 1.0)))
     return float(np.cos(min(2.0 * theta, np.pi)))
 
 

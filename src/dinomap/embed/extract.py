@@ -173,10 +173,10 @@ def _finish_info(
         "already_stored": plan.n_already,
         "hashed_to_resume": plan.hashed,
         "hashed_on": plan.where,
-        "failed": len(state.errors),
+        "failed": len(state.errors) - state.not_images,  # images that could not be embedded
         "stored": n_stored,
     }
-    if state.not_images:  # of the failed: files that are no images (errors.csv says which)
+    if state.not_images:  # files of the source that are no images (errors.csv says which)
         info["counts"]["not_images"] = state.not_images
     info["history"] = [
         *info["history"],
@@ -364,5 +364,6 @@ def embed(
         _finish_info(info, state, status, plan, n_stored, seconds)
         _write_info(run_dir, info)
     errors = _some_stored(n_stored, len(plan.items), run_dir, state.errors)
-    return EmbedResult(run_dir, len(plan.items), state.n_new, plan.n_already, len(errors), errors,
+    return EmbedResult(run_dir, len(plan.items), state.n_new, plan.n_already,
+                       len(errors) - state.not_images, errors,
                        time.perf_counter() - t_start, info)  # fmt: skip

@@ -302,11 +302,11 @@ def _check_before_loading(
     before they are loaded; nothing for points given as arrays."""
     if not isinstance(run, str | os.PathLike):
         return
-    from dinomap.store.embeddings import StoredEmbeddings
+    from dinomap.store.embeddings import stored_rows
 
-    stored = StoredEmbeddings(run).stamp
-    if stored is not None:
-        check_map_request(names, params, stored["n_rows"], random_state=random_state,
+    n = stored_rows(run)  # from the shards' footers: an upper bound of the points, read at once
+    if n:
+        check_map_request(names, params, n, random_state=random_state,
                           n_jobs=n_jobs, device=device, large_data=large_data)  # fmt: skip
 
 

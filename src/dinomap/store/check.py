@@ -38,6 +38,8 @@ from dinomap.store.layout import (
     DOWNSTREAM_DIR,
     EXPORT_DIR,
     EXPORT_METADATA_FILE,
+    INDEX_INFO_FILE,
+    KNN_INFO_FILE,
     MAPS_FILE,
     METRICS_FILE,
     REPORT_FILE,
@@ -198,7 +200,9 @@ def _check_derived(run: Path, n: int, result: CheckResult) -> None:
     result.problems.extend(stale_outputs(run))
     report = run / REPORT_FILE
     if report.is_file():
-        shown = [maps, run / METRICS_FILE, *sorted((run / DOWNSTREAM_DIR).glob("*.json"))]
+        caches = {INDEX_INFO_FILE, KNN_INFO_FILE}  # search's index: not shown in the report
+        shown = [maps, run / METRICS_FILE, *sorted(p for p in (run / DOWNSTREAM_DIR).glob("*.json")
+                                                   if p.name not in caches)]  # fmt: skip
         newer = [p for p in shown if p.is_file() and p.stat().st_mtime > report.stat().st_mtime]
         if newer:
             names = ", ".join(str(p.relative_to(run)) for p in newer[:4])

@@ -39,6 +39,7 @@ __all__ = [
     "next_shard_index",
     "read_metadata",
     "stored_keys",
+    "stored_rows",
     "write_errors",
     "write_metadata",
     "write_shard",
@@ -164,6 +165,19 @@ def _read_table(run: Path, columns: list[str] | None = None) -> pa.Table | None:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def stored_rows(run_dir: str | os.PathLike[str]) -> int:
+    """How many rows the run's shards hold, from their Parquet footers alone (no column is
+    read): at least the number of stored images (a path embedded again counts twice)."""
+    total = 0
+    for shard in _shards(run_path(run_dir)):
+        if isinstance(shard, Path):
+            total += pq.read_metadata(shard).num_rows
+        else:
+            with _open_shard(shard, ranges=True) as fh:
+                total += pq.read_metadata(fh).num_rows
+    return total
+
+
 def stored_keys(run_dir: str | os.PathLike[str]) -> set[tuple[str, str]]:
     """The ``(path, sha256)`` pairs already embedded in a run directory."""
     table = _read_table(run_path(run_dir), columns=["path", "sha256"])
@@ -230,7 +244,7 @@ def load_embeddings(run_dir: str | os.PathLike[str]) -> Embeddings:
     order = sorted(last.values(), key=lambda i: paths[i])
     idx = np.asarray(order, dtype=np.int64)
     sha_all = table.column("sha256").to_pylist()
-    repeated = len(paths) - len(set(zip(paths, sha_all, strict=True)))
+    repeated = 0 if len(last) == len(paths) else len(paths) - len(set(zip(paths, sha_all, strict=True)))
     if repeated:
         logger.warning("%s stores %d row(s) twice (same path and sha256; two writers at once?): "
                        "one of each is used here, other Parquet readers see both; "

@@ -149,6 +149,8 @@ def _read_duplicate_groups(run_dir: Path, paths: Sequence[str]) -> dict[str, Any
     return {"names": names, "codes": _b64(codes)}
 
 
+#: A field with more distinct values than this stays in metadata.parquet, out of the page.
+FIELD_VALUES_MAX = 100_000
 #: A field with at most this many distinct values (and fewer than the points) is a colouring
 #: and a legend filter too.
 FIELD_FILTER_MAX = 50
@@ -167,17 +169,26 @@ def _read_fields(run_dir: Path, paths: Sequence[str]) -> list[dict[str, Any]] | 
         return None
     if meta is None or not len(paths):
         return None
+    import pandas as pd
+
     meta = meta.drop_duplicates("path", keep="last").set_index("path")
     out = []
     for column in meta.columns:
-        values = meta[column].reindex(list(paths)).tolist()
-        texts = [NO_VALUE if v is None or v != v else str(v) for v in values]
-        names = sorted(set(texts), key=lambda t: (t == NO_VALUE, t))
-        lookup = {name: k for k, name in enumerate(names)}
-        codes = np.asarray([lookup[t] for t in texts], dtype=_code_dtype(len(names)))
+        values = meta[column].reindex(list(paths)).fillna(NO_VALUE).astype(str)
+        codes_raw, uniques = pd.factorize(values, sort=True)
+        if len(uniques) > FIELD_VALUES_MAX:  # captions, ids: not carried into every page
+            logger.info("source column %r has %d values: not in the report", column, len(uniques))
+            continue
+        names = [str(u) for u in uniques]
+        if NO_VALUE in names:  # the missing ones last, as the legends put "no label"
+            order = sorted(range(len(names)), key=lambda k: (names[k] == NO_VALUE, names[k]))
+            remap = np.empty(len(names), dtype=np.int64)
+            remap[order] = np.arange(len(names))
+            codes_raw, names = remap[codes_raw], [names[k] for k in order]
+        codes = np.asarray(codes_raw, dtype=_code_dtype(len(names)))
         out.append({"name": str(column), "names": names, "codes": _b64(codes),
                     "bytes": codes.itemsize,  # one value per point (an id) is no class
-                    "filter": len(names) <= min(FIELD_FILTER_MAX, len(texts) - 1)})  # fmt: skip
+                    "filter": len(names) <= min(FIELD_FILTER_MAX, len(values) - 1)})  # fmt: skip
     return out or None
 
 
