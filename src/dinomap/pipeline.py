@@ -10,6 +10,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,23 @@ def _export_device(device: str) -> str:
     if device == "auto":
         return "auto"
     return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def _check_maps(
+    out: Path,
+    methods: str | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    seed: int,
+    device: str,
+    n: int,
+) -> None:
+    """Every map parameter checked once the source's ``n`` images are listed, before the first
+    is read; the maps will hold them and, at most, what the run stores already."""
+    from dinomap.maps.fit import check_map_request
+    from dinomap.store.embeddings import stored_rows
+
+    n_points = n + (stored_rows(out) if out.is_dir() else 0)
+    check_map_request(methods, params, n_points, random_state=seed, device=device)
 
 
 def run_pipeline(
@@ -74,16 +92,9 @@ def run_pipeline(
 
             start_warm_up()
     from dinomap.embed.extract import embed
-    from dinomap.maps.fit import check_map_request
-
-    def check(n: int) -> None:  # every map parameter, before the first image is read
-        from dinomap.store.embeddings import stored_rows
-
-        # the maps will hold the source's images and what the run stores already (at most)
-        n_points = n + (stored_rows(out) if Path(out).is_dir() else 0)
-        check_map_request(methods, params, n_points, random_state=seed, device=config.device)
 
     t0 = time.perf_counter()
+    check = functools.partial(_check_maps, out, methods, params, seed, config.device)
     res = embed(source, out, config, data_dir=data_dir, split=split, limit=limit,
                 progress=False if quiet else None, check=check)  # fmt: skip
     done("embed", {"seconds": round(time.perf_counter() - t0, 2), "result": res})
