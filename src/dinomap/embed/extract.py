@@ -40,12 +40,12 @@ from dinomap.embed.models import (
 from dinomap.embed.plan import ResumePlan, resume_plan
 from dinomap.embed.ray_engine import embed_ray_run, engine_device, ray_hasher
 from dinomap.embed.record import (
-    _check_same_config,
-    _fingerprint,
-    _now,
-    _run_info,
-    _weights_identity,
-    _write_info,
+    check_same_config,
+    config_fingerprint,
+    new_run_info,
+    now_iso,
+    weights_identity,
+    write_run_info,
 )
 from dinomap.exceptions import (
     InvalidParameterError,
@@ -156,7 +156,7 @@ def _finish_info(
     """Stamp the end of a run into ``info``: status, timings, counts and a history entry."""
     n_new, t_embed, first_batch = state.n_new, seconds["embed_s"], state.first_batch
     info["status"] = status
-    info["updated"] = _now()
+    info["updated"] = now_iso()
     info["timings"] = {
         **{k: round(v, 3) for k, v in seconds.items()},
         "images_per_s": round(n_new / t_embed, 2) if t_embed > 0 else None,
@@ -333,8 +333,8 @@ def embed(
     if check is not None:
         check(len(src.items[:limit] if limit else src.items))
     run_dir = _run_dir(out)
-    fingerprint = _fingerprint(cfg, precision, _weights_identity(cfg))
-    previous = _check_same_config(run_dir, fingerprint)
+    fingerprint = config_fingerprint(cfg, precision, weights_identity(cfg))
+    previous = check_same_config(run_dir, fingerprint)
 
     loaded, t_model = _load_encoder(cfg)
     plan = resume_plan(src, run_dir, limit, ray_hasher(ray_options) if engine == "ray" else None)
@@ -342,10 +342,10 @@ def embed(
     runtime_report: dict[str, Any] = {"requested": cfg.runtime, "runtime": runtime,
                                       "threads": thread_counts()}  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = _run_info(
+    info = new_run_info(
         source, src, limit, previous, loaded, cfg, precision, runtime_report, device, fingerprint
     )
-    _write_info(run_dir, info)
+    write_run_info(run_dir, info)
 
     _write_fields(run_dir, src, plan.items)
     show = progress if progress is not None else sys.stderr.isatty()
@@ -362,7 +362,7 @@ def embed(
         seconds = {"load_model_s": t_model, "plan_s": plan.seconds, "embed_s": t_embed,
                    "total_s": time.perf_counter() - t_start}  # fmt: skip
         _finish_info(info, state, status, plan, n_stored, seconds)
-        _write_info(run_dir, info)
+        write_run_info(run_dir, info)
     errors = _some_stored(n_stored, len(plan.items), run_dir, state.errors)
     return EmbedResult(run_dir, len(plan.items), state.n_new, plan.n_already,
                        len(errors) - state.not_images, errors,

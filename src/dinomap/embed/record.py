@@ -26,7 +26,14 @@ from dinomap.embed.models import (
 from dinomap.exceptions import ConfigMismatchError
 from dinomap.store import RUN_FILE, read_run_info, update_run_info
 
-__all__: list[str] = []  # the embed stage's own helpers (dinomap.embed.extract)
+__all__ = [
+    "check_same_config",
+    "config_fingerprint",
+    "new_run_info",
+    "now_iso",
+    "weights_identity",
+    "write_run_info",
+]
 
 
 def _dinomap_version() -> str:
@@ -55,7 +62,7 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def _fingerprint(cfg: EmbedConfig, precision: str, weights_identity: str) -> dict[str, Any]:
+def config_fingerprint(cfg: EmbedConfig, precision: str, weights_identity: str) -> dict[str, Any]:
     return {
         "model": resolve_model_name(cfg.model),
         "model_kwargs": json.loads(json.dumps(dict(cfg.model_kwargs), default=str)),
@@ -66,7 +73,7 @@ def _fingerprint(cfg: EmbedConfig, precision: str, weights_identity: str) -> dic
     }
 
 
-def _weights_identity(cfg: EmbedConfig) -> str:
+def weights_identity(cfg: EmbedConfig) -> str:
     if cfg.random_init:
         return WeightsInfo("random-init", True, seed=cfg.init_seed).identity()
     if cfg.weights is not None:
@@ -86,7 +93,7 @@ def _merge_sources(sources: list[dict[str, Any]], new: dict[str, Any]) -> list[d
     return [*kept, new]
 
 
-def _write_info(run_dir: Path, info: dict[str, Any]) -> None:
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
     """Write the embedding stage's sections of run.json; later stages' sections survive."""
 
     def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +102,7 @@ def _write_info(run_dir: Path, info: dict[str, Any]) -> None:
     update_run_info(run_dir, change, create=True)
 
 
-def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+def check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     if not (run_dir / RUN_FILE).is_file():
         return None
     old = read_run_info(run_dir)
@@ -113,11 +120,11 @@ def _check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     return old
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _run_info(
+def new_run_info(
     source: str | os.PathLike[str] | ImageSource,
     src: ImageSource,
     limit: int | None,
@@ -137,8 +144,8 @@ def _run_info(
     }
     return {
         "dinomap_version": _dinomap_version(),
-        "created": (previous or {}).get("created", _now()),
-        "updated": _now(),
+        "created": (previous or {}).get("created", now_iso()),
+        "updated": now_iso(),
         "status": "running",
         "source": source_entry,
         "sources": _merge_sources(
