@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from dinomap.exceptions import RunFileError, SourceNotFoundError
 from dinomap.store._atomic import atomic_write_bytes, atomic_write_json
-from dinomap.store.embeddings import _shards
+from dinomap.store.embeddings import shard_paths
 from dinomap.store.info import BACKUP_SUFFIX, read_json_record, read_run_info, update_run_info
 from dinomap.store.layout import (
     DOWNSTREAM_DIR,
@@ -131,7 +131,7 @@ def _key_table(shard: Path) -> pa.Table:
 def _check_shards(run: Path, result: CheckResult, repair: bool) -> int:
     """Check the shards; return the number of images they store (the latest row of a path)."""
     good: list[tuple[Path, pa.Table]] = []
-    for shard in _shards(run):
+    for shard in shard_paths(run):
         try:
             good.append((shard, _key_table(shard)))
         except (OSError, pa.ArrowException) as exc:
@@ -219,7 +219,7 @@ def check_run(run_dir: str | os.PathLike[str], *, repair: bool = False) -> Check
     True
     """
     run = Path(run_dir)
-    if not (run / RUN_FILE).is_file() and not _shards(run):
+    if not (run / RUN_FILE).is_file() and not shard_paths(run):
         raise SourceNotFoundError(f"{run_dir} is not a dinomap run directory (no {RUN_FILE}, "
                                   "no embeddings)")  # fmt: skip
     result = CheckResult(str(run_dir))

@@ -38,6 +38,7 @@ __all__ = [
     "load_embeddings",
     "next_shard_index",
     "read_metadata",
+    "shard_paths",
     "stored_keys",
     "stored_rows",
     "write_errors",
@@ -163,6 +164,11 @@ def _read_table(run: Path, columns: list[str] | None = None) -> pa.Table | None:
         with ThreadPoolExecutor(max_workers=REMOTE_READERS) as pool:
             tables = list(pool.map(lambda p: _read_shard(p, columns), shards))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def shard_paths(run_dir: str | os.PathLike[str]) -> list[Any]:
+    """The run's shard files, in the order in which "the latest wins"."""
+    return _shards(run_path(run_dir))
 
 
 def stored_rows(run_dir: str | os.PathLike[str]) -> int:
