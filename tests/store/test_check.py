@@ -64,6 +64,15 @@ def test_repair_restores_the_previous_run_json(
     assert main(["map", str(run), "--methods", "pca", "--no-plots", "-q"]) == 0
 
 
+def test_a_missing_run_json_comes_back_from_its_backup(run: Path) -> None:
+    good = json.loads((run / "run.json").read_text())
+    (run / "run.json").unlink()
+    assert not check_run(run).passed
+    result = check_run(run, repair=True)
+    assert result.passed and any("restored from run.json.bak" in r for r in result.repaired)
+    assert json.loads((run / "run.json").read_text())["model"] == good["model"]
+
+
 def test_repair_rebuilds_run_json_from_the_shards(run: Path) -> None:
     (run / "run.json").write_text("")
     (run / "run.json.bak").unlink()

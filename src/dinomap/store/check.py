@@ -105,10 +105,11 @@ def _check_run_json(run: Path, result: CheckResult, repair: bool) -> dict[str, A
     path = run / RUN_FILE
     try:
         info = read_run_info(run)
-    except RunFileError as exc:
+    except (RunFileError, SourceNotFoundError) as exc:  # broken, or missing
         backup = _readable_json(run / f"{RUN_FILE}{BACKUP_SUFFIX}")
         if not repair:
-            result.problems.append(str(exc))
+            if path.is_file():
+                result.problems.append(str(exc))
             return None
         if backup is not None:
             was = backup.get("status")
@@ -223,7 +224,7 @@ def check_run(run_dir: str | os.PathLike[str], *, repair: bool = False) -> Check
         raise SourceNotFoundError(f"{run_dir} is not a dinomap run directory (no {RUN_FILE}, "
                                   "no embeddings)")  # fmt: skip
     result = CheckResult(str(run_dir))
-    info = _check_run_json(run, result, repair) if (run / RUN_FILE).is_file() else None
+    info = _check_run_json(run, result, repair)
     n = _check_shards(run, result, repair)
     if info is None and repair:
         info = _rebuilt_info(run, n)
@@ -237,7 +238,8 @@ def check_run(run_dir: str | os.PathLike[str], *, repair: bool = False) -> Check
     if info is None:
         if not (run / RUN_FILE).is_file():
             result.problems.append(f"{run / RUN_FILE} is missing: `dinomap check {run_dir} "
-                                   "--repair` rebuilds it from the shards")  # fmt: skip
+                                   "--repair` restores it from its .bak or rebuilds it from the "
+                                   "shards")  # fmt: skip
         return result
     _check_counts(run, info, n, result, repair)
     _check_derived(run, n, result)
