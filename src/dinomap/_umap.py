@@ -7,7 +7,7 @@ crashes the process: once TensorFlow's native libraries are loaded, loading trit
 torchvision) ends in a segmentation fault. Loading triton first avoids the clash.
 
 So every import of umap-learn in dinomap goes through :func:`import_umap`, which keeps
-TensorFlow out, and the Keras backend goes through :func:`import_parametric_umap`, which loads
+TensorFlow out (and keeps numba off its TBB threading layer, :func:`prefer_openmp_threads`), and the Keras backend goes through :func:`import_parametric_umap`, which loads
 triton before TensorFlow.
 """
 
@@ -16,15 +16,33 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 import warnings
 from types import ModuleType
 
-__all__ = ["import_parametric_umap", "import_umap"]
+__all__ = ["import_parametric_umap", "import_umap", "prefer_openmp_threads"]
 
 _PARAMETRIC = "umap.parametric_umap"
 _lock = threading.RLock()
+
+
+def prefer_openmp_threads() -> None:
+    """Make numba's parallel code use its OpenMP threading layer before TBB (unless the user
+    chose with ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``).
+
+    numba picks TBB first whenever ``libtbb`` is loadable, and OpenVINO (dinomap's CPU runtime)
+    loads it. With oneTBB 2022.3, one available CPU and numba first run from a thread other
+    than the main one (dinomap compiles umap-learn in a background thread), the process then
+    hangs at exit in ``unload_tbb`` (numba/numba#10556, uxlfoundation/oneTBB#2056). OpenMP has
+    no such exit; TBB stays the fallback where OpenMP is missing.
+    """
+    if {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+        return
+    import numba
+
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 
 def import_umap() -> ModuleType:
@@ -32,6 +50,7 @@ def import_umap() -> ModuleType:
     with _lock:
         if "umap" in sys.modules:
             return sys.modules["umap"]
+        prefer_openmp_threads()  # before umap's and pynndescent's parallel code first runs
         # Without "umap" there is no "umap.parametric_umap" either. A None entry makes umap's
         # own ``from .parametric_umap import ...`` raise ImportError, which it handles
         # (ParametricUMAP becomes a stub that says so); removed again once umap is in.

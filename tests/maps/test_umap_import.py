@@ -97,3 +97,34 @@ def test_keras_module_then_torch_dynamo_does_not_crash(tmp_path: Path) -> None:
         "print(m.ParametricUMAP.__name__)\n"
     )
     _check(code, "ParametricUMAP", tmp_path, fake_tf=False)
+
+
+_ONE_CPU_EXIT = """
+import os, sys, threading
+import numpy as np
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one CPU, as a small container
+import openvino  # dinomap's CPU runtime: it loads libtbb, which numba would then pick
+from dinomap._umap import import_umap
+import_umap()
+def worker():  # numba's parallel code first run off the main thread, as UMAP's warm-up does
+    import numba
+    @numba.vectorize(["int32(int32, int32)"], nopython=True, target="parallel")
+    def add(x, y):
+        return x + y
+    add(np.arange(1_000_000, dtype=np.int32), np.ones(1_000_000, dtype=np.int32))
+    print(numba.threading_layer(), flush=True)
+t = threading.Thread(target=worker)
+t.start()
+t.join()
+"""
+
+
+def test_a_process_on_one_cpu_exits_after_numba_ran_in_a_thread() -> None:
+    """With TBB as numba's threading layer this process never exits (oneTBB 2022.3, one CPU):
+    the whole test suite hung after its last test under ``taskset -c 0``."""
+    pytest.importorskip("openvino", reason="OpenVINO is what loads libtbb here")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
+    proc = subprocess.run([sys.executable, "-c", _ONE_CPU_EXIT], capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "omp"
