@@ -40,9 +40,10 @@ def prefer_openmp_threads() -> None:
     """
     if {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
         return
-    import numba
+    from numba.core import config
 
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    # read at numba's first parallel launch; set at runtime by numba itself, unknown to mypy
+    config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]  # type: ignore[attr-defined]
 
 
 def import_umap() -> ModuleType:
