@@ -14,12 +14,19 @@ from .conftest import TINY_CLI_ARGS
 RUN = ["--workers", "0", "--runtime", "torch", "--device", "cpu", "-q", *TINY_CLI_ARGS]
 
 
-def _no_image_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*_: Any, **__: Any) -> None:
-        raise AssertionError("an image was read before the parameters were checked")
+def _refuse(monkeypatch: pytest.MonkeyPatch, targets: tuple[str, ...], what: str) -> None:
+    """Make each of ``targets`` fail the test if it is reached: ``what`` happened too early."""
 
-    monkeypatch.setattr("dinomap.embed.extract._load_encoder", refuse)
-    monkeypatch.setattr("dinomap.embed.extract.resume_plan", refuse)
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError(f"{what} before the parameters were checked")
+
+    for target in targets:
+        monkeypatch.setattr(target, refuse)
+
+
+def _no_image_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    _refuse(monkeypatch, ("dinomap.embed.extract._load_encoder",
+                          "dinomap.embed.extract.resume_plan"), "an image was read")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -47,10 +54,7 @@ def test_map_checks_parameters_before_loading_the_run(
     run = tmp_path / "run"
     assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
 
-    def refuse(*_: Any, **__: Any) -> None:
-        raise AssertionError("the embeddings were loaded before the parameters were checked")
-
-    monkeypatch.setattr("dinomap.maps.fit.load_points", refuse)
+    _refuse(monkeypatch, ("dinomap.maps.fit.load_points",), "the embeddings were loaded")
     capsys.readouterr()
     assert main(["map", str(run), "--methods", "pca,tsne", "--param", "tsne.perplexity=-3"]) == 2
     assert "perplexity must be a number > 0; got -3" in capsys.readouterr().err
@@ -78,10 +82,7 @@ def test_project_checks_its_maps_before_embedding(
     assert main(["embed", str(image_folder), "--out", str(run), *RUN]) == 0
     assert main(["map", str(run), "--methods", "pca", "--no-plots", "-q"]) == 0
 
-    def refuse(*_: Any, **__: Any) -> None:
-        raise AssertionError("an image was embedded before the maps were checked")
-
-    monkeypatch.setattr("dinomap.downstream.search.embed_new_images", refuse)
+    _refuse(monkeypatch, ("dinomap.downstream.search.embed_new_images",), "an image was embedded")
     capsys.readouterr()
     assert main(["project", str(run), str(image_folder), "--method", "umap"]) == 2
     assert "method must be one of 'pca'; got 'umap'" in capsys.readouterr().err

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,14 +70,6 @@ class CheckResult:
                 "repaired": self.repaired, "ok": self.ok}  # fmt: skip
 
 
-def _readable_json(path: Path) -> dict[str, Any] | None:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
 def _rebuilt_info(run: Path, n_stored: int) -> dict[str, Any]:
     """A ``run.json`` from what the run's other files say (see the module's docstring)."""
     export = read_json_record(run / EXPORT_DIR / EXPORT_METADATA_FILE) or {}
@@ -106,7 +97,7 @@ def _check_run_json(run: Path, result: CheckResult, repair: bool) -> dict[str, A
     try:
         info = read_run_info(run)
     except (RunFileError, SourceNotFoundError) as exc:  # broken, or missing
-        backup = _readable_json(run / f"{RUN_FILE}{BACKUP_SUFFIX}")
+        backup = read_json_record(run / f"{RUN_FILE}{BACKUP_SUFFIX}")
         if not repair:
             if path.is_file():
                 result.problems.append(str(exc))

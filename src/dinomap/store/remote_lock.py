@@ -30,7 +30,7 @@ from dinomap.exceptions import DinomapError, SourceNotFoundError
 from dinomap.store._fs import UrlPath
 from dinomap.store.layout import REMOTE_LOCK_FILE
 
-__all__ = ["RemoteLock", "RunLockedError", "acquire_lock", "describe_holder"]
+__all__ = ["RemoteLock", "RunLockedError", "acquire_lock", "describe_holder", "holder_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,18 @@ class RunLockedError(DinomapError):
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
+
+
+def holder_record(command: str) -> dict[str, Any]:
+    """Who takes a lock: host, pid, user, command and since when (what :func:`describe_holder`
+    reads back); the local writer lock writes the same record."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": getpass.getuser(),
+        "command": command,
+        "since": _now().isoformat(timespec="seconds"),
+    }
 
 
 def describe_holder(holder: dict[str, Any] | None) -> str:
@@ -129,14 +141,7 @@ def acquire_lock(run_url: str, command: str, *, break_lock: bool = False) -> Rem
     naming the holder when another command holds it. ``break_lock`` removes an existing lock
     first (for a holder that is gone: crashed, killed, its machine lost)."""
     lock = UrlPath(run_url) / REMOTE_LOCK_FILE
-    holder = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "user": getpass.getuser(),
-        "command": command,
-        "since": _now().isoformat(timespec="seconds"),
-        "token": uuid.uuid4().hex,
-    }
+    holder = {**holder_record(command), "token": uuid.uuid4().hex}
     data = (json.dumps(holder, indent=2) + "\n").encode("utf-8")
     try:
         _create(lock, data)

@@ -14,20 +14,17 @@ A remote run directory (``s3://...``) has its lock object instead (:mod:`.remote
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
-import getpass
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dinomap.store.layout import WRITER_LOCK_FILE
-from dinomap.store.remote_lock import RunLockedError, describe_holder
+from dinomap.store.remote_lock import RunLockedError, describe_holder, holder_record
 
 __all__ = ["RunLockedError", "read_holder", "writer_lock"]
 
@@ -52,16 +49,6 @@ def read_holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _holder(command: str) -> dict[str, Any]:
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "user": getpass.getuser(),
-        "command": command,
-        "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 @contextlib.contextmanager
@@ -95,7 +82,7 @@ def writer_lock(
         return
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(_holder(command), indent=2) + "\n").encode("utf-8"), 0)
+        os.pwrite(fd, (json.dumps(holder_record(command), indent=2) + "\n").encode("utf-8"), 0)
         held[key] = 1
         try:
             yield
