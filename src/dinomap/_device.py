@@ -13,7 +13,14 @@ from dinomap.exceptions import InvalidParameterError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DEVICE_HELP", "resolve_device", "thread_counts"]
+__all__ = [
+    "DEVICE_HELP",
+    "TRAIN_PRECISIONS",
+    "cpu_has_native_bf16",
+    "resolve_device",
+    "thread_counts",
+    "training_precision",
+]
 
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
@@ -86,3 +93,42 @@ def thread_counts() -> dict[str, int]:
         key = "blas" if pool.get("user_api") == "blas" else "openmp"
         out[key] = max(out[key], int(pool.get("num_threads") or 0))
     return out
+
+
+#: What the neural mappers' ``precision`` takes: ``"auto"`` is bf16 where the hardware computes
+#: it natively (CUDA; a CPU with ``avx512_bf16`` or AMX), fp32 elsewhere.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (x86 ``avx512_bf16`` or AMX, read from
+    ``/proc/cpuinfo``); ``False`` where that cannot be read. Without it, PyTorch's bf16 matrix
+    products on the CPU are emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def training_precision(precision: str, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` (one of :data:`TRAIN_PRECISIONS`) means on
+    ``device``. An explicit ``"bf16"`` on hardware without native bf16 is an error, not a
+    silent slowdown."""
+    if precision not in TRAIN_PRECISIONS:
+        raise InvalidParameterError(
+            f"precision must be one of {', '.join(map(repr, TRAIN_PRECISIONS))}; got {precision!r}."
+        )
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        raise InvalidParameterError(
+            f"precision='bf16' needs native bf16 (CUDA, or a CPU with avx512_bf16 or AMX); "
+            f"{device} has none here: use precision='fp32' or 'auto'."
+        )
+    return precision

@@ -27,6 +27,7 @@ from torch import nn
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
+    "MixedPrecision",
     "TrainResult",
     "make_generator",
     "seed_from_random_state",
@@ -112,6 +113,7 @@ def train(
     patience: int | None = None,
     verbose: bool = False,
     desc: str = "training",
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``module`` with Adam on the batches drawn for each epoch.
 
@@ -147,6 +149,10 @@ def train(
         Show a tqdm progress bar; otherwise progress goes to ``logging`` at DEBUG level.
     desc : str
         Label of the progress bar and the log lines.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"``: ``loss_fn`` gets the module wrapped in :class:`MixedPrecision` (its hidden
+        layers under bf16 autocast, the output layer and the loss in fp32); the weights, the
+        optimiser and validation stay fp32.
 
     Returns
     -------
@@ -159,19 +165,15 @@ def train(
     best = _BestWeights()
     start = time.perf_counter()
     epochs, bar = _epoch_iterator(n_epochs, verbose, desc)
+    forward = MixedPrecision(module) if precision == "bf16" else module
 
     for epoch in epochs:
         lr = _set_lr(optimizer, learning_rate, lr_schedule, epoch / max(n_epochs, 1))
-        on_step = None
-        if steps_per_epoch and lr_schedule != "constant":
-
-            def on_step(step: int, epoch: int = epoch) -> None:
-                done = (epoch + min(step / steps_per_epoch, 1.0)) / max(n_epochs, 1)
-                _set_lr(optimizer, learning_rate, lr_schedule, done)
-
+        on_step = _per_step_lr(optimizer, learning_rate, lr_schedule, steps_per_epoch,
+                               epoch, n_epochs)  # fmt: skip
         entry: dict[str, float] = {
             "epoch": float(epoch),
-            "loss": _run_epoch(module, optimizer, batches, loss_fn, epoch, on_step),
+            "loss": _run_epoch(forward, optimizer, batches, loss_fn, epoch, on_step),
             "lr": lr,
         }
         if validate is not None:
@@ -194,6 +196,47 @@ def train(
             break
     _finish_training(module, result, bar, best.state, start, desc)
     return result
+
+
+def _per_step_lr(
+    optimizer: torch.optim.Optimizer,
+    learning_rate: float,
+    lr_schedule: str,
+    steps_per_epoch: int | None,
+    epoch: int,
+    n_epochs: int,
+) -> Callable[[int], None] | None:
+    """The callback that moves a decaying step size after every batch of ``epoch``, or
+    ``None`` (constant schedule, or no known number of batches per epoch)."""
+    if not steps_per_epoch or lr_schedule == "constant":
+        return None
+    per_epoch = steps_per_epoch
+
+    def on_step(step: int) -> None:
+        done = (epoch + min(step / per_epoch, 1.0)) / max(n_epochs, 1)
+        _set_lr(optimizer, learning_rate, lr_schedule, done)
+
+    return on_step
+
+
+class MixedPrecision(nn.Module):
+    """``module`` (an ``nn.Sequential`` ending in its output layer) with every layer but the
+    last under bf16 autocast and the last one in fp32 on fp32 inputs: the matrix products of
+    the hidden layers run at bf16 speed, while the coordinates come out at fp32 resolution
+    (a bf16 output would round a map of ~100 units to steps of ~0.4). It holds no weights of
+    its own."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.inner.children())
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            for layer in layers[:-1]:
+                x = layer(x)
+        out: torch.Tensor = layers[-1](x.float())
+        return out
 
 
 def _check_lr_schedule(lr_schedule: str) -> None:

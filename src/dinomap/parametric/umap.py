@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinomap._device import resolve_device
+from dinomap._device import TRAIN_PRECISIONS, resolve_device, training_precision
 from dinomap._umap import import_umap
 from dinomap._validation import (
     check_choice,
@@ -59,11 +59,7 @@ from dinomap.parametric.nets import (
     fit_inputs,
     resolve_hidden,
 )
-from dinomap.parametric.train import (
-    make_generator,
-    seed_from_random_state,
-    train,
-)
+from dinomap.parametric.train import make_generator, seed_from_random_state, train
 from dinomap.reduce._persist import read_mapper_config
 
 __all__ = ["BACKENDS", "KERAS_HINT", "ParametricUMAP", "fuzzy_graph"]
@@ -77,7 +73,7 @@ INIT_STEPS = 100
 #: epochs, at most this many.
 REFERENCE_INIT_STEPS = 10_000
 REFERENCE_INIT_EPOCHS = 80
-AUTO_STEPS = 20_000
+AUTO_STEPS = 3_000
 
 
 class ParametricUMAP(NeuralMapper):
@@ -99,14 +95,12 @@ class ParametricUMAP(NeuralMapper):
     n_epochs : int or None, default=None
         Epochs of the UMAP loss; each draws as many weighted edges as the graph's total weight
         over its largest weight (the edges classic UMAP visits per epoch). ``None`` picks the
-        number giving about ``max_steps`` gradient steps, between 5 and 200 epochs: with 20,000
-        steps 200 epochs up to ~60,000 points, ~150 at 90,000, 5 from ~2,800,000 up.
-    max_steps : int, default=20000
-        Budget of gradient steps when ``n_epochs`` is ``None``; the training cost then stays
-        the same whatever ``n`` once the cap of 5 epochs is not reached (the graph is the part
-        that grows). The encoder shares its weights across points, so it needs far fewer
-        passes than UMAP's free coordinates; 500 steps (the budget before) fell well short on
-        Fashion-MNIST (README).
+        number giving about ``max_steps`` gradient steps, between 5 and 200 epochs.
+    max_steps : int, default=AUTO_STEPS
+        Budget of gradient steps when ``n_epochs`` is ``None`` (the cost then stays the same
+        whatever ``n``; the graph is the part that grows). 3,000 meets the fidelity bars on
+        Fashion-MNIST 70k in 54 s with bf16; 20,000 (``make_maps(quality="faithful")``) is
+        closer to UMAP, 500 fell well short (docs/maps.md).
     batch_size : int, default=4096
         Edges per gradient step.
     learning_rate : float, default=3e-3
@@ -133,6 +127,10 @@ class ParametricUMAP(NeuralMapper):
         thread (as ``umap.UMAP`` does with a seed); ``None`` lets it use every core.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        Arithmetic of the hidden layers while training (torch backend): ``"auto"`` is bf16 on
+        CUDA and on CPUs with native bf16 (``avx512_bf16``, AMX), fp32 elsewhere; the output
+        layer, the loss and the saved encoder stay fp32.
     backend : {"torch", "keras"}, default="torch"
         ``"keras"`` wraps ``umap.parametric_umap.ParametricUMAP`` (needs TensorFlow:
         ``pip install "dinomap[keras]"``); it ignores ``hidden``, ``learning_rate``, ``init``
@@ -179,6 +177,7 @@ class ParametricUMAP(NeuralMapper):
         "n_edges_",
         "fit_seconds_",
         "graph_seconds_",
+        "precision_",
     )
 
     def __init__(
@@ -197,6 +196,7 @@ class ParametricUMAP(NeuralMapper):
         input_pca: int | None = None,
         random_state: Any = None,
         device: str = "auto",
+        precision: str = "auto",
         backend: str = "torch",
         verbose: bool = False,
     ) -> None:
@@ -214,6 +214,7 @@ class ParametricUMAP(NeuralMapper):
         self.input_pca = input_pca
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.backend = backend
         self.verbose = verbose
 
@@ -235,6 +236,7 @@ class ParametricUMAP(NeuralMapper):
         return {
             "max_steps": check_positive_int("max_steps", self.max_steps),
             "backend": check_choice("backend", self.backend, BACKENDS),
+            "precision": check_choice("precision", self.precision, TRAIN_PRECISIONS),
             "n_components": check_positive_int("n_components", self.n_components),
             "n_neighbors": n_neighbors,
             "min_dist": min_dist,
@@ -280,9 +282,11 @@ class ParametricUMAP(NeuralMapper):
         for stale in ("keras_model_", "net_"):
             self.__dict__.pop(stale, None)
         if backend == "keras":
+            self.precision_ = "fp32"
             return self._fit_keras(Xa, batch_size, start)
 
         device = resolve_device(self.device)
+        self.precision_ = training_precision(p["precision"], device)
         seed = seed_from_random_state(self.random_state)
         x_std, proj, Xs = fit_inputs(Xa, p["scaling"], p["pca"], seed)
 
@@ -316,6 +320,7 @@ class ParametricUMAP(NeuralMapper):
                 lr_schedule="linear",
                 verbose=bool(self.verbose),
                 desc="parametric UMAP",
+                precision=self.precision_,
             )
         history += [{**h, "phase": "umap"} for h in result.history]  # type: ignore[dict-item]
         self.net_ = net.eval()
@@ -432,6 +437,7 @@ class ParametricUMAP(NeuralMapper):
             lr_schedule="cosine" if reference else "constant",
             verbose=bool(self.verbose),
             desc=f"parametric UMAP ({'reference' if reference else 'PCA'} init)",
+            precision=self.precision_,
         )
         return [{**h, "phase": "init"} for h in result.history]
 
