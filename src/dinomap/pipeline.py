@@ -59,6 +59,7 @@ def run_pipeline(
     methods: str | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
+    quality: str = "fast",
     export: bool = True,
     verify: bool = True,
     report: bool = True,
@@ -71,7 +72,8 @@ def run_pipeline(
     """Embed, map, export and report; return what each stage wrote and how long it took.
 
     ``params`` are per-method map parameters (``{"tsne": {"perplexity": 5}}``, as
-    ``--param tsne.perplexity=5``); defaults that depend on the number of images adapt to small
+    ``--param tsne.perplexity=5``) and ``quality`` the neural maps' training preset
+    (:mod:`dinomap.maps.quality`); defaults that depend on the number of images adapt to small
     collections (:mod:`dinomap.maps.small_n`). Downstream outputs (clusters, outliers,
     duplicates, label issues) that an earlier command wrote and that the new embeddings made
     stale are recomputed with their recorded settings; a labelled run gets its label issues.
@@ -105,7 +107,7 @@ def run_pipeline(
     t0 = time.perf_counter()
     try:
         maps = make_maps(out, methods=methods, random_state=seed, device=config.device,
-                         params=params, verbose=not quiet)  # fmt: skip
+                         params=params, quality=quality, verbose=not quiet)  # fmt: skip
     except TooFewPointsError as exc:  # one image: embedded, but no map can say anything
         if on_stage is None:
             logger.warning("no maps: %s", exc)

@@ -277,3 +277,13 @@ def call_command(args: argparse.Namespace) -> int:
         if code == 0:
             mirror.push()
     return code
+
+
+#: ``--quality`` choices: :data:`dinomap.maps.quality.QUALITIES` (not imported here, which
+#: would import the maps stack at start-up; a test holds the two equal).
+QUALITIES = ("fast", "faithful")
+QUALITY_HELP = (
+    "how long the two neural maps train: fast (default; all five maps of 70,000 points in about "
+    "five minutes on two cores) or faithful (the longer training measured to meet every fidelity "
+    "bar, several times slower); a map below its bar is said in the output"
+)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dinomap.cli._commands import command_help
+from dinomap.cli._common import QUALITIES, QUALITY_HELP
 from dinomap.exceptions import DinomapError, InvalidParameterError, SourceNotFoundError
 
 if TYPE_CHECKING:  # numpy loads inside the functions that read files: `map --help` stays light
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "points with their transform: auto (above 200,000 points; default), on, off, or the "
         "sample size N",
     )  # fmt: skip
+    p.add_argument("--quality", choices=QUALITIES, default="fast", help=QUALITY_HELP)
     p.add_argument("--n-jobs", type=int, default=None, help="threads for t-SNE and UMAP")
     p.add_argument(
         "--device", default=None,
@@ -175,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         "verbose": not args.quiet and not args.json,
         "progress": False if args.quiet else None,  # None: bars when stderr is a terminal
         "large_data": _large_data(args.large_data),
+        "quality": args.quality,
     }
     if src.is_dir():
         if args.labels or args.paths:

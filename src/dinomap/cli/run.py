@@ -9,6 +9,8 @@ from typing import Any
 
 from dinomap.cli._commands import command_help
 from dinomap.cli._common import (
+    QUALITIES,
+    QUALITY_HELP,
     RANDOM_INIT_BANNER,
     add_model_arguments,
     banner,
@@ -80,6 +82,7 @@ def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         help="a map parameter, repeatable, as in `dinomap map` (e.g. tsne.perplexity=5); "
         "defaults that depend on the number of images adapt to small collections",
     )  # fmt: skip
+    g.add_argument("--quality", choices=QUALITIES, default="fast", help=QUALITY_HELP)
     g.add_argument("--no-export", action="store_true", help="skip the Triton model repository")
     g.add_argument("--no-verify", action="store_true", help="export without verification")
     g.add_argument("--no-report", action="store_true", help="skip report.html and slides.md")
@@ -129,7 +132,7 @@ def _pipeline(args: argparse.Namespace, cfg: EmbedConfig) -> int:
             mirror.pull()
     run_pipeline(
         args.source, args.out, cfg, methods=args.methods, params=params,
-        seed=args.seed,
+        seed=args.seed, quality=args.quality,
         export=not args.no_export, verify=not args.no_verify, report=not args.no_report,
         data_dir=args.data_dir, split=args.split, limit=args.limit, quiet=args.quiet,
         on_stage=None if args.quiet else _print_stage,

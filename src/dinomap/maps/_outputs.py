@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dinomap.maps.quality import fidelity_lines
 from dinomap.reduce.registry import ReducerSpec, list_reducers, reducer_spec
 from dinomap.store import read_maps, write_maps
 from dinomap.store.layout import ALL_MAPS_PLOT, MAPPERS_DIR, MAPS_FILE, METRICS_FILE, PLOTS_DIR
@@ -90,6 +91,7 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         lines.append(f"{name:<{width}}" + "  ".join(cells))
     if metrics.get("random_init"):
         lines.append("(random-init weights: these maps are not meaningful)")
+    lines += fidelity_lines(metrics)
     return "\n".join(lines)
 
 

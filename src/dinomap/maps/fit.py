@@ -26,7 +26,8 @@ from dinomap.maps.large import (
     place_rest,
     plan_large_data,
 )
-from dinomap.maps.progress import collect_timings, show_progress, stage
+from dinomap.maps.progress import Eta, collect_timings, show_progress, stage
+from dinomap.maps.quality import add_fidelity, check_quality, quality_params
 from dinomap.maps.small_n import (
     TooFewPointsError,
     estimators_for,
@@ -63,6 +64,7 @@ def make_maps(
     verbose: bool = False,
     progress: bool | None = None,
     large_data: bool | str | int = "auto",
+    quality: str = "fast",
 ) -> MapsResult:
     """Make 2-D maps of embeddings, score them and (with an output directory) write them.
 
@@ -92,8 +94,7 @@ def make_maps(
     warm_up_umap : bool, default=True
         Compile umap-learn's numba code in a background thread while PCA and t-SNE run.
     device : str or None
-        Device of the methods that take one (the neural mappers): ``"auto"``, ``"cpu"``,
-        ``"cuda"``...; ``None`` leaves each method's own default (``"auto"``).
+        Device of the neural mappers (``"auto"``, ``"cpu"``, ``"cuda"``...); ``None``: theirs.
     verbose : bool, default=False
         Print one line per method and the metrics table.
     progress : bool or None, default=None
@@ -103,6 +104,10 @@ def make_maps(
         Fit t-SNE, UMAP and the neural mappers on a random sample and place the other points
         with their ``transform`` (:mod:`dinomap.maps.large`): ``"auto"`` above 200,000 points,
         ``True`` always, ``False`` never, an int: that sample size.
+    quality : {"fast", "faithful"}, default="fast"
+        How long the neural maps train (:mod:`dinomap.maps.quality`): ``"fast"`` (all five
+        maps of 70,000 points in ~5 min on two cores) or ``"faithful"`` (every fidelity bar
+        met, several times longer). Fidelity goes to ``metrics.json`` and the table.
 
     Returns
     -------
@@ -115,13 +120,12 @@ def make_maps(
     """
     t_start = time.perf_counter()
     names, params = _check_methods(methods, params)
+    params, preset = quality_params(params, names, check_quality(quality))
     _check_before_loading(source, names, params, random_state, n_jobs, device, large_data)
     X, lab, pths, info, run_dir, stamp = load_points(source, labels, paths)
-    n = X.shape[0]
-    out = Path(out_dir) if out_dir is not None else run_dir
-    if random_init is None:
+    n, out = X.shape[0], Path(out_dir) if out_dir is not None else run_dir
+    if random_init is None:  # from run.json
         random_init = bool(info.get("weights", {}).get("random_init", False))
-
     plan, params, budgets = _plan_large_data(n, large_data, random_state, params, names, verbose)
     mappers, adapted, skipped = estimators_for(names, params, random_state, n_jobs, device, n)
     names = [name for name in names if name in mappers]
@@ -131,19 +135,33 @@ def make_maps(
         coords, entries = _fit_all(
             names, X, mappers, evaluator, warm_thread, random_state, plan, skipped, verbose
         )
+        add_fidelity(entries, coords, X, lab, mappers, plan, evaluator is not None)
 
+    small = small_n_record(n, adapted, skipped, evaluate and evaluator is None)
     metrics = _metrics_record(X, lab, random_init, random_state, evaluator, stamp, entries,
-                              timings, plan, small_n_record(n, adapted, skipped,
-                                                            evaluate and evaluator is None))  # fmt: skip
-    if "large_data" in metrics:
-        metrics["large_data"]["budgets"] = budgets  # the training budgets used instead
-    for name, changed in adapted.items():
-        if name in entries and "small_n" in metrics:
-            entries[name]["adapted"] = changed
+                              timings, plan, small)  # fmt: skip
+    _note_budgets(metrics, entries, {"preset": quality, "budgets": preset}, budgets, adapted)
     result = MapsResult(coords, metrics, mappers, pths, lab, out)
     with show_progress(progress), collect_timings(into=timings):
         _write_result(result, t_start, save_mappers=save_mappers, plots=plots, verbose=verbose)
     return result
+
+
+def _note_budgets(
+    metrics: dict[str, Any],
+    entries: dict[str, dict[str, Any]],
+    quality: dict[str, Any],
+    large_budgets: dict[str, dict[str, int]],
+    adapted: Mapping[str, Any],
+) -> None:
+    """Record in ``metrics`` what each method was trained with: the quality preset, the
+    large-data budgets used instead (large data only) and the small-data adaptations."""
+    metrics["quality"] = quality
+    if "large_data" in metrics:
+        metrics["large_data"]["budgets"] = large_budgets
+    for name, changed in adapted.items():
+        if name in entries and "small_n" in metrics:
+            entries[name]["adapted"] = changed
 
 
 def _plan_large_data(
@@ -218,9 +236,11 @@ def _fit_all(
     n = X.shape[0]
     coords: dict[str, np.ndarray] = {}
     entries: dict[str, dict[str, Any]] = {}
+    eta = Eta(names, n)
     for name in names:
         if name in skipped:  # it imitates a map whose fit failed
             continue
+        eta.line(name)
         try:
             coords[name], entries[name] = _fit_one(
                 name, X, mappers, coords, evaluator, warm_thread, random_state, plan
@@ -228,6 +248,7 @@ def _fit_all(
         except Exception as exc:  # re-raised unless n is small
             skip_failed_fit(name, exc, n, mappers, skipped)
             continue
+        eta.finished(name)
         if verbose:
             _print_fitted(name, entries[name])
     if not coords:
@@ -409,6 +430,7 @@ def _fit_one(
     else:
         entry.update(trustworthiness=None, knn_preservation=None, knn_accuracy=None)
     if held_info is not None:
+        entry["_heldout_rows"] = held_info.pop("rows", None)  # for the fidelity check
         entry["agreement"] = held_info["knn_agreement"]
         entry["heldout"] = held_info
     elif "export" in spec.capabilities:  # the neural mappers report their own held-out check

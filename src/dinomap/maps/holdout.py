@@ -55,6 +55,7 @@ def fit_with_holdout(
         "n_heldout": int(n_held),
         "knn_agreement": map_agreement(reference_coords, Y, train=train, queries=held),
         "k": 10,
+        "rows": held,  # popped by make_maps (the fidelity check), not written
     }
     return Y, info
 

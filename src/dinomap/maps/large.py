@@ -34,6 +34,7 @@ import numpy as np
 
 from dinomap.exceptions import InvalidParameterError
 from dinomap.maps.progress import progress_bar, stage
+from dinomap.maps.quality import fill_budgets
 
 __all__ = [
     "LARGE_DATA_BUDGETS",
@@ -89,19 +90,10 @@ class LargeDataPlan:
 
 def large_data_params(
     params: Mapping[str, Mapping[str, Any]], names: list[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """``params`` with :data:`LARGE_DATA_BUDGETS` for the keys the user did not set, and the
     budgets so applied per method (for ``metrics.json``)."""
-    out = {name: dict(given) for name, given in params.items()}
-    used: dict[str, dict[str, int]] = {}
-    for name, budget in LARGE_DATA_BUDGETS.items():
-        if name in names:
-            given = out.setdefault(name, {})
-            applied = {k: v for k, v in budget.items() if k not in given}
-            if applied:
-                given.update(applied)
-                used[name] = applied
-    return out, used
+    return fill_budgets(params, names, LARGE_DATA_BUDGETS)
 
 
 def plan_large_data(

@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from typing import Any
 
 __all__ = [
+    "Eta",
     "collect_timings",
     "progress_bar",
     "progress_enabled",
@@ -131,3 +132,56 @@ def umap_tqdm_kwds(desc: str) -> dict[str, Any]:
     """umap-learn's ``tqdm_kwds`` for its epoch bar: shown when progress is on (picklable: no
     file object, since the fitted model keeps it)."""
     return {"disable": not progress_enabled(), "desc": desc, "leave": False}
+
+
+#: Rough seconds of each method (fit and metrics) on two cores at 70,000 points (Fashion-MNIST,
+#: ``benchmarks/bench_maps.py``): only the ratios matter, since :class:`Eta` rescales them by
+#: the time the finished methods really took.
+_SECONDS_AT_70K = {
+    "pca": 2.0,
+    "tsne": 90.0,
+    "umap": 40.0,
+    "parametric_umap": 95.0,
+    "tsne_nn": 110.0,
+}
+_FIXED_BUDGET = ("parametric_umap", "tsne_nn")
+
+
+class Eta:
+    """The whole ``make_maps`` call's progress: which method of how many, the time so far and
+    an estimate of the time left (the methods' expected costs at ``n`` points, rescaled by how
+    long the finished ones took against their estimate)."""
+
+    def __init__(self, names: list[str], n: int) -> None:
+        scale = n / 70_000  # the networks' step budgets are fixed from about 70,000 points up
+        self.costs = {m: _SECONDS_AT_70K.get(m, 30.0) * (min(scale, 1.0) if m in _FIXED_BUDGET
+                                                         else scale) for m in names}  # fmt: skip
+        self.start = time.perf_counter()
+        self.done = 0.0
+
+    def line(self, name: str) -> str:
+        """``"map 2/5 (umap): 1 min 32 s so far, about 3 min left"``; said on stderr when
+        progress is on."""
+        names = list(self.costs)
+        elapsed = time.perf_counter() - self.start
+        rate = elapsed / self.done if self.done > 0 and elapsed > 1.0 else 1.0
+        left = rate * (sum(self.costs.values()) - self.done)
+        text = (f"map {names.index(name) + 1}/{len(names)} ({name}): {_duration(elapsed)} so "
+                f"far, about {_duration(left)} left")  # fmt: skip
+        if progress_enabled():
+            print(f"dinomap: {text}", file=sys.stderr, flush=True)
+        return text
+
+    def finished(self, name: str) -> None:
+        """Count ``name``'s estimated cost as done."""
+        self.done += self.costs.get(name, 0.0)
+
+
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
