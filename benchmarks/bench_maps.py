@@ -42,11 +42,16 @@ pipeline alone, one fresh process, metrics, plots and mappers included): **219 s
 UMAP 30 s on UMAP's graph, t-SNE approximator 12 s, metrics ~16 s), peak RSS 2,305 MiB
 (1,519 MiB above the loaded data and libraries). Goal: under 8 minutes.
 
+``--baseline REF`` runs the same pipeline first with the code of git commit ``REF`` (a temporary
+worktree) and prints both with the ratio and each neural map's four fidelity bars
+(``--baseline FILE.json`` takes it from a saved report of the same command instead).
+
 Usage::
 
     nice -n 10 python benchmarks/bench_maps.py --n 10000 --out benchmarks/results/bench_maps_10k.json
     nice -n 10 python benchmarks/bench_maps.py --n 70000 --peers sklearn_tsne,umap --out maps70k.json
     python benchmarks/bench_maps.py --features feats.npy --labels labels.npy --out mine.json
+    python benchmarks/bench_maps.py --fashion-mnist --methods '' --peers '' --baseline 3cace42
 """
 
 from __future__ import annotations
@@ -181,9 +186,11 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         result["large_data"] = res.metrics.get("large_data")
         result["methods"] = {
             m: {k: e.get(k) for k in ("fit_seconds", "metrics_seconds", "trustworthiness",
-                                      "knn_preservation", "knn_accuracy", "agreement")}
+                                      "knn_preservation", "knn_accuracy", "agreement",
+                                      "fidelity")}
             for m, e in res.metrics["methods"].items()
         }  # fmt: skip
+        result["quality"] = res.metrics.get("quality")  # absent before the quality presets
     elif kind == "dinomap":
         from dinomap.maps import make_maps
 
@@ -262,16 +269,21 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _run_worker(spec: dict[str, Any], timeout: float, src: str | None = None) -> dict[str, Any]:
+    """Run ``spec`` in a fresh process; ``src``: import dinomap from that ``src`` directory
+    (a baseline's worktree) instead of this checkout's."""
     spec = dict(spec, started=time.time())
     cmd = [sys.executable, __file__, "--_worker", json.dumps(spec)]
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     t0 = time.perf_counter()
     try:
         # stderr (progress, stage lines) goes to a log file beside the data, to watch a long run
         log = Path(spec["features"]).with_name(f"worker_{spec['kind']}_{spec['name']}.log")
         with open(log, "w") as err:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                  timeout=timeout, check=False)  # fmt: skip
+                                  timeout=timeout, check=False, env=env)  # fmt: skip
         proc.stderr = log.read_text(errors="replace")[-4000:]
     except subprocess.TimeoutExpired:
         return {"name": spec["name"], "error": f"timed out after {timeout:.0f} s"}
@@ -316,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--pipeline-methods", default=",".join(DINOMAP_METHODS), help="methods of the pipeline run"
     )
+    p.add_argument("--baseline", metavar="REF|FILE.json",
+                   help="also run the pipeline with the code of git commit REF (a temporary "
+                   "worktree, first, in the same run), or take it from FILE.json, a report "
+                   "of the same command; prints both and the ratio")  # fmt: skip
     p.add_argument("--timeout", type=float, default=3600.0, help="per-process limit in seconds")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -390,9 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         report["peers"][name] = _run_worker(dict(base, kind="peer", name=name), args.timeout)
         print(f"  {report['peers'][name]}", file=sys.stderr, flush=True)
     if not args.no_pipeline:
-        print("pipeline (all maps, metrics, plots, mappers) ...", file=sys.stderr, flush=True)
         spec = dict(base, kind="pipeline", name="pipeline", out_dir=str(tmp / "run"),
                     methods=[m for m in args.pipeline_methods.split(",") if m])  # fmt: skip
+        if args.baseline:
+            report["baseline"] = _baseline(args.baseline, spec, tmp, args.timeout)
+        print("pipeline (all maps, metrics, plots, mappers) ...", file=sys.stderr, flush=True)
+        spec["out_dir"] = str(tmp / "run")
         report["pipeline"] = _run_worker(spec, args.timeout)
         print(f"  {report['pipeline']}", file=sys.stderr, flush=True)
     report["comparisons"] = _comparisons(report)
@@ -402,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fashion_mnist:
         print(issue_table(report), file=sys.stderr)
         report["table"] = issue_table(report)
+    if report.get("baseline") or args.fashion_mnist:
+        report["fidelity_table"] = fidelity_table(report)
+        print(report["fidelity_table"], file=sys.stderr)
     text = json.dumps(report, indent=2, default=float)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -460,8 +482,81 @@ def _comparisons(report: dict[str, Any]) -> dict[str, Any]:
     pipe = report.get("pipeline", {})
     if "total_seconds" in pipe:
         out["pipeline_total_seconds"] = pipe["total_seconds"]
-        out["pipeline_under_8_minutes"] = pipe["process_seconds"] < 480
+        out["pipeline_under_5_minutes"] = pipe["process_seconds"] <= 300
+        base = report.get("baseline", {}).get("pipeline", {})
+        if "process_seconds" in base:
+            out["pipeline_vs_baseline"] = {
+                "process_seconds": pipe["process_seconds"],
+                "baseline_process_seconds": base["process_seconds"],
+                "ratio": pipe["process_seconds"] / base["process_seconds"],
+                "speedup": base["process_seconds"] / pipe["process_seconds"],
+            }
     return out
+
+
+def _baseline(ref: str, spec: dict[str, Any], tmp: Path, timeout: float) -> dict[str, Any]:
+    """The pipeline measured with the code of git commit ``ref`` (a temporary worktree of this
+    repository, removed afterwards), or read from a saved report ``ref`` (a ``.json`` file)."""
+    if ref.endswith(".json"):
+        saved = json.loads(Path(ref).read_text(encoding="utf-8"))
+        return {"from_file": ref, "pipeline": saved.get("pipeline", {})}
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    tree = tmp / "baseline_src"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", "--detach", str(tree), commit],
+                   check=True)  # fmt: skip
+    try:
+        print(f"baseline pipeline ({ref} = {commit[:10]}) ...", file=sys.stderr, flush=True)
+        pipe = _run_worker(dict(spec, name="baseline", out_dir=str(tmp / "baseline_run")),
+                           timeout, src=str(tree / "src"))  # fmt: skip
+        print(f"  {pipe}", file=sys.stderr, flush=True)
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                       check=False)  # fmt: skip
+    return {"ref": ref, "commit": commit, "pipeline": pipe}
+
+
+def _bars(methods: dict[str, Any]) -> dict[str, str]:
+    """Per neural map: its four bars as 'yes'/'no' (all points from the scores of the same
+    run; held-out ones from the fidelity record, '-' where the code made none)."""
+    from dinomap.maps.quality import FIDELITY_GAPS  # here: a baseline's worker lacks it
+
+    out = {}
+    for name, (ref, t_gap, a_gap) in FIDELITY_GAPS.items():
+        e, r = methods.get(name), methods.get(ref)
+        if not e or not r or e.get("trustworthiness") is None:
+            continue
+        marks = ["yes" if e["trustworthiness"] >= r["trustworthiness"] - t_gap else "no"]
+        if e.get("knn_accuracy") is not None and r.get("knn_accuracy") is not None:
+            marks.append("yes" if e["knn_accuracy"] >= r["knn_accuracy"] - a_gap else "no")
+        held = [c for c in (e.get("fidelity") or {}).get("checks", []) if c["points"] != "all"]
+        marks += ["yes" if c["met"] else "no" for c in held] or ["-", "-"]
+        out[name] = " ".join(marks)
+    return out
+
+
+def fidelity_table(report: dict[str, Any]) -> str:
+    """Wall time, per-map fit seconds and the four bars (trust all, kNN all, trust held-out,
+    kNN held-out) of the baseline and the current pipeline, and their ratio."""
+    rows = ["| pipeline | wall s | " + " | ".join(f"{m} s" for m in DINOMAP_METHODS)
+            + " | pumap bars | tsne_nn bars |",
+            "| --- " * (len(DINOMAP_METHODS) + 4) + "|"]  # fmt: skip
+    for label, pipe in (("baseline " + str(report.get("baseline", {}).get("ref", "")),
+                         report.get("baseline", {}).get("pipeline")),
+                        ("this checkout", report.get("pipeline"))):  # fmt: skip
+        if not pipe or "methods" not in pipe:
+            continue
+        methods, bars = pipe["methods"], _bars(pipe["methods"])
+        fits = [methods.get(m, {}).get("fit_seconds") for m in DINOMAP_METHODS]
+        rows.append(f"| {label} | {pipe['process_seconds']:.0f} | "
+                    + " | ".join("-" if f is None else f"{f:.0f}" for f in fits)
+                    + f" | {bars.get('parametric_umap', '-')} | {bars.get('tsne_nn', '-')} |")  # fmt: skip
+    ratio = _comparisons(report).get("pipeline_vs_baseline")
+    if ratio:
+        rows.append(f"\nwall time: {ratio['process_seconds']:.0f} s against "
+                    f"{ratio['baseline_process_seconds']:.0f} s, {ratio['speedup']:.2f}x faster")  # fmt: skip
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
