@@ -499,7 +499,10 @@ def _baseline(ref: str, spec: dict[str, Any], tmp: Path, timeout: float) -> dict
     repository, removed afterwards), or read from a saved report ``ref`` (a ``.json`` file)."""
     if ref.endswith(".json"):
         saved = json.loads(Path(ref).read_text(encoding="utf-8"))
-        return {"from_file": ref, "pipeline": saved.get("pipeline", {})}
+        # a report made with --baseline: its baseline; else the report of the older code itself
+        earlier = saved.get("baseline") or saved
+        return {"from_file": ref, "ref": earlier.get("ref", ref),
+                "pipeline": earlier.get("pipeline", {})}
     repo = Path(__file__).resolve().parents[1]
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
