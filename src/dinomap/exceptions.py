@@ -16,6 +16,7 @@ __all__ = [
     "MissingDependencyError",
     "NoImagesError",
     "NotFittedError",
+    "PrecisionDriftError",
     "RunFileError",
     "SourceNotFoundError",
     "VerificationError",
@@ -59,6 +60,11 @@ class NotFittedError(DinomapError, AttributeError):
 class MissingDependencyError(DinomapError, ImportError):
     """An optional dependency is not installed; the message names the extra to install
     (``pip install "dinomap[search]"``, ``"dinomap[keras]"``...)."""
+
+
+class PrecisionDriftError(DinomapError):
+    """A reduced-precision model's embeddings moved too far from fp32 on the run's check batch
+    (:mod:`dinomap.embed.drift`); the message names ``--precision fp32``."""
 
 
 class VerificationError(DinomapError):

@@ -30,11 +30,16 @@ def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ov_runtime, "available", lambda: False)
 
 
-def test_auto_picks_openvino_for_large_fp32_cpu_runs_only(with_openvino: None) -> None:
+def test_auto_picks_openvino_for_large_fp32_and_every_bf16_int8_cpu_run(
+    with_openvino: None,
+) -> None:
     many = encode_module.OPENVINO_MIN_IMAGES
     assert resolve_runtime("auto", CPU, "fp32", many, None) == "openvino"
     assert resolve_runtime("auto", CPU, "fp32", many - 1, None) == "torch"
-    assert resolve_runtime("auto", CPU, "bf16", many, None) == "torch"
+    assert resolve_runtime("auto", CPU, "bf16", 1, None) == "openvino"  # its bf16 hint
+    assert resolve_runtime("auto", CPU, "int8", 1, None) == "openvino"
+    assert resolve_runtime("auto", CPU, "fp16", many, None) == "torch"
+    assert resolve_runtime("torch", CPU, "bf16", many, None) == "torch"  # autocast, as asked
     assert resolve_runtime("auto", CPU, "fp32", many, True) == "torch"
     assert resolve_runtime("auto", torch.device("cuda"), "bf16", many, None) == "torch"
     assert resolve_runtime("torch", CPU, "fp32", many, None) == "torch"
@@ -48,8 +53,12 @@ def test_auto_without_openvino_is_torch(without_openvino: None) -> None:
 def test_explicit_openvino_refuses_what_it_cannot_do(
     with_openvino: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(InvalidParameterError, match="CPU in fp32"):
-        resolve_runtime("openvino", CPU, "bf16", 10, None)
+    with pytest.raises(InvalidParameterError, match="CPU in fp32, bf16 or int8"):
+        resolve_runtime("openvino", CPU, "fp16", 10, None)
+    with pytest.raises(InvalidParameterError, match="CPU in fp32, bf16 or int8"):
+        resolve_runtime("openvino", torch.device("cuda"), "bf16", 10, None)
+    with pytest.raises(InvalidParameterError, match="'int8' runs with OpenVINO"):
+        resolve_runtime("torch", CPU, "int8", 10, None)
     with pytest.raises(InvalidParameterError, match="exclude"):
         resolve_runtime("openvino", CPU, "fp32", 10, True)
     with pytest.raises(InvalidParameterError, match="runtime"):

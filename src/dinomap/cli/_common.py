@@ -9,7 +9,14 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from dinomap.embed.config import DEFAULT_MODEL, MODEL_ALIASES, PRECISIONS, RUNTIMES, EmbedConfig
+from dinomap.embed.config import (
+    CALIBRATION_IMAGES,
+    DEFAULT_MODEL,
+    MODEL_ALIASES,
+    PRECISIONS,
+    RUNTIMES,
+    EmbedConfig,
+)
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
@@ -114,7 +121,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="auto = bf16 autocast on CUDA, fp32 on CPU",
+        help="auto = bf16 autocast on CUDA; on a CPU with native bf16 (avx512_bf16, AMX) "
+        "OpenVINO's bf16 for runs of >= 256 images; fp32 elsewhere. int8: OpenVINO + NNCF, "
+        "calibrated on the run's images (never the default). A reduced precision is checked "
+        "against fp32 on the run's images first (run.json runtime.drift)",
+    )
+    p.add_argument(
+        "--calibration-size",
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help=f"images of the run the int8 model is calibrated on (default: {CALIBRATION_IMAGES})",
     )
 
 
@@ -155,6 +171,7 @@ def embed_config_from_args(args: argparse.Namespace) -> EmbedConfig:
         device=args.device,
         precision=args.precision,
         runtime=args.runtime,
+        calibration_size=args.calibration_size,
     ).validate()
 
 

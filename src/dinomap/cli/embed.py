@@ -102,6 +102,15 @@ def print_embed_summary(res: EmbedResult) -> None:
         f"  model {res.info['model']['timm_name']} ({w['source']}), "
         f"{res.info['device']['type']}, {res.info['precision']}, {ran}"
     )
+    drift = runtime.get("drift")
+    if drift:
+        kept = drift.get("knn_overlap_mean")
+        knn = "" if kept is None else f", {kept:.0%} of the {drift['knn']} nearest kept"
+        lower = " (random-init weights: a lower bound)" if w.get("random_init") else ""
+        print(
+            f"  {drift['precision']} against fp32 on {drift['images']} of its images: cosine "
+            f"mean {drift['cosine_mean']:.4f}, min {drift['cosine_min']:.4f}{knn}{lower}"
+        )
     if w.get("random_init"):
         print("  RANDOM-INIT weights: embeddings carry no learned meaning")
 

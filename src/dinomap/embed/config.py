@@ -14,8 +14,11 @@ from dinomap._validation import check_choice, check_positive_int
 from dinomap.exceptions import InvalidParameterError
 
 __all__ = [
+    "CALIBRATION_IMAGES",
     "COMPILE_MIN_IMAGES",
     "DEFAULT_MODEL",
+    "DRIFT_CHECK_IMAGES",
+    "DRIFT_MIN_MEAN_COSINE",
     "MODEL_ALIASES",
     "OPENVINO_MIN_IMAGES",
     "PRECISIONS",
@@ -34,7 +37,7 @@ MODEL_ALIASES: dict[str, str] = {
     "dino-b16": "vit_base_patch16_224.dino",
 }
 DEFAULT_MODEL = "dinov2-s14"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 RUNTIMES = ("auto", "torch", "openvino")
 #: ``runtime="auto"`` runs the model with OpenVINO (when installed) for CPU runs in fp32 of at
 #: least this many images: converting takes ~3 s, and OpenVINO saves ~25 ms per image here.
@@ -43,6 +46,13 @@ OPENVINO_MIN_IMAGES = 256
 #: (tens of seconds) costs more than it saves. On the CPU it is off (measured here: 90 s to
 #: compile ViT-S/14 for a 1.12x speed-up).
 COMPILE_MIN_IMAGES = 10_000
+#: Images of the run its int8 model is calibrated on (``calibration_size``'s default).
+CALIBRATION_IMAGES = 300
+#: Images of the run a reduced-precision model is checked on against fp32 before it is used.
+DRIFT_CHECK_IMAGES = 64
+#: The smallest mean cosine similarity to the fp32 embeddings each reduced precision may have on
+#: the check batch; below it the run stops and names ``--precision fp32``.
+DRIFT_MIN_MEAN_COSINE = {"bf16": 0.99, "fp16": 0.99, "int8": 0.98}
 
 
 @dataclass(frozen=True)
@@ -68,11 +78,13 @@ class EmbedConfig:
     flush_seconds: float = 60.0
     compile: bool | None = None  # None: on CUDA for runs of >= COMPILE_MIN_IMAGES images
     runtime: str = "auto"  # see resolve_runtime
+    calibration_size: int = CALIBRATION_IMAGES  # images the int8 model is calibrated on
 
     def validate(self) -> EmbedConfig:
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("input_size", self.input_size, minimum=8)
         check_positive_int("shard_size", self.shard_size)
+        check_positive_int("calibration_size", self.calibration_size)
         if self.source_size is not None:
             check_positive_int("source_size", self.source_size)
         if self.num_workers is not None:

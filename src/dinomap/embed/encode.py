@@ -12,18 +12,20 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dinomap._device import resolve_device
+from dinomap._device import cpu_has_native_bf16, resolve_device
 from dinomap._validation import check_choice
 from dinomap.data.sources import ImageSource
 from dinomap.embed import ov_runtime
 from dinomap.embed.config import (
     COMPILE_MIN_IMAGES,
+    DRIFT_CHECK_IMAGES,
     OPENVINO_MIN_IMAGES,
     PRECISIONS,
     RUNTIMES,
@@ -48,12 +50,38 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 autocast on CUDA and fp32 elsewhere."""
+def resolve_precision(
+    precision: str,
+    device: torch.device,
+    runtime: str = "auto",
+    compile: bool | None = None,
+    n_images: int | None = None,
+) -> str:
+    """What ``precision`` means here: ``"auto"`` is bf16 autocast on CUDA; on a CPU with
+    native bf16 (``avx512_bf16`` or AMX) it is OpenVINO's bf16 for runs of at least
+    :data:`OPENVINO_MIN_IMAGES` images (``n_images``, the source's count) when OpenVINO is
+    installed and neither ``runtime="torch"`` nor ``compile`` is asked for; fp32 elsewhere.
+    ``"int8"`` runs on the CPU only (OpenVINO + NNCF)."""
     check_choice("precision", precision, PRECISIONS)
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+    if precision == "int8" and device.type != "cpu":
+        raise InvalidParameterError(
+            f"precision='int8' runs on the CPU (OpenVINO); this run is on {device.type}. Use "
+            "precision 'auto' or 'bf16' there."
+        )
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    if (
+        device.type == "cpu"
+        and runtime != "torch"
+        and not compile
+        and (n_images is None or n_images >= OPENVINO_MIN_IMAGES)
+        and ov_runtime.available()
+        and cpu_has_native_bf16()
+    ):
+        return "bf16"
+    return "fp32"
 
 
 def resolve_runtime(
@@ -63,15 +91,22 @@ def resolve_runtime(
 
     ``"auto"`` picks OpenVINO for CPU runs in fp32 of at least :data:`OPENVINO_MIN_IMAGES`
     images when it is installed and ``compile`` is not asked for (same output to ~1e-6,
-    ~1.35x faster on the CPU measured here), and PyTorch otherwise. ``"openvino"`` insists:
-    it is an error on another device or precision, or without the package.
+    ~1.35x faster on the CPU measured here), for every CPU run in bf16 (its bf16 hint: ~2x
+    fp32, where PyTorch's autocast is slower than fp32) or int8 (NNCF), and PyTorch otherwise.
+    ``"openvino"`` insists: it is an error on another device or precision, or without the
+    package. int8 needs OpenVINO.
     """
     check_choice("runtime", runtime, RUNTIMES)
+    if precision == "int8" and (runtime == "torch" or compile or not ov_runtime.available()):
+        raise InvalidParameterError(
+            "precision='int8' runs with OpenVINO and NNCF (pip install \"dinomap[openvino]\"), "
+            "without --runtime torch or --compile."
+        )
     if runtime == "openvino":
-        if device.type != "cpu" or precision != "fp32":
+        if device.type != "cpu" or precision not in ("fp32", "bf16", "int8"):
             raise InvalidParameterError(
-                f"runtime='openvino' runs on the CPU in fp32; this run is on {device.type} in "
-                f"{precision}. Use runtime 'auto' or 'torch' there."
+                f"runtime='openvino' runs on the CPU in fp32, bf16 or int8; this run is on "
+                f"{device.type} in {precision}. Use runtime 'auto' or 'torch' there."
             )
         if compile:
             raise InvalidParameterError("compile and runtime='openvino' exclude each other.")
@@ -84,9 +119,9 @@ def resolve_runtime(
     if (
         runtime == "auto"
         and device.type == "cpu"
-        and precision == "fp32"
+        and (precision in ("bf16", "int8") or n_images >= OPENVINO_MIN_IMAGES)
+        and precision != "fp16"
         and not compile
-        and n_images >= OPENVINO_MIN_IMAGES
         and ov_runtime.available()
     ):
         return "openvino"
@@ -107,31 +142,98 @@ def _make_encode(
     n_images: int,
     runtime: str = "torch",
     report: dict[str, Any] | None = None,
+    sample: torch.Tensor | None = None,
+    calibrated: str | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 pixels on the device -> float32 embeddings; compiled for one fixed batch shape when
     ``cfg.compile`` (default: on CUDA), with the short last batch padded to that shape; run by
-    OpenVINO when ``runtime="openvino"``. ``report["runtime"]`` says what runs the model."""
+    OpenVINO when ``runtime="openvino"``. ``report["runtime"]`` says what runs the model.
+
+    ``sample``: uint8 images of the run. A reduced precision is checked against fp32 on its
+    first :data:`DRIFT_CHECK_IMAGES` (:func:`dinomap.embed.drift.check_drift`, which stops a
+    model that drifts too far); int8 is calibrated on up to ``cfg.calibration_size`` of them,
+    or ``calibrated`` names the digest of a run's calibration (its cached int8 model)."""
     pre = Preprocess(loaded.input_size, loaded.mean, loaded.std, source_size=None).to(device)
     extractor = loaded.extractor.to(device)
     report = report if report is not None else {}
     report["runtime"] = "torch"
 
-    def run(pixels: torch.Tensor) -> torch.Tensor:
-        x = pre(pixels)
-        with _autocast(device, precision):
-            return extractor(x).float()
+    def run_in(precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(pixels: torch.Tensor) -> torch.Tensor:
+            x = pre(pixels)
+            with _autocast(device, precision):
+                return extractor(x).float()
 
+        return run
+
+    run = run_in(precision)
     if runtime == "openvino":
-        try:
-            ov_run, details = ov_runtime.convert(extractor, loaded.input_size)
-        except ov_runtime.OpenVINOUnavailable as exc:
-            if cfg.runtime == "openvino":
-                raise InvalidParameterError(f"runtime='openvino': {exc}") from exc
-            logger.warning("%s; the model runs in PyTorch instead", exc)
-            report["openvino_error"] = str(exc)
-        else:
-            report.update(runtime="openvino", **details)
-            return lambda pixels: ov_run(pre(pixels))
+        encode = _openvino_encode(loaded, cfg, pre, precision, sample, report, calibrated)
+        if encode is not None:
+            _check_drift(precision, encode, run_in("fp32"), sample, report)
+            return encode
+    if precision == "int8":
+        raise InvalidParameterError(f"precision='int8': {report.get('openvino_error')}")
+    encode = _torch_encode(run, cfg, device, n_images)
+    _check_drift(precision, encode, run_in("fp32"), sample, report)
+    return encode
+
+
+def _check_drift(
+    precision: str,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    sample: torch.Tensor | None,
+    report: dict[str, Any],
+) -> None:
+    """The drift gate of a reduced precision (nothing in fp32 or without a sample)."""
+    if precision == "fp32" or sample is None or sample.shape[0] == 0:
+        return
+    from dinomap.embed.drift import check_drift
+
+    check_drift(precision, encode, reference, sample[:DRIFT_CHECK_IMAGES], report)
+
+
+def _openvino_encode(
+    loaded: LoadedModel,
+    cfg: EmbedConfig,
+    pre: Preprocess,
+    precision: str,
+    sample: torch.Tensor | None,
+    report: dict[str, Any],
+    calibrated: str | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The OpenVINO encoder in ``precision`` (int8: calibrated on ``sample``), or ``None`` when
+    OpenVINO cannot run it and PyTorch may (said in ``report``)."""
+    calibration: torch.Tensor | str | None = None
+    if precision == "int8" and calibrated is not None:
+        calibration = calibrated
+    elif precision == "int8":
+        if sample is None or sample.shape[0] == 0:
+            raise InvalidParameterError("precision='int8' needs images of the run to calibrate on.")
+        with torch.inference_mode():
+            calibration = pre(sample[: cfg.calibration_size].cpu())
+    try:
+        ov_run, details = ov_runtime.convert(loaded.extractor, loaded.input_size, precision,
+                                             calibration)  # fmt: skip
+    except ov_runtime.OpenVINOUnavailable as exc:
+        if cfg.runtime == "openvino" or precision == "int8":
+            raise InvalidParameterError(f"runtime='openvino': {exc}") from exc
+        logger.warning("%s; the model runs in PyTorch instead", exc)
+        report["openvino_error"] = str(exc)
+        return None
+    report.update(runtime="openvino", **details)
+    return lambda pixels: ov_run(pre(pixels))
+
+
+def _torch_encode(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    cfg: EmbedConfig,
+    device: torch.device,
+    n_images: int,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``run``, compiled for one fixed batch shape when ``cfg.compile`` (default: on CUDA for
+    large runs)."""
 
     use_compile = (
         cfg.compile
@@ -170,10 +272,21 @@ def iter_embeddings(
     precision: str,
     runtime: str = "torch",
     report: dict[str, Any] | None = None,
+    calibrated: str | None = None,
+    n_items: int | None = None,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, str, int, int]], list[tuple[int, str]]]]:
-    """Yield ``(embeddings float32, [(index, sha, h, w)], [(index, reason)])`` per batch."""
+    """Yield ``(embeddings float32, [(index, sha, h, w)], [(index, reason)])`` per batch.
+
+    A reduced precision is first checked (and int8 calibrated) on images of the run
+    (:func:`run_sample`: of the first ``n_items`` of ``source``, default all); with ``calibrated`` (new images embedded like a run: the digest of
+    its int8 calibration) the run's own int8 model is used and nothing is sampled."""
+    if not len(indices):
+        return
+    use_sample = calibrated is None
+    sample = run_sample(source, cfg, device, precision, n_items) if use_sample else None
+    encode = _make_encode(loaded, cfg, device, precision, len(indices), runtime, report, sample,
+                          calibrated)  # fmt: skip
     loader = make_loader(source, indices, cfg, device)
-    encode = _make_encode(loaded, cfg, device, precision, len(indices), runtime, report)
     with torch.inference_mode():
         for pixels, meta, errors in loader:
             if pixels is None:
@@ -181,6 +294,38 @@ def iter_embeddings(
                 continue
             feats = encode(pixels.to(device, non_blocking=True))
             yield feats.cpu().numpy(), meta, errors
+
+
+def run_sample(
+    source: ImageSource,
+    cfg: EmbedConfig,
+    device: torch.device,
+    precision: str,
+    n_items: int | None = None,
+) -> torch.Tensor | None:
+    """uint8 images spread evenly over the run's items, the first ``n_items`` of ``source``
+    (default: all; so a resumed run gets the same ones):
+    ``cfg.calibration_size`` for int8, :data:`DRIFT_CHECK_IMAGES` for another reduced precision,
+    none for fp32. The check batch is the first :data:`DRIFT_CHECK_IMAGES` of them."""
+    if precision == "fp32":
+        return None
+    want = (
+        max(cfg.calibration_size, DRIFT_CHECK_IMAGES) if precision == "int8" else DRIFT_CHECK_IMAGES
+    )
+    n = len(source.items) if n_items is None else min(n_items, len(source.items))
+    if n == 0:
+        return None
+    picks = np.unique(np.linspace(0, n - 1, num=min(want, n)).round().astype(np.int64)).tolist()
+    batches = [pixels for pixels, _, _ in make_loader(source, picks, replace(cfg, num_workers=0),
+                                                       device) if pixels is not None]  # fmt: skip
+    if not batches:
+        return None
+    pixels = torch.cat(batches).to(device)
+    # The check batch first, spread over the source too; then the rest of the calibration set.
+    order = np.argsort(
+        np.arange(len(pixels)) % max(1, len(pixels) // DRIFT_CHECK_IMAGES), kind="stable"
+    )
+    return pixels[torch.from_numpy(order)]
 
 
 def encoder_from_run(run_dir: str | os.PathLike[str]) -> tuple[LoadedModel, Preprocess]:
@@ -243,8 +388,11 @@ def embed_files(
     prep = info.get("preprocessing", {})
     dev = resolve_device(device)
     precision = str(info.get("precision", "fp32"))
-    if precision != "fp32" and dev.type == "cpu" and precision == "fp16":
+    if dev.type == "cpu" and precision == "fp16":
         precision = "fp32"
+    calibrated = info.get("runtime", {}).get("calibration_sha256") if precision == "int8" else None
+    if dev.type != "cpu" and precision == "int8":
+        precision = "fp32"  # int8 is OpenVINO's, on the CPU; on a GPU the fp32 model
     src = (
         _FileListSource([str(Path(p)) for p in paths])
         if paths
@@ -257,7 +405,8 @@ def embed_files(
     ok: list[str] = []
     errors: list[tuple[str, str]] = []
     items = src.items
-    batches = iter_embeddings(src, range(len(items)), loaded, cfg, dev, precision, runtime)
+    batches = iter_embeddings(src, range(len(items)), loaded, cfg, dev, precision, runtime,
+                              calibrated=calibrated)  # fmt: skip
     show = progress if progress is not None else sys.stderr.isatty()
     with tqdm(total=len(items), unit="img", disable=not show, desc="embedding new images",
               dynamic_ncols=True) as bar:  # fmt: skip

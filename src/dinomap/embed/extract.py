@@ -52,6 +52,8 @@ from dinomap.exceptions import (
     NoImagesError,
 )
 from dinomap.store import (
+    RUN_FILE,
+    read_run_info,
     stored_keys,
     write_errors,
     write_metadata,
@@ -247,6 +249,24 @@ def _consume(
         bar.close()
 
 
+def _precision(
+    cfg: EmbedConfig, device: torch.device, engine: str, run_dir: Path, n_images: int
+) -> str:
+    """The run's precision: ``cfg.precision`` resolved (:func:`resolve_precision`), except that
+    ``"auto"`` keeps the precision a run directory already holds embeddings in (a run stays one
+    precision; an explicit other one is refused by the fingerprint)."""
+    if engine == "ray":  # the workers' CPUs are not this one: auto stays as before
+        if cfg.precision == "int8":
+            raise InvalidParameterError("precision='int8' runs with --engine local.")
+        if cfg.precision == "auto":
+            return "bf16" if device.type == "cuda" else "fp32"
+    if cfg.precision == "auto" and (run_dir / RUN_FILE).is_file() and stored_keys(run_dir):
+        held = read_run_info(run_dir).get("precision")
+        if held in PRECISIONS and held != "auto":
+            return str(held)
+    return resolve_precision(cfg.precision, device, cfg.runtime, cfg.compile, n_images)
+
+
 def _embed_all(
     src: ImageSource,
     plan: ResumePlan,
@@ -265,7 +285,8 @@ def _embed_all(
         state.n_new, state.errors = embed_ray_run(src, plan.items, plan.indices, cfg, precision,
                                                   runtime, str(state.run_dir), engine[1])  # fmt: skip
         return
-    batches = iter_embeddings(src, plan.indices, loaded, cfg, device, precision, runtime, report)
+    batches = iter_embeddings(src, plan.indices, loaded, cfg, device, precision, runtime, report,
+                              n_items=len(plan.items))  # fmt: skip
     _consume(batches, state, plan, show)
 
 
@@ -328,11 +349,13 @@ def embed(
     if limit is not None:
         check_positive_int("limit", limit)
     device = engine_device(engine, cfg.device, ray_options)  # ray: the workers' device
-    precision = resolve_precision(cfg.precision, device)
     src = source if isinstance(source, ImageSource) else open_source(source, data_dir, split)
     if check is not None:
         check(len(src.items[:limit] if limit else src.items))
     run_dir = _run_dir(out)
+    precision = _precision(
+        cfg, device, engine, run_dir, len(src.items[:limit] if limit else src.items)
+    )
     fingerprint = config_fingerprint(cfg, precision, weights_identity(cfg))
     previous = check_same_config(run_dir, fingerprint)
 

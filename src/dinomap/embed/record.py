@@ -24,7 +24,7 @@ from dinomap.embed.models import (
     resolve_model_name,
 )
 from dinomap.exceptions import ConfigMismatchError
-from dinomap.store import RUN_FILE, read_run_info, update_run_info
+from dinomap.store import RUN_FILE, read_run_info, stored_keys, update_run_info
 
 __all__ = [
     "check_same_config",
@@ -107,7 +107,9 @@ def check_same_config(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, A
         return None
     old = read_run_info(run_dir)
     previous = old.get("fingerprint")
-    if previous is not None and previous != fingerprint:
+    # A run that stored nothing yet (stopped before its first image, by the drift gate say)
+    # holds nothing to mix with: it may start again with other options.
+    if previous is not None and previous != fingerprint and stored_keys(run_dir):
         diffs = [
             f"{k}: stored {previous.get(k)!r}, asked {fingerprint.get(k)!r}"
             for k in sorted(set(previous) | set(fingerprint))
