@@ -595,12 +595,22 @@ def test_another_cpu_passes_the_portable_comparison(
 
 def _refit(run: Path, methods: str, seed: int = 0, **params: dict[str, Any]) -> dict[str, Any]:
     """The run's maps fitted again on its embeddings, as map leaves."""
+    import torch
+
     from dinomap.maps import make_maps
 
     X, labels, *_ = load_points(run, None, None)  # as the demo's make_maps read them
-    res = make_maps(X, methods, labels=labels, random_state=seed,
-                    params=params, plots=False, save_mappers=False, evaluate=False,
-                    warm_up_umap=False, device="cpu")  # fmt: skip
+    # With the demo's torch thread count: an earlier test may have left another one in this
+    # process, and the networks' bf16 kernels depend on it (docs/determinism.md).
+    recorded = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["threads"]["torch"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(recorded))
+    try:
+        res = make_maps(X, methods, labels=labels, random_state=seed,
+                        params=params, plots=False, save_mappers=False, evaluate=False,
+                        warm_up_umap=False, device="cpu")  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
     return {m: _map_leaf(np.asarray(xy, np.float64), m) for m, xy in res.coords.items()}
 
 
