@@ -156,28 +156,26 @@ def peak_flops() -> dict[str, Any]:
     """This CPU's peak per precision: cores x clock x operations per cycle per core, from the
     CPU flags (the widest unit each precision can use; two FMA ports assumed, as on the Xeon and
     EPYC server cores these machines run on). A bound to compare with, not a measurement."""
-    flags: set[str] = set()
+    from dinomap._device import cpu_flags
+
+    flags = cpu_flags()
     mhz = 0.0
     with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
         for line in fh:
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("cpu MHz") and not mhz:
+            if line.startswith("cpu MHz"):
                 mhz = float(line.split(":", 1)[1])
+                break
     cores = len(os.sched_getaffinity(0))
     fp32 = 64 if "avx512f" in flags else 32  # 2 FMA ports x 16 (8) lanes x 2
-    if "amx_bf16" in flags:
-        bf16, bf16_unit = 1024, "AMX-BF16 (TMUL)"
-    elif "avx512_bf16" in flags:
-        bf16, bf16_unit = 128, "AVX512-BF16 (vdpbf16ps)"
-    else:
-        bf16, bf16_unit = fp32, "none (emulated)"
-    if "amx_int8" in flags:
-        int8, int8_unit = 2048, "AMX-INT8 (TMUL)"
-    elif "avx512_vnni" in flags:
-        int8, int8_unit = 256, "AVX512-VNNI (vpdpbusd)"
-    else:
-        int8, int8_unit = fp32, "none"
+
+    def widest(units: list[tuple[str, int, str]], fallback: str) -> tuple[int, str]:
+        """The operations per cycle of the first unit in ``units`` the CPU has."""
+        return next(((ops, name) for flag, ops, name in units if flag in flags), (fp32, fallback))
+
+    bf16, bf16_unit = widest([("amx_bf16", 1024, "AMX-BF16 (TMUL)"),
+                              ("avx512_bf16", 128, "AVX512-BF16 (vdpbf16ps)")], "none (emulated)")
+    int8, int8_unit = widest([("amx_int8", 2048, "AMX-INT8 (TMUL)"),
+                              ("avx512_vnni", 256, "AVX512-VNNI (vpdpbusd)")], "none")  # fmt: skip
     hz = mhz * 1e6
     return {
         "cores": cores, "clock_mhz": mhz,

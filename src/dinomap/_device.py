@@ -104,15 +104,20 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (x86 ``avx512_bf16`` or AMX, read from
     ``/proc/cpuinfo``); ``False`` where that cannot be read. Without it, PyTorch's bf16 matrix
     products on the CPU are emulated and slower than fp32."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``); empty where
+    that cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
 
 
 def training_precision(precision: str, device: torch.device) -> str:
