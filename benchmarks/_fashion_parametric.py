@@ -55,7 +55,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }  # fmt: skip
 
-#: What was measured before this benchmark existed (issue 13's table, `dinomap map`, all 70k
+#: What was measured before this benchmark existed (the earlier default neural maps, `dinomap map`, all 70k
 #: points, one fresh process on the 2-core machine), kept in the JSON next to the new rows.
 MEASURED_BEFORE = [
     {"map": "t-SNE (openTSNE)", "fit_seconds": 89, "trustworthiness": 0.986, "knn_accuracy": 0.840},

@@ -1,7 +1,7 @@
 """How long ``dinomap --help`` and ``dinomap map --help`` take, against a bare interpreter.
 
 Each command runs ``--repeats`` times in a fresh process; the JSON gives the medians and the
-ratio to ``python -c pass`` (the floor any console script pays). Goal (issue 12): < 0.5 s.
+ratio to ``python -c pass`` (the floor any console script pays). Goal: < 0.5 s.
 
     python benchmarks/bench_cli_startup.py --out benchmarks/results/bench_cli_startup.json
 """

@@ -1,4 +1,4 @@
-"""End-to-end embedding throughput on a GPU against the model's own ceiling (issue 7).
+"""End-to-end embedding throughput on a GPU against the model's own ceiling.
 
 One run, one machine, the same random-init ViT-S/14 at 224 px:
 
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from dinomap import load_embeddings
 from dinomap.cli._common import parse_model_args
 from dinomap.embed import EmbedConfig, create_encoder, embed
-from dinomap.embed.loader import _collate, _DecodeDataset, _default_workers, _worker_init
+from dinomap.embed.loader import DecodeDataset, _collate, _default_workers, _worker_init
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -104,7 +104,7 @@ def decode_only(root: Path, n: int, batch: int, workers: int, pin: bool) -> floa
 
     src = FolderSource(root)
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(src, range(min(n, len(src))), 32, area=False), batch_size=batch,
+        DecodeDataset(src, range(min(n, len(src))), 32, area=False), batch_size=batch,
         num_workers=workers, collate_fn=_collate, pin_memory=pin, worker_init_fn=_worker_init,
         prefetch_factor=4,
     )  # fmt: skip

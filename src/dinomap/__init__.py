@@ -7,28 +7,23 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from dinomap._lazy import lazy_exports
+from dinomap._version import __version__
 from dinomap.exceptions import (
     ConfigMismatchError,
     DinomapError,
     InvalidParameterError,
     NoImagesError,
-    NotFittedError,
     SourceNotFoundError,
     WeightsUnavailableError,
 )
 
-try:
-    __version__ = version("dinomap")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
-
 #: Public name -> "module:attribute". Imported on first access (PEP 562), so that
 #: ``import dinomap`` (and ``dinomap --help``) loads no torch, OpenCV, scikit-learn or FAISS.
 _LAZY: dict[str, str] = {
+    "NotFittedError": "dinomap.exceptions:NotFittedError",
     "cluster_images": "dinomap.downstream.cluster:cluster_images",
     "find_duplicates": "dinomap.downstream.duplicates:find_duplicates",
     "find_label_issues": "dinomap.downstream.label_issues:find_label_issues",
@@ -62,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dinomap.downstream.search import search_similar
     from dinomap.embed.config import EmbedConfig, EmbedResult
     from dinomap.embed.extract import embed as embed_images
+    from dinomap.exceptions import NotFittedError
     from dinomap.export import ExportResult, export_encoder, export_models, export_run
     from dinomap.maps import make_maps
     from dinomap.parametric import ParametricUMAP, TSNEApproximator

@@ -65,8 +65,18 @@ def check_embeddings(X: Any, name: str = "X", min_samples: int = 1) -> np.ndarra
         raise InvalidParameterError(
             f"{name} must be a 2-D array (n_samples, n_features); got shape {arr.shape}."
         )
+    if np.iscomplexobj(arr):
+        raise InvalidParameterError(
+            f"{name} is complex ({arr.dtype}); the maps need real features: pass X.real, "
+            "np.abs(X) or the real and imaginary parts as columns."
+        )
     if not np.issubdtype(arr.dtype, np.number):
         raise InvalidParameterError(f"{name} must be numeric; got dtype {arr.dtype}.")
+    if arr.shape[1] == 0:
+        raise InvalidParameterError(
+            f"{name} has {arr.shape[0]} rows but no feature (shape {arr.shape}); "
+            "at least one column is needed."
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.shape[0] < min_samples:
         raise InvalidParameterError(

@@ -7,7 +7,7 @@ line for it instead of a traceback. Subclasses also derive from the matching bui
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ConfigMismatchError",
@@ -53,8 +53,29 @@ class ConfigMismatchError(DinomapError):
     """A run directory was created with another model or preprocessing than the one asked for."""
 
 
-class NotFittedError(DinomapError, AttributeError):
-    """An estimator was used before ``fit``."""
+if TYPE_CHECKING:  # pragma: no cover - the class below, as type checkers see it
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(DinomapError, SklearnNotFittedError):
+        """An estimator was used before ``fit``."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``NotFittedError`` subclasses scikit-learn's (so ``except
+        sklearn.exceptions.NotFittedError`` catches it), made on first use so that importing
+        dinomap loads no scikit-learn."""
+        if name != "NotFittedError":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+        cls = type(
+            "NotFittedError",
+            (DinomapError, SklearnNotFittedError),
+            {"__doc__": "An estimator was used before ``fit``.", "__module__": __name__},
+        )
+        globals()["NotFittedError"] = cls
+        return cls
 
 
 class MissingDependencyError(DinomapError, ImportError):

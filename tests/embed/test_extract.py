@@ -254,8 +254,8 @@ def test_compiled_path_pads_the_last_batch_and_matches_eager(
 
 
 def test_compile_defaults_off_on_cpu() -> None:
-    from dinomap.embed.encode import _make_encode
+    from dinomap.embed.encode import make_encode
 
     loaded = create_encoder("dinov2-s14", random_init=True, model_kwargs=TINY_MODEL_KWARGS)
-    encode = _make_encode(loaded, CFG, torch.device("cpu"), "fp32", n_images=10**6)
+    encode = make_encode(loaded, CFG, torch.device("cpu"), "fp32", n_images=10**6)
     assert encode.__name__ == "run"  # the eager function, not the compiled wrapper

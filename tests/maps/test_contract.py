@@ -67,6 +67,20 @@ def test_params_clone_and_not_fitted(name: str, data: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
+def test_not_fitted_is_scikit_learns_and_bad_input_is_named(name: str, data: np.ndarray) -> None:
+    import sklearn.exceptions
+
+    est = get_reducer(name, random_state=0, **FAST[name])
+    with pytest.raises(sklearn.exceptions.NotFittedError, match="not fitted"):
+        est.transform(data)
+    target = data[:, :2] if reducer_spec(name).needs_target else None
+    with pytest.raises(InvalidParameterError, match="is complex"):
+        est.fit(data.astype(np.complex64), target)
+    with pytest.raises(InvalidParameterError, match="no feature"):
+        est.fit(np.empty((len(data), 0), np.float32), target)
+
+
+@pytest.mark.parametrize("name", METHODS)
 def test_validate_refuses_a_bad_parameter_before_fitting(name: str) -> None:
     est = get_reducer(name, **BAD[name])
     with pytest.raises(InvalidParameterError, match=next(iter(BAD[name]))):

@@ -184,7 +184,7 @@ def test_project_actors_need_only_what_the_driver_sends(tmp_path: Path) -> None:
     import shutil
 
     from dinomap.downstream.project import project_images
-    from dinomap.embed.ray_engine import _decode_batch
+    from dinomap.embed.ray_engine import decode_batch
     from dinomap.embed.ray_project import _Placer, _RunEncoder
     from dinomap.reduce import get_reducer
     from dinomap.store import read_run_info
@@ -207,7 +207,7 @@ def test_project_actors_need_only_what_the_driver_sends(tmp_path: Path) -> None:
     assert not run.exists() and list(placer.mappers) == ["pca"]
     paths = np.asarray(local.paths, dtype=object)
     source_size = info["preprocessing"].get("source_size")  # as project_ray decodes
-    batch = _decode_batch({"index": np.arange(len(paths)), "path": paths,
+    batch = decode_batch({"index": np.arange(len(paths)), "path": paths,
                            "label": np.asarray([""] * len(paths), dtype=object)},
                           source=None, size=int(source_size or info["model"]["input_size"]),
                           area=source_size is None)  # fmt: skip

@@ -26,7 +26,7 @@ from ..fake_run import SYNTHETIC_CLASSES, make_synthetic_run
 from .conftest import EXPORT, METHODS, N_POINTS, N_VIRTUAL, UNPLACED
 
 
-def _payload(html: str) -> dict:
+def page_payload(html: str) -> dict:
     match = re.search(
         r'<script type="application/json" id="dinomap-data">(.*?)</script>', html, re.S
     )
@@ -75,7 +75,7 @@ def test_metrics_table_has_every_method(small_run: Path) -> None:
 
 def test_payload_points_labels_paths(small_run: Path) -> None:
     data = read_run_data(small_run)
-    payload = _payload((small_run / "report.html").read_text(encoding="utf-8"))
+    payload = page_payload((small_run / "report.html").read_text(encoding="utf-8"))
     assert payload["n"] == N_POINTS
     assert [m["name"] for m in payload["methods"]] == list(METHODS)
     for m in payload["methods"]:
@@ -127,7 +127,7 @@ def test_trained_run_has_no_banner_and_self_contained_inlines(tmp_path: Path) ->
     page = write_report(run, tmp_path / "out" / "page.html", self_contained=True)
     html = page.read_text(encoding="utf-8")
     assert "random-init-banner" not in html and 'data-random-init="false"' in html
-    payload = _payload(html)
+    payload = page_payload(html)
     assert payload["thumbs"]["sheets"][0].startswith("data:image/jpeg;base64,")
     assert payload["thumbs"]["missing"] is None and payload["clusters"] is None
     assert 'src="data:image/png;base64,' in html  # static plots inline
@@ -138,7 +138,7 @@ def test_report_without_maps(tmp_path: Path) -> None:
     run = make_synthetic_run(tmp_path / "run", 8, methods=(), clusters=False)
     html = write_report(run).read_text(encoding="utf-8")
     assert "No 2-D maps in this run" in html
-    assert _payload(html)["methods"] == []
+    assert page_payload(html)["methods"] == []
 
 
 def test_errors_are_clear(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_export_section_is_read_from_run_json(tmp_path: Path) -> None:
     atomic_write_json(run / "run.json", info)
     html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
     assert "<code>/models/x/1/model.pt</code>" in html and "/models/x.onnx" in html
-    assert _payload(html)["thumbs"] is None
+    assert page_payload(html)["thumbs"] is None
 
 
 def _drop_labels(run: Path) -> None:
@@ -210,19 +210,19 @@ def _drop_labels(run: Path) -> None:
 def test_run_without_labels(tmp_path: Path) -> None:
     run = make_synthetic_run(tmp_path / "run", 10, methods=("pca",))
     _drop_labels(run)
-    payload = _payload(write_report(run).read_text(encoding="utf-8"))
+    payload = page_payload(write_report(run).read_text(encoding="utf-8"))
     assert payload["labels"] is None and payload["default_color"] == "cluster"
 
 
 def test_many_categories_use_32_bit_codes(tmp_path: Path) -> None:
-    from dinomap.viz._page_data import _categories
+    from dinomap.viz._page_data import categories
 
-    names, codes = _categories([f"c{i}" for i in range(70_000)])
+    names, codes = categories([f"c{i}" for i in range(70_000)])
     assert codes.dtype == np.uint32 and len(names) == 70_000
     assert names[codes[123]] == "c123"
-    names, codes = _categories(["b", None, "a"], order=["b"])
+    names, codes = categories(["b", None, "a"], order=["b"])
     assert names == ["b", "a", "(unlabelled)"] and codes.tolist() == [0, 2, 1]
-    assert _categories(["10", "2", "x", "1"])[0] == ["1", "2", "10", "x"]  # numbers numerically
+    assert categories(["10", "2", "x", "1"])[0] == ["1", "2", "10", "x"]  # numbers numerically
 
 
 def test_export_found_in_the_model_repository(tmp_path: Path) -> None:
@@ -263,7 +263,7 @@ def test_links_survive_odd_folder_names(tmp_path: Path) -> None:
     page = write_report(run, tmp_path / "pages" / "r.html")
     html = page.read_text(encoding="utf-8")
     assert 'href="../my%20run%20%231%20100%25/errors.csv"' in html
-    thumbs = _payload(html)["thumbs"]["sheets"][0]
+    thumbs = page_payload(html)["thumbs"]["sheets"][0]
     assert thumbs == "../my%20run%20%231%20100%25/thumbs/sheet-00000.jpg"
 
 

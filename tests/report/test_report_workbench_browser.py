@@ -140,7 +140,8 @@ def test_lasso_and_box_select_exactly_the_points_inside(wb: Any, artifacts: Path
 
 
 def test_export_csv_round_trips_through_the_manifest_reader(wb: Any, wb_run: Path) -> None:
-    from dinomap.data.sources import ManifestSource, open_source
+    from dinomap.data.manifest import ManifestSource
+    from dinomap.data.open import open_source
 
     page, _ = wb
     data = read_run_data(wb_run)

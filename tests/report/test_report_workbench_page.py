@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinomap.viz._page_data import _json_for_script
+from dinomap.viz._page_data import json_for_script
 from dinomap.viz._run_data import read_run_data
 from dinomap.viz.report import write_report
 from dinomap.viz.slides import write_slides
@@ -21,14 +21,14 @@ from ..fake_run import make_synthetic_run
 NASTY = ["<!--", "</script>", "<\\!--", "a & b", "\"'", "🐱", "עברית", "\u2028", "]]>", "-->"]
 
 
-def _payload(html: str) -> dict:
+def page_payload(html: str) -> dict:
     m = re.search(r'<script type="application/json" id="dinomap-data">(.*?)</script>', html, re.S)
     assert m is not None
     return json.loads(m.group(1))
 
 
 def test_json_for_script_round_trips_any_string() -> None:
-    text = _json_for_script({"names": NASTY})
+    text = json_for_script({"names": NASTY})
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == {"names": NASTY}
 
@@ -38,7 +38,7 @@ def test_page_with_nasty_labels_keeps_them(tmp_path: Path) -> None:
     run = make_synthetic_run(tmp_path / "run", 20, methods=("pca",), classes=classes)
     html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
     assert html.count("</script>") == 2  # the data and the script element, nothing else
-    assert sorted(_payload(html)["labels"]["names"]) == sorted(classes)
+    assert sorted(page_payload(html)["labels"]["names"]) == sorted(classes)
 
 
 def test_neighbours_label_issues_and_duplicates_are_stored(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_neighbours_label_issues_and_duplicates_are_stored(tmp_path: Path) -> No
         f"0,exact,{data.paths[1]}\n0,exact,{data.paths[2]}\n3,near,{data.paths[9]}\n",
         encoding="utf-8",
     )
-    payload = _payload(write_report(run, thumbnails=False).read_text(encoding="utf-8"))
+    payload = page_payload(write_report(run, thumbnails=False).read_text(encoding="utf-8"))
     nb = payload["neighbors"]
     assert nb["k"] == 12
     raw = np.frombuffer(base64.b64decode(nb["ids"]), np.uint8).reshape(-1, 3).astype(np.int64)
@@ -87,7 +87,7 @@ def test_neighbours_label_issues_and_duplicates_are_stored(tmp_path: Path) -> No
 
 def test_without_label_issues_or_neighbours(tmp_path: Path) -> None:
     run = make_synthetic_run(tmp_path / "run", 1, methods=("pca",), n_failed=0)
-    payload = _payload(write_report(run, thumbnails=False).read_text(encoding="utf-8"))
+    payload = page_payload(write_report(run, thumbnails=False).read_text(encoding="utf-8"))
     assert payload["label_issues"] is None and payload["neighbors"] is None
 
 
@@ -112,7 +112,7 @@ def test_page_reads_the_label_issues_stage(tmp_path: Path) -> None:
     label_issues_run(run, k=10, top=5, index="flat")
     table = pq.read_table(run / DOWNSTREAM_DIR / LABEL_ISSUES_FILE).to_pandas()
     html = write_report(run, thumbnails=False).read_text(encoding="utf-8")
-    payload = _payload(html)
+    payload = page_payload(html)
     data = read_run_data(run)
     by_path = table.set_index("path")
     assert 'id="ds-label-issues"' in html and 'src="downstream/label_issues.png"' in html

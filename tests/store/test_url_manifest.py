@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from dinomap import load_embeddings
-from dinomap.data.sources import ManifestSource, open_source
+from dinomap.data.manifest import ManifestSource
+from dinomap.data.open import open_source
 from dinomap.embed import EmbedConfig, embed
 from dinomap.exceptions import SourceNotFoundError
 

@@ -112,7 +112,7 @@ def call_with_remote_out(
 ) -> int:  # fmt: skip
     """Run ``call(args)`` with ``args.out`` (a URL) replaced by a local staging path; upload
     what it wrote on success."""
-    from dinomap.store.mirror import _size, upload_folder
+    from dinomap.store.mirror import human_size, upload_folder
 
     url, command = str(args.out).rstrip("/"), str(args.command)
     is_file = command in OUT_IS_FILE
@@ -135,7 +135,7 @@ def call_with_remote_out(
         pruned = _prune_models(url, previous, local) if not is_file else 0
         _record_url(getattr(args, run_dir_attr, None), local, url)
         if not quiet:
-            print(f"uploaded {stats.files} files ({_size(stats.bytes)}) to {base} in "
+            print(f"uploaded {stats.files} files ({human_size(stats.bytes)}) to {base} in "
                   f"{stats.seconds:.1f} s" + (f"; removed {pruned} model folders exported "
                   "there earlier but not now" if pruned else ""), file=sys.stderr, flush=True)  # fmt: skip
         return code

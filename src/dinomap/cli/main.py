@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from dinomap import __version__
+from dinomap._version import __version__
 from dinomap.cli._commands import COMMANDS
 from dinomap.cli._common import RUN_DIR_ARGS, add_remote_arguments, call_command
 from dinomap.exceptions import DinomapError, InvalidParameterError

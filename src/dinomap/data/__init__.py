@@ -8,16 +8,16 @@ from dinomap._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time each name loads on use
     from dinomap.data.decode import DecodeError, decode_image, read_image_file
+    from dinomap.data.manifest import ManifestSource
+    from dinomap.data.open import open_source
     from dinomap.data.sources import (
         ArraySource,
         FolderSource,
         ImageSource,
         Item,
-        ManifestSource,
         cifar10_source,
         demo_source,
         fashion_mnist_source,
-        open_source,
     )
     from dinomap.data.thumbnails import image_loader, load_thumbnail
 
@@ -48,11 +48,11 @@ __getattr__, __dir__ = lazy_exports(
         "FolderSource": "sources",
         "ImageSource": "sources",
         "Item": "sources",
-        "ManifestSource": "sources",
+        "ManifestSource": "manifest",
         "cifar10_source": "sources",
         "demo_source": "sources",
         "fashion_mnist_source": "sources",
-        "open_source": "sources",
+        "open_source": "open",
         "image_loader": "thumbnails",
         "load_thumbnail": "thumbnails",
     },

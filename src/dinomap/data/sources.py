@@ -26,19 +26,16 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "IMAGE_EXTENSIONS",
-    "SOURCE_KEYWORDS",
     "VECTOR_EXTENSIONS",
     "ArraySource",
     "FolderSource",
     "ImageSource",
     "Item",
-    "ManifestSource",
     "UrlFolderSource",
     "cifar10_source",
     "demo_source",
     "fashion_mnist_source",
     "not_an_image",
-    "open_source",
     "read_image_path",
     "sha256_path",
 ]
@@ -280,7 +277,7 @@ class UrlFolderSource(ImageSource):
         if not keys:
             raise SourceNotFoundError(f"no image objects found under {url}.")
         prefix = root.rstrip("/") + "/"
-        rels = [k[len(prefix):] if k.startswith(prefix) else k for k in keys]
+        rels = [k[len(prefix) :] if k.startswith(prefix) else k for k in keys]
         self._items = [
             Item(f"{self.url}/{rel}",
                  rel.split("/", 1)[0] if labels_from == "folder" and "/" in rel else None)
@@ -406,59 +403,3 @@ def cifar10_source(data_dir: str | os.PathLike[str], split: str = "all") -> Arra
         np.ascontiguousarray(np.concatenate(images)), paths, labels,
         {"kind": "cifar10", "data_dir": str(directory), "split": split},
     )  # fmt: skip
-
-
-#: Keywords accepted in place of a path, with their factory.
-SOURCE_KEYWORDS: dict[str, str] = {
-    "demo": "the built-in 2,000 Fashion-MNIST test images",
-    "fashion-mnist": "Fashion-MNIST IDX files (Debian's path or --data-dir)",
-    "cifar10": "CIFAR-10 python batches in --data-dir",
-}
-
-
-def open_source(
-    spec: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None, split: str = "all"
-) -> ImageSource:
-    """Open a source from what a user typed: a folder, a ``.csv``/``.parquet`` manifest, or a
-    keyword of :data:`SOURCE_KEYWORDS`. An existing path wins over a keyword.
-
-    Examples
-    --------
-    >>> len(open_source("demo"))
-    2000
-    """
-    from dinomap.store._fs import is_url
-
-    if is_url(spec):
-        if Path(os.fspath(spec)).suffix.lower() in {".csv", ".parquet", ".pq"}:
-            return ManifestSource(spec)
-        return UrlFolderSource(os.fspath(spec))
-    path = Path(spec)
-    if path.is_dir():
-        return FolderSource(path)
-    if path.is_file():
-        if path.suffix.lower() in {".csv", ".parquet", ".pq"}:
-            return ManifestSource(path)
-        raise InvalidParameterError(
-            f"{spec} is a file but not a manifest (.csv/.parquet); pass its folder instead."
-        )
-    name = str(spec).lower()
-    if name == "demo":
-        return demo_source()
-    if name in {"fashion-mnist", "fashion_mnist", "fmnist"}:
-        return fashion_mnist_source(data_dir, split)
-    if name in {"cifar10", "cifar-10"}:
-        if data_dir is None:
-            raise InvalidParameterError(
-                "the cifar10 source needs --data-dir DIR (the unpacked batches)."
-            )
-        return cifar10_source(data_dir, split)
-    keywords = ", ".join(f"{k!r} ({v})" for k, v in SOURCE_KEYWORDS.items())
-    raise SourceNotFoundError(
-        f"{spec} is neither an existing folder or manifest nor a known data set ({keywords})."
-        + suggest(name, SOURCE_KEYWORDS)
-    )
-
-
-# the manifest source lives in its own module (it subclasses FolderSource, defined above)
-from dinomap.data.manifest import ManifestSource  # noqa: E402

@@ -20,11 +20,7 @@ from typing import Any
 import numpy as np
 
 from dinomap._validation import check_choice, check_embeddings, check_positive_int
-from dinomap.exceptions import (
-    InvalidParameterError,
-    MissingDependencyError,
-    NotFittedError,
-)
+from dinomap.exceptions import InvalidParameterError, MissingDependencyError
 from dinomap.metrics import drop_self
 from dinomap.store.layout import (
     DOWNSTREAM_DIR,
@@ -198,6 +194,8 @@ class NeighborIndex:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "index_"):
+            from dinomap.exceptions import NotFittedError  # made on first use (scikit-learn's)
+
             raise NotFittedError("This NeighborIndex is not fitted yet; call fit(X) first.")
 
     # -- building ---------------------------------------------------------------------------

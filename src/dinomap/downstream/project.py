@@ -47,6 +47,7 @@ from dinomap.store.layout import (
     PROJECTED_FILE,
     PROJECTED_INFO_FILE,
 )
+from dinomap.store.mappers import require_mappers as load_mappers
 
 __all__ = [
     "MAPPERS_DIR",
@@ -98,36 +99,6 @@ class ProjectionResult:
             data[f"{method}_x"] = xy[:, 0].astype(np.float32)
             data[f"{method}_y"] = xy[:, 1].astype(np.float32)
         return pd.DataFrame(data)
-
-
-def load_mappers(
-    run_dir: str | os.PathLike[str], methods: Sequence[str] | None = None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Load the fitted mappers saved in ``RUN/mappers/<method>/``.
-
-    Returns
-    -------
-    mappers : dict of str to estimator
-        Method name -> fitted mapper with ``transform``.
-    skipped : dict of str to str
-        Mapper folders that could not be loaded, with the reason.
-    """
-    base = Path(run_dir) / MAPPERS_DIR
-    if not base.is_dir():
-        raise DinomapError(
-            f"{run_dir} has no fitted mappers ({MAPPERS_DIR}/); make the maps first with "
-            "`dinomap map RUN`, which saves them."
-        )
-    from dinomap.store.mappers import load_mappers as load_saved
-
-    mappers, skipped = load_saved(run_dir, methods)
-    if not mappers:
-        raise DinomapError(
-            f"no usable mapper in {base}"
-            + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
-            + "."
-        )
-    return mappers, skipped
 
 
 def list_image_files(

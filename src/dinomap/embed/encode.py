@@ -31,7 +31,7 @@ from dinomap.embed.config import (
     RUNTIMES,
     EmbedConfig,
 )
-from dinomap.embed.loader import _FileListSource, make_loader
+from dinomap.embed.loader import FileListSource, make_loader
 from dinomap.embed.models import LoadedModel, create_encoder
 from dinomap.embed.preprocess import Preprocess
 from dinomap.exceptions import InvalidParameterError, SourceNotFoundError
@@ -134,7 +134,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
-def _make_encode(
+def make_encode(
     loaded: LoadedModel,
     cfg: EmbedConfig,
     device: torch.device,
@@ -284,7 +284,7 @@ def iter_embeddings(
         return
     use_sample = calibrated is None
     sample = run_sample(source, cfg, device, precision, n_items) if use_sample else None
-    encode = _make_encode(loaded, cfg, device, precision, len(indices), runtime, report, sample,
+    encode = make_encode(loaded, cfg, device, precision, len(indices), runtime, report, sample,
                           calibrated)  # fmt: skip
     loader = make_loader(source, indices, cfg, device)
     with torch.inference_mode():
@@ -394,7 +394,7 @@ def embed_files(
     if dev.type != "cpu" and precision == "int8":
         precision = "fp32"  # int8 is OpenVINO's, on the CPU; on a GPU the fp32 model
     src = (
-        _FileListSource([str(Path(p)) for p in paths])
+        FileListSource([str(Path(p)) for p in paths])
         if paths
         else ArraySource(np.zeros((0, 1, 1), np.uint8), [])
     )

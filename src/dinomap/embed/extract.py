@@ -24,7 +24,8 @@ import torch
 
 from dinomap._device import thread_counts
 from dinomap._validation import check_positive_int
-from dinomap.data.sources import ImageSource, Item, open_source
+from dinomap.data.open import open_source
+from dinomap.data.sources import ImageSource, Item
 from dinomap.embed.config import PRECISIONS, EmbedConfig, EmbedResult
 from dinomap.embed.encode import (
     embed_files,

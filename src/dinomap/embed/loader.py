@@ -29,7 +29,7 @@ Batch = tuple[torch.Tensor | None, list[tuple[int, str, int, int]], list[tuple[i
 _Sample = tuple[int, np.ndarray | None, str, int, int, str | None]
 
 
-class _DecodeDataset(Dataset[_Sample]):
+class DecodeDataset(Dataset[_Sample]):
     """Loads item ``indices[i]`` of a source, resized to the size the batch needs."""
 
     def __init__(self, source: ImageSource, indices: Sequence[int], size: int, area: bool) -> None:
@@ -94,7 +94,7 @@ def make_loader(
         # pool up first, cleanly, and the workers inherit none.
         cv2.setNumThreads(1)
     return DataLoader(
-        _DecodeDataset(source, indices, size, area=cfg.source_size is None),
+        DecodeDataset(source, indices, size, area=cfg.source_size is None),
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=workers,
@@ -106,7 +106,7 @@ def make_loader(
     )
 
 
-class _FileListSource(ImageSource):
+class FileListSource(ImageSource):
     """An explicit list of image files (used to embed query and new images)."""
 
     kind = "files"

@@ -126,7 +126,7 @@ class LoadedModel:
         return asdict(self.weights)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -246,7 +246,7 @@ def create_encoder(
         model = timm.create_model(timm_name, pretrained=False, **kwargs)
         _load_local_weights(model, path)
         info = WeightsInfo(
-            source="file", random_init=False, file=str(path.resolve()), sha256=_sha256_file(path)
+            source="file", random_init=False, file=str(path.resolve()), sha256=sha256_file(path)
         )
     else:
         try:

@@ -4,10 +4,10 @@ The planned images (what the run does not store yet, matched on path + sha256) b
 Dataset of small rows ``(index, path, label)``; then
 
 1. CPU tasks read the bytes, hash them and decode + resize them to the source size with the
-   local engine's own decoding code (:class:`dinomap.embed.loader._DecodeDataset`), so only
+   local engine's own decoding code (:class:`dinomap.embed.loader.DecodeDataset`), so only
    ``source_size``² x 3 uint8 per image travels through the object store;
 2. an actor pool (``ActorPoolStrategy``; one GPU per actor on GPU nodes, CPU actors otherwise)
-   runs the local engine's encoder (:func:`dinomap.embed.encode._make_encode`);
+   runs the local engine's encoder (:func:`dinomap.embed.encode.make_encode`);
 3. tasks write each batch of ``shard_size`` rows as one shard of the run, through
    :func:`dinomap.store.write_shard` (atomic), named ``part-NNNNN-<digest of its keys>``: a retried
    task (worker or node lost) rewrites the same file instead of duplicating rows.
@@ -157,21 +157,21 @@ class _PathSource(ImageSource):
         return sha256_path(self._items[index].path)
 
 
-def _decode_batch(
+def decode_batch(
     batch: dict[str, np.ndarray], source: ImageSource | None, size: int, area: bool
 ) -> dict[str, Any]:
     """Rows ``(index, path, label)`` -> sha256, original size, uint8 pixels or an error."""
     import cv2
 
-    from dinomap.embed.loader import _DecodeDataset
+    from dinomap.embed.loader import DecodeDataset
 
     cv2.setNumThreads(1)
     paths = [str(p) for p in batch["path"]]
     indices = [int(i) for i in batch["index"]]
     if source is None:
-        data = _DecodeDataset(_PathSource(paths), range(len(paths)), size, area)
+        data = DecodeDataset(_PathSource(paths), range(len(paths)), size, area)
     else:
-        data = _DecodeDataset(source, indices, size, area)
+        data = DecodeDataset(source, indices, size, area)
     n = len(paths)
     pixels = np.zeros((n, size, size, 3), np.uint8)
     sha, err = np.full(n, "", object), np.full(n, "", object)  # "": no error (None would
@@ -211,10 +211,14 @@ def ray_hasher(options: RayOptions | None) -> Any:
         import pyarrow as pa
 
         ray = ray_session(options or RayOptions())
-        rows = pa.table({"index": pa.array(list(candidates), pa.int64()),
-                         "path": pa.array([items[i].path for i in candidates], pa.string())})
+        rows = pa.table(
+            {
+                "index": pa.array(list(candidates), pa.int64()),
+                "path": pa.array([items[i].path for i in candidates], pa.string()),
+            }
+        )
         n_cpus = int(ray.cluster_resources().get("CPU", 1))
-        ds = ray.data.from_arrow(_blocks(rows, max(4 * n_cpus, len(rows) // 10_000))).map_batches(
+        ds = ray.data.from_arrow(split_blocks(rows, max(4 * n_cpus, len(rows) // 10_000))).map_batches(
             _hash_batch, batch_format="numpy", batch_size=1024, num_cpus=1,
             fn_kwargs={"source": None if _path_based(src) else src})  # fmt: skip
         found: dict[int, str] = {}
@@ -226,7 +230,7 @@ def ray_hasher(options: RayOptions | None) -> Any:
     return hasher
 
 
-def _blocks(rows: pa.Table, n_blocks: int) -> list[pa.Table]:
+def split_blocks(rows: pa.Table, n_blocks: int) -> list[pa.Table]:
     """``rows`` in ``n_blocks`` slices: Ray Data blocks, read in parallel (one task each)."""
     step = max(1, math.ceil(rows.num_rows / max(1, n_blocks)))
     return [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
@@ -244,7 +248,7 @@ class _Encoder:
         import torch
 
         from dinomap._device import resolve_device
-        from dinomap.embed.encode import _make_encode
+        from dinomap.embed.encode import make_encode
         from dinomap.embed.models import create_encoder
 
         if threads:
@@ -254,7 +258,7 @@ class _Encoder:
             cfg.model, input_size=cfg.input_size, weights=cfg.weights,
             random_init=cfg.random_init, init_seed=cfg.init_seed, model_kwargs=cfg.model_kwargs,
         )  # fmt: skip
-        self.encode = _make_encode(self.loaded, cfg, self.device, precision, n_images, runtime)
+        self.encode = make_encode(self.loaded, cfg, self.device, precision, n_images, runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import pyarrow as pa
@@ -319,9 +323,9 @@ def write_shard_batch(table: pa.Table, run_dir: str, index: int) -> pa.Table:
 
 def _path_based(src: ImageSource) -> bool:
     """Whether each item's path is all a task needs to read it (no copy of the source)."""
-    from dinomap.embed.loader import _FileListSource
+    from dinomap.embed.loader import FileListSource
 
-    return isinstance(src, FolderSource | _FileListSource) or getattr(src, "by_path", False)
+    return isinstance(src, FolderSource | FileListSource) or getattr(src, "by_path", False)
 
 
 def _actor_plan(ray: Any, cfg: EmbedConfig, options: RayOptions) -> tuple[int, float, int]:
@@ -366,12 +370,14 @@ def embed_ray_run(
     })  # fmt: skip
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
     # blocks: one per shard at most, and enough for every CPU to read (never one block)
-    blocks = _blocks(rows, max(math.ceil(len(rows) / cfg.shard_size), min(len(rows), 2 * n_cpus)))
+    blocks = split_blocks(
+        rows, max(math.ceil(len(rows) / cfg.shard_size), min(len(rows), 2 * n_cpus))
+    )
     source = None if _path_based(src) else src  # in memory: Ray ships it once per worker
     n_actors, gpus, threads = _actor_plan(ray, cfg, options)
     ds = (
         ray.data.from_arrow(blocks)
-        .map_batches(_decode_batch, batch_format="numpy", batch_size=cfg.batch_size,
+        .map_batches(decode_batch, batch_format="numpy", batch_size=cfg.batch_size,
                      fn_kwargs={"source": source, "size": size, "area": cfg.source_size is None},
                      num_cpus=1)
         .map_batches(_Encoder, batch_format="numpy", batch_size=cfg.batch_size,

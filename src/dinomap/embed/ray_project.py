@@ -1,6 +1,6 @@
 """``project --engine ray``: place many new images on a run's saved maps as Ray Data stages.
 
-The same read tasks as the Ray embedding engine (:func:`dinomap.embed.ray_engine._decode_batch`)
+The same read tasks as the Ray embedding engine (:func:`dinomap.embed.ray_engine.decode_batch`)
 feed an actor pool holding the *run's* encoder (:func:`dinomap.embed.encode.encoder_from_run`,
 as ``embed_files`` uses it), then an actor pool holding the run's fitted mappers (PCA, the
 neural mappers, openTSNE / umap-learn transforms: every one that ``project`` loads), each
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomap.embed.ray_engine import RayOptions, _blocks, _decode_batch, ray_session
+from dinomap.embed.ray_engine import RayOptions, decode_batch, ray_session, split_blocks
 
 __all__ = ["project_ray"]
 
@@ -34,7 +34,7 @@ class _RunEncoder:
 
         from dinomap._device import resolve_device
         from dinomap.embed.config import EmbedConfig
-        from dinomap.embed.encode import _make_encode, encoder_from_info
+        from dinomap.embed.encode import encoder_from_info, make_encode
 
         if threads:
             torch.set_num_threads(threads)
@@ -44,7 +44,7 @@ class _RunEncoder:
         if self.device.type == "cpu" and precision == "fp16":
             precision = "fp32"  # as embed_files does
         cfg = EmbedConfig(input_size=self.loaded.input_size, compile=False)
-        self.encode = _make_encode(self.loaded, cfg, self.device, precision, 0, "torch")
+        self.encode = make_encode(self.loaded, cfg, self.device, precision, 0, "torch")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -68,13 +68,12 @@ class _Placer:
 
         import torch
 
-        from dinomap.downstream.project import load_mappers
-        from dinomap.store.mappers import write_mapper_files
+        from dinomap.store.mappers import require_mappers, write_mapper_files
 
         torch.set_num_threads(max(1, threads))
         self._dir = tempfile.TemporaryDirectory(prefix="dinomap-mappers-")  # this actor's copy
         root = write_mapper_files(self._dir.name, files)
-        self.mappers, self.skipped = load_mappers(root, methods)
+        self.mappers, self.skipped = require_mappers(root, methods)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.asarray([not e for e in batch["error"]], bool)
@@ -122,8 +121,8 @@ def project_ray(
     n_enc = (options.num_actors if options else None) or (gpus or max(1, cpus // 4))
     threads = 0 if gpus else max(1, (os.cpu_count() or 1) // max(n_enc, 1))
     ds = (
-        ray.data.from_arrow(_blocks(rows, max(1, min(n, 2 * cpus), -(-n // batch_size))))
-        .map_batches(_decode_batch, batch_format="numpy", batch_size=batch_size,
+        ray.data.from_arrow(split_blocks(rows, max(1, min(n, 2 * cpus), -(-n // batch_size))))
+        .map_batches(decode_batch, batch_format="numpy", batch_size=batch_size,
                      fn_kwargs={"source": None, "size": size, "area": source_size is None},
                      num_cpus=1)
         .map_batches(_RunEncoder, batch_format="numpy", batch_size=batch_size,

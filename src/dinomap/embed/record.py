@@ -20,8 +20,8 @@ from dinomap.embed.config import EmbedConfig
 from dinomap.embed.models import (
     LoadedModel,
     WeightsInfo,
-    _sha256_file,
     resolve_model_name,
+    sha256_file,
 )
 from dinomap.exceptions import ConfigMismatchError
 from dinomap.store import RUN_FILE, read_run_info, stored_keys, update_run_info
@@ -37,7 +37,7 @@ __all__ = [
 
 
 def _dinomap_version() -> str:
-    from dinomap import __version__  # at call time: dinomap/__init__ imports this module
+    from dinomap._version import __version__
 
     return __version__
 
@@ -82,7 +82,7 @@ def weights_identity(cfg: EmbedConfig) -> str:
             from dinomap.exceptions import WeightsUnavailableError
 
             raise WeightsUnavailableError(f"weights file {path} does not exist.")
-        return WeightsInfo("file", False, sha256=_sha256_file(path)).identity()
+        return WeightsInfo("file", False, sha256=sha256_file(path)).identity()
     return "hub"
 
 

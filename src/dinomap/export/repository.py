@@ -41,15 +41,15 @@ from dinomap.export.targets import (
     INPUT_NAME,
     OUTPUT_NAME,
     Chain,
+    EnsembleTarget,
     ExportedModel,
     PixelPipeline,
-    _build_targets,
-    _eager,
-    _EnsembleTarget,
-    _on_cpu,
-    _same_size_batch,
-    _Target,
+    Target,
+    build_targets,
+    eager_output,
+    on_cpu,
     parse_formats,
+    same_size_batch,
 )
 from dinomap.export.verify import (
     DEFAULT_ATOL,
@@ -62,11 +62,11 @@ from dinomap.export.verify import (
 from dinomap.export.writer import (
     METADATA_FILE,
     VERIFICATION_FILE,
-    _common_parameters,
-    _metadata,
-    _write_ensemble,
-    _write_model,
-    _write_repository_files,
+    common_parameters,
+    export_metadata,
+    write_ensemble,
+    write_model,
+    write_repository_files,
 )
 
 if TYPE_CHECKING:
@@ -220,21 +220,21 @@ def export_models(
         out, extractor, preprocess, real_images, input_size, max_batch_size, random_init
     )
     desc = dict(description or {})
-    targets, ensembles, embed_dim = _build_targets(
+    targets, ensembles, embed_dim = build_targets(
         extractor, input_size, preprocess, int(source_size), dict(mappers or {}), images,
         real_embeddings, seed,
     )  # fmt: skip
-    common = _common_parameters(desc, extractor, random_init)
+    common = common_parameters(desc, extractor, random_init)
     exported, checks = _write_targets(root, targets, fmts, dev, max_batch_size, common, verify)
     more, ens_checks = _write_ensembles(root, ensembles, fmts, exported, max_batch_size, common,
                                         verify)  # fmt: skip
     exported, checks = exported + more, checks + ens_checks
     report = _verify(root, checks, exported, atol, random_init) if verify else None
-    meta = _metadata(
+    meta = export_metadata(
         root, exported, report, desc, random_init=random_init, embed_dim=embed_dim,
         input_size=input_size, device=dev, max_batch_size=max_batch_size,
     )  # fmt: skip
-    _write_repository_files(root, exported, meta, report)
+    write_repository_files(root, exported, meta, report)
     if report is not None and not report.passed:
         raise _verification_error(report, root, atol)
     return ExportResult(root, exported, bool(random_init), report, meta)
@@ -255,9 +255,9 @@ def _prepare(
     check_positive_int("max_batch_size", max_batch_size)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    extractor = _on_cpu(extractor)
-    preprocess = _on_cpu(preprocess) if preprocess is not None else None
-    images = _same_size_batch(real_images, 4) if real_images is not None else None
+    extractor = on_cpu(extractor)
+    preprocess = on_cpu(preprocess) if preprocess is not None else None
+    images = same_size_batch(real_images, 4) if real_images is not None else None
     if random_init:
         logger.warning(
             "exporting RANDOM-INIT weights to %s: the models are marked as such everywhere", root
@@ -267,7 +267,7 @@ def _prepare(
 
 def _write_targets(
     root: Path,
-    targets: Sequence[_Target],
+    targets: Sequence[Target],
     fmts: Sequence[str],
     device: str,
     max_batch_size: int,
@@ -279,9 +279,9 @@ def _write_targets(
     checks: list[ModelCheck] = []
     for target in targets:
         expected_cache: dict[int, np.ndarray] = {}
-        probe = _eager(target.module, target.example.numpy()[:1])
+        probe = eager_output(target.module, target.example.numpy()[:1])
         for fmt in fmts:
-            model = _write_model(
+            model = write_model(
                 root, target, fmt, output_dims=tuple(probe.shape[1:]), device=device,
                 max_batch_size=max_batch_size, common=common,
             )  # fmt: skip
@@ -293,7 +293,7 @@ def _write_targets(
 
 def _write_ensembles(
     root: Path,
-    ensembles: Sequence[_EnsembleTarget],
+    ensembles: Sequence[EnsembleTarget],
     fmts: Sequence[str],
     members: Sequence[ExportedModel],
     max_batch_size: int,
@@ -310,7 +310,7 @@ def _write_ensembles(
     for target in ensembles:
         expected_cache: dict[int, np.ndarray] = {}
         for fmt in fmts:
-            model = _write_ensemble(
+            model = write_ensemble(
                 root, target, fmt, by_name, max_batch_size=max_batch_size, common=common
             )
             exported.append(model)
@@ -323,7 +323,7 @@ def _write_ensembles(
 
 
 def _model_check(
-    target: _Target | _EnsembleTarget, model: ExportedModel, expected_cache: dict[int, np.ndarray]
+    target: Target | EnsembleTarget, model: ExportedModel, expected_cache: dict[int, np.ndarray]
 ) -> ModelCheck:
     """The check of ``model`` on the cases of ``target`` its input fits (eager outputs cached
     per case in ``expected_cache``, shared by the formats of one target)."""
@@ -334,7 +334,7 @@ def _model_check(
                         model.inputs[0].dims)  # fmt: skip
             continue
         if i not in expected_cache:
-            expected_cache[i] = _eager(target.module, x)
+            expected_cache[i] = eager_output(target.module, x)
         cases.append(VerificationCase(label, x, expected_cache[i]))
     return ModelCheck(model.name, model.format, model.path, INPUT_NAME, OUTPUT_NAME, tuple(cases))
 
@@ -392,7 +392,7 @@ def _waive_random_init_mappers(
         report.waive(waived, RANDOM_INIT_WAIVER)
 
 
-def _demo_images(n: int) -> np.ndarray | None:
+def demo_images(n: int) -> np.ndarray | None:
     """A few real images from the built-in demo set, for verification (None if unavailable)."""
     try:
         from dinomap.data import demo_source
@@ -433,7 +433,7 @@ def export_encoder(
             encoder.input_size, encoder.mean, encoder.std, source_size=source_size
         )
     if real_images is None:
-        real_images = _demo_images(4)
+        real_images = demo_images(4)
     desc: dict[str, Any] = {
         "model": encoder.describe(),
         "weights": encoder.weights_dict(),

@@ -20,19 +20,15 @@ import torch
 from torch import nn
 
 from dinomap.exceptions import DinomapError
-from dinomap.export.repository import ExportResult, _demo_images, export_encoder
-from dinomap.export.targets import FORMATS, _check_name, parse_formats
+from dinomap.export.repository import ExportResult, demo_images, export_encoder
+from dinomap.export.targets import FORMATS, check_name, parse_formats
 from dinomap.export.verify import VerificationError, VerificationReport
+from dinomap.export.writer import CONSISTENCY_MIN_CENTERED_COSINE
 from dinomap.store.layout import EXPORT_DIR
 
 __all__ = ["CONSISTENCY_MIN_CENTERED_COSINE", "export_run", "load_run_mappers"]
 
 logger = logging.getLogger(__name__)
-
-#: The exported raw-pixel model reproduces the run when, for every compared image, its embedding
-#: and the stored one point the same way once the mean of the run's stored embeddings is taken
-#: off both (cosine at least this).
-CONSISTENCY_MIN_CENTERED_COSINE = 0.99
 
 
 def load_run_mappers(run_dir: str | os.PathLike[str]) -> dict[str, nn.Module]:
@@ -48,7 +44,7 @@ def load_run_mappers(run_dir: str | os.PathLike[str]) -> dict[str, nn.Module]:
     found: dict[str, nn.Module] = {}
     for method, mapper in mappers.items():
         try:
-            found[_check_name("mapper", method)] = mapper.to_torch_module()
+            found[check_name("mapper", method)] = mapper.to_torch_module()
         except Exception as exc:  # one broken mapper must not stop the export
             logger.warning("skipping mapper %s: %s", method, exc)
     return found
@@ -206,7 +202,7 @@ def _run_images(info: Mapping[str, Any], n: int) -> tuple[list[str], np.ndarray 
                 return [p for p, _ in picked], np.stack([im for _, im in picked])
         except Exception as exc:
             logger.info("cannot reopen the run's source %r for verification (%s)", spec, exc)
-    return [], _demo_images(n)
+    return [], demo_images(n)
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""The models a Triton repository holds, before any format: what :func:`_build_targets` makes.
+"""The models a Triton repository holds, before any format: what :func:`build_targets` makes.
 
-Each :class:`_Target` carries its module, the Triton input it takes, the example inputs that
+Each :class:`Target` carries its module, the Triton input it takes, the example inputs that
 script / trace / export it, and the verification cases (inputs) it is checked on. The wrapper
 modules :class:`PixelPipeline` (pixels -> features) and :class:`Chain` (pixels -> 2-D map) and
 the record of one written model, :class:`ExportedModel`, live here too.
@@ -36,7 +36,7 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("torchscript", "onnx")
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class PixelPipeline(nn.Module):
@@ -136,7 +136,7 @@ class ExportedModel:
 
 
 @dataclass
-class _Target:
+class Target:
     """A model to export, independent of the format."""
 
     name: str
@@ -152,7 +152,7 @@ class _Target:
 
 
 @dataclass
-class _EnsembleTarget:
+class EnsembleTarget:
     """An ensemble to write: its members in order (by target name) and its eager reference."""
 
     name: str
@@ -176,14 +176,14 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _on_cpu(module: nn.Module) -> nn.Module:
+def on_cpu(module: nn.Module) -> nn.Module:
     tensors = [*module.parameters(), *module.buffers()]
     if any(t.device.type != "cpu" for t in tensors):
         module = copy.deepcopy(module).cpu()
     return module.eval()
 
 
-def _eager(module: nn.Module, x: np.ndarray) -> np.ndarray:
+def eager_output(module: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out = module(torch.from_numpy(np.ascontiguousarray(x)))
     return np.ascontiguousarray(out.detach().cpu().numpy())
@@ -193,7 +193,7 @@ def _rng_pixels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.integers(0, 256, size=shape, dtype=np.uint8)
 
 
-def _same_size_batch(images: np.ndarray | Sequence[np.ndarray], limit: int) -> np.ndarray | None:
+def same_size_batch(images: np.ndarray | Sequence[np.ndarray], limit: int) -> np.ndarray | None:
     """Up to ``limit`` images of the first image's size, stacked (uint8 [n, H, W, 3])."""
     if images is None or len(images) == 0:
         return None
@@ -207,8 +207,8 @@ def _same_size_batch(images: np.ndarray | Sequence[np.ndarray], limit: int) -> n
     return np.ascontiguousarray(batch)
 
 
-def _check_name(kind: str, name: str) -> str:
-    if not _NAME_RE.match(name):
+def check_name(kind: str, name: str) -> str:
+    if not NAME_RE.match(name):
         raise InvalidParameterError(
             f"{kind} name must use letters, digits, '_', '.', '-' only (it names a Triton model); "
             f"got {name!r}."
@@ -216,7 +216,7 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-def _build_targets(
+def build_targets(
     extractor: nn.Module,
     input_size: int,
     preprocess: nn.Module | None,
@@ -225,7 +225,7 @@ def _build_targets(
     real_images: np.ndarray | None,
     real_embeddings: np.ndarray | None,
     seed: int,
-) -> tuple[list[_Target], list[_EnsembleTarget], int]:
+) -> tuple[list[Target], list[EnsembleTarget], int]:
     """The member models (in repository order), the ensembles that chain them, and ``D``.
 
     Members: ``dino_model``, ``preprocess`` (with ``preprocess``) and one per mapper. Ensembles
@@ -238,8 +238,8 @@ def _build_targets(
     rng = np.random.default_rng(seed)
     s = int(input_size)
     features, embed_dim = _feature_target(extractor, s, preprocess, real_images, rng)
-    members: list[_Target] = [features]
-    ensembles: list[_EnsembleTarget] = []
+    members: list[Target] = [features]
+    ensembles: list[EnsembleTarget] = []
     pipeline: PixelPipeline | None = None
     if preprocess is not None:
         pipeline = PixelPipeline(preprocess, extractor).eval()
@@ -247,19 +247,19 @@ def _build_targets(
         pre = _preprocess_target(preprocess, base, real_images, rng)
         members.append(pre)
         ensembles.append(
-            _EnsembleTarget("dino_pipeline", "pipeline", ("preprocess", "dino_model"), pipeline,
+            EnsembleTarget("dino_pipeline", "pipeline", ("preprocess", "dino_model"), pipeline,
                             pre.cases, {"input": "uint8 RGB pixels, NHWC, any size"})
         )  # fmt: skip
     if real_embeddings is None and pipeline is not None and real_images is not None:
-        real_embeddings = _eager(pipeline, real_images)
+        real_embeddings = eager_output(pipeline, real_images)
     for method, mapper in mappers.items():
-        _check_name("mapper", method)
-        mapper = _on_cpu(mapper)
+        check_name("mapper", method)
+        mapper = on_cpu(mapper)
         members.append(_mapper_target(method, mapper, embed_dim, real_embeddings, rng))
         if pipeline is not None:
             cases = [(lbl, x) for lbl, x in ensembles[0].cases if "batch 2" in lbl or "real" in lbl]
             ensembles.append(
-                _EnsembleTarget(
+                EnsembleTarget(
                     f"dino_pipeline_{method}", "pixels_to_map",
                     ("preprocess", "dino_model", method), Chain(pipeline, mapper).eval(), cases,
                     {"method": method, "input": "uint8 RGB pixels, NHWC, any size"},
@@ -274,10 +274,10 @@ def _feature_target(
     preprocess: nn.Module | None,
     real_images: np.ndarray | None,
     rng: np.random.Generator,
-) -> tuple[_Target, int]:
+) -> tuple[Target, int]:
     """``dino_model``: normalised float32 ``[N, 3, s, s]`` -> ``[N, D]``; and ``D``."""
     x_feat = rng.standard_normal((2, 3, s, s)).astype(np.float32)
-    probe = _eager(extractor, x_feat[:1])
+    probe = eager_output(extractor, x_feat[:1])
     if probe.ndim != 2:
         raise DinomapError(
             f"the extractor must return [N, D] features; it returned shape {list(probe.shape)}."
@@ -287,8 +287,8 @@ def _feature_target(
         ("random normal, batch 3", rng.standard_normal((3, 3, s, s)).astype(np.float32)),
     ]
     if preprocess is not None and real_images is not None:
-        feat_cases.append(("real images, preprocessed", _eager(preprocess, real_images)))
-    target = _Target(
+        feat_cases.append(("real images, preprocessed", eager_output(preprocess, real_images)))
+    target = Target(
         name="dino_model",
         kind="features",
         module=extractor,
@@ -308,7 +308,7 @@ def _preprocess_target(
     base: int,
     real_images: np.ndarray | None,
     rng: np.random.Generator,
-) -> _Target:
+) -> Target:
     """``preprocess``: uint8 pixels of any size -> normalised ``[N, 3, S, S]``, checked around
     ``base`` (the bottleneck size) and at sizes with rounding ties; the cases of the pixel
     ensembles too."""
@@ -326,7 +326,7 @@ def _preprocess_target(
     if real_images is not None:
         h, w = real_images.shape[1:3]
         pix_cases.append((f"real images {h}x{w}, batch {len(real_images)}", real_images))
-    return _Target(
+    return Target(
         name="preprocess",
         kind="preprocess",
         module=preprocess,
@@ -349,7 +349,7 @@ def _mapper_target(
     embed_dim: int,
     real_embeddings: np.ndarray | None,
     rng: np.random.Generator,
-) -> _Target:
+) -> Target:
     """``<method>``: float32 embeddings ``[N, D]`` -> 2-D map coordinates."""
     # Random inputs drawn around the real embeddings (per-dimension mean and spread): a
     # mapper standardises its input with the training statistics, so inputs far outside
@@ -373,8 +373,8 @@ def _mapper_target(
                 f"real_embeddings must have shape (n, {embed_dim}); got {list(emb.shape)}."
             )
         map_cases.append((f"real embeddings, batch {len(emb)}", emb))
-    out = _eager(mapper, x_emb)
-    return _Target(
+    out = eager_output(mapper, x_emb)
+    return Target(
         name=method,
         kind="mapper",
         module=mapper,

@@ -20,12 +20,12 @@ from torch import nn
 
 from dinomap.exceptions import DinomapError
 from dinomap.export.targets import (
-    _NAME_RE,
     INPUT_NAME,
+    NAME_RE,
     OUTPUT_NAME,
+    EnsembleTarget,
     ExportedModel,
-    _EnsembleTarget,
-    _Target,
+    Target,
 )
 from dinomap.export.triton import (
     PLATFORMS,
@@ -42,9 +42,21 @@ from dinomap.store.layout import EXPORT_METADATA_FILE as METADATA_FILE
 from dinomap.store.layout import EXPORT_README_FILE as README_FILE
 from dinomap.store.layout import VERIFICATION_FILE
 
-__all__ = ["METADATA_FILE", "README_FILE", "VERIFICATION_FILE", "member_name", "stale_models"]
+__all__ = [
+    "CONSISTENCY_MIN_CENTERED_COSINE",
+    "METADATA_FILE",
+    "README_FILE",
+    "VERIFICATION_FILE",
+    "member_name",
+    "stale_models",
+]
 
 logger = logging.getLogger(__name__)
+
+#: The exported raw-pixel model reproduces the run when, for every compared image, its embedding
+#: and the stored one point the same way once the mean of the run's stored embeddings is taken
+#: off both (cosine at least this).
+CONSISTENCY_MIN_CENTERED_COSINE = 0.99
 
 
 def _onnx_input_dims(data: bytes) -> tuple[tuple[int, ...], bool]:
@@ -59,7 +71,7 @@ def _onnx_input_dims(data: bytes) -> tuple[tuple[int, ...], bool]:
     return tuple(int(d) for d in dims[1:]), dims[0] == -1
 
 
-def _serialise(target: _Target, fmt: str, name: str) -> tuple[bytes, str, str, tuple[int, ...]]:
+def _serialise(target: Target, fmt: str, name: str) -> tuple[bytes, str, str, tuple[int, ...]]:
     """``target`` as a TorchScript or ONNX file: its bytes, method, note and input dims."""
     from dinomap.export.onnx import to_onnx
     from dinomap.export.torchscript import to_torchscript, torchscript_bytes
@@ -85,9 +97,9 @@ def _serialise(target: _Target, fmt: str, name: str) -> tuple[bytes, str, str, t
     return exported.data, exported.method, exported.note, dims
 
 
-def _write_model(
+def write_model(
     root: Path,
-    target: _Target,
+    target: Target,
     fmt: str,
     *,
     output_dims: tuple[int, ...],
@@ -130,15 +142,17 @@ def _ensemble_steps(steps: Sequence[str], fmt: str) -> tuple[EnsembleStep, ...]:
         last = i == len(steps) - 1
         produced = OUTPUT_NAME if last else _INTERMEDIATE.get(step, f"{step}_output")
         out.append(
-            EnsembleStep(member_name(step, fmt), ((INPUT_NAME, tensor),), ((OUTPUT_NAME, produced),))
+            EnsembleStep(
+                member_name(step, fmt), ((INPUT_NAME, tensor),), ((OUTPUT_NAME, produced),)
+            )
         )
         tensor = produced
     return tuple(out)
 
 
-def _write_ensemble(
+def write_ensemble(
     root: Path,
-    target: _EnsembleTarget,
+    target: EnsembleTarget,
     fmt: str,
     members: Mapping[str, ExportedModel],
     *,
@@ -173,7 +187,7 @@ def _write_ensemble(
     )  # fmt: skip
 
 
-def _common_parameters(
+def common_parameters(
     desc: Mapping[str, Any], extractor: nn.Module, random_init: bool
 ) -> dict[str, Any]:
     """The ``parameters`` every ``config.pbtxt`` of the repository carries."""
@@ -208,7 +222,7 @@ def _verification_metadata(report: VerificationReport | None) -> dict[str, Any] 
     }
 
 
-def _metadata(
+def export_metadata(
     root: Path,
     exported: Sequence[ExportedModel],
     report: VerificationReport | None,
@@ -239,7 +253,7 @@ def _metadata(
     }
 
 
-def _write_repository_files(
+def write_repository_files(
     root: Path,
     exported: Sequence[ExportedModel],
     meta: Mapping[str, Any],
@@ -333,8 +347,6 @@ def _readme_verification(ver: Mapping[str, Any] | None) -> list[str]:
 
 def _readme_consistency(cons: Mapping[str, Any] | None) -> list[str]:
     """The README's line on the raw-pixel model vs the run's stored embeddings (if compared)."""
-    from dinomap.export.run import CONSISTENCY_MIN_CENTERED_COSINE
-
     if not cons or not cons.get("n_images"):
         return []
     centered = cons.get("min_centered_cosine")
@@ -359,7 +371,7 @@ def stale_models(previous_metadata: str, keep: set[str]) -> list[str]:
         names = [str(m["name"]) for m in json.loads(previous_metadata)["models"]]
     except (ValueError, KeyError, TypeError):
         return []
-    return [name for name in names if name not in keep and _NAME_RE.match(name)]
+    return [name for name in names if name not in keep and NAME_RE.match(name)]
 
 
 def _remove_stale_models(root: Path, keep: set[str]) -> None:
@@ -380,6 +392,6 @@ def _remove_stale_models(root: Path, keep: set[str]) -> None:
 
 
 def _version() -> str:
-    from dinomap import __version__
+    from dinomap._version import __version__
 
     return __version__

@@ -7,17 +7,15 @@ import importlib.util
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from dinomap._umap import import_parametric_umap
 from dinomap.exceptions import MissingDependencyError
+from dinomap.parametric._base import NeuralMapper
 from dinomap.reduce._persist import CONFIG_FILE, FORMAT_VERSION
 from dinomap.store import atomic_write_json
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dinomap.parametric.umap import ParametricUMAP
 
 __all__ = [
     "KERAS_ENCODER",
@@ -30,6 +28,10 @@ __all__ = [
 
 KERAS_HINT = 'pip install "dinomap[keras]"'
 KERAS_ENCODER = "encoder.keras"
+
+#: The mapper a Keras fit fills in (a ParametricUMAP; typed by its base, which does not import
+#: this module).
+M = TypeVar("M", bound=NeuralMapper)
 
 
 class _KerasEncoder:
@@ -53,9 +55,7 @@ def keras_module() -> Any:
     return import_parametric_umap()
 
 
-def fit_keras(
-    mapper: ParametricUMAP, Xa: np.ndarray, batch_size: int, start: float
-) -> ParametricUMAP:
+def fit_keras(mapper: M, Xa: np.ndarray, batch_size: int, start: float) -> M:
     """Fit ``mapper`` with umap-learn's Keras ``ParametricUMAP`` (its ``keras_model_``)."""
     pumap_cls = keras_module().ParametricUMAP
     n = int(Xa.shape[0])
@@ -82,7 +82,7 @@ def fit_keras(
     return mapper
 
 
-def write_keras_mapper(mapper: ParametricUMAP, directory: str | os.PathLike[str]) -> Path:
+def write_keras_mapper(mapper: M, directory: str | os.PathLike[str]) -> Path:
     """Save a Keras-fitted ``mapper``: its encoder and a JSON config."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,9 +108,7 @@ def write_keras_mapper(mapper: ParametricUMAP, directory: str | os.PathLike[str]
     return out
 
 
-def load_keras(
-    cls: type[ParametricUMAP], directory: str | os.PathLike[str], config: dict[str, Any]
-) -> ParametricUMAP:
+def load_keras(cls: type[M], directory: str | os.PathLike[str], config: dict[str, Any]) -> M:
     """Reload what :func:`write_keras_mapper` wrote (``config`` is its JSON config)."""
     keras_module()
     import keras

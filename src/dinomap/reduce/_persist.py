@@ -12,9 +12,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dinomap.exceptions import DinomapError, NotFittedError
+from dinomap.exceptions import DinomapError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dinomap.exceptions import NotFittedError
 
 __all__ = [
     "CONFIG_FILE",
@@ -53,7 +56,10 @@ def read_mapper_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def not_fitted(owner: object, call: str = "fit(X)") -> NotFittedError:
-    """The error every estimator raises when used before ``fit``."""
+    """The error every estimator raises when used before ``fit`` (scikit-learn's subclass, made
+    on first use: ``dinomap map --help`` lists the methods without loading scikit-learn)."""
+    from dinomap.exceptions import NotFittedError
+
     return NotFittedError(
         f"This {type(owner).__name__} is not fitted yet; call {call} before using it."
     )

@@ -22,6 +22,7 @@ __all__ = [
     "SavedMapper",
     "load_mappers",
     "mapper_files",
+    "require_mappers",
     "saved_mappers",
     "write_mapper",
     "write_mapper_files",
@@ -153,3 +154,32 @@ def write_mapper_files(root: str | os.PathLike[str], files: dict[str, bytes]) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, data)
     return base
+
+
+def require_mappers(
+    run_dir: str | os.PathLike[str], methods: Sequence[str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load the fitted mappers saved in ``RUN/mappers/<method>/``; an error naming the command
+    that makes them when there are none, or none loads.
+
+    Returns
+    -------
+    mappers : dict of str to estimator
+        Method name -> fitted mapper with ``transform``.
+    skipped : dict of str to str
+        Mapper folders that could not be loaded, with the reason.
+    """
+    base = Path(run_dir) / MAPPERS_DIR
+    if not base.is_dir():
+        raise DinomapError(
+            f"{run_dir} has no fitted mappers ({MAPPERS_DIR}/); make the maps first with "
+            "`dinomap map RUN`, which saves them."
+        )
+    mappers, skipped = load_mappers(run_dir, methods)
+    if not mappers:
+        raise DinomapError(
+            f"no usable mapper in {base}"
+            + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
+            + "."
+        )
+    return mappers, skipped

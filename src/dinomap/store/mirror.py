@@ -111,7 +111,7 @@ def _token(info: dict[str, Any]) -> str:
     return ""
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -299,7 +299,7 @@ class RunMirror:
         self._download(need, remote, fresh, stats)
         stats.seconds = time.perf_counter() - t0
         self.pulled = stats
-        self._say(f"pulled {stats.files} of {len(remote)} files ({_size(stats.bytes)}) in "
+        self._say(f"pulled {stats.files} of {len(remote)} files ({human_size(stats.bytes)}) in "
                   f"{stats.seconds:.1f} s, {stats.unchanged} unchanged"
                   + (f", removed {stats.removed} local leftovers" if stats.removed else "")
                   + (f"; left remote: {self._n_skipped} files under {', '.join(self.skip)}, "
@@ -360,7 +360,7 @@ class RunMirror:
                                       for rel, st in local.items() if rel in remote}})  # fmt: skip
         stats.seconds = time.perf_counter() - t0
         self.pushed = stats
-        self._say(f"pushed {stats.files} files ({_size(stats.bytes)}) to {self.url} in "
+        self._say(f"pushed {stats.files} files ({human_size(stats.bytes)}) to {self.url} in "
                   f"{stats.seconds:.1f} s, {stats.unchanged} unchanged"
                   + (f", removed {stats.removed}" if stats.removed else ""))  # fmt: skip
         return stats

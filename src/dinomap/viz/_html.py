@@ -10,7 +10,7 @@ from dinomap.viz._format import fmt_number, fmt_seconds, fmt_value
 
 __all__: list[str] = []
 
-_METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
+METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("trustworthiness", "Trustworthiness"),
     ("knn_preservation", "kNN preservation"),
     ("knn_accuracy", "kNN label accuracy"),
@@ -19,34 +19,34 @@ _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _esc(value: Any) -> str:
+def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _card(title: str, body: str) -> str:
-    return f'<div class="dm-card"><h3>{_esc(title)}</h3>{body}</div>'
+def card_html(title: str, body: str) -> str:
+    return f'<div class="dm-card"><h3>{esc(title)}</h3>{body}</div>'
 
 
-def _rows(
+def rows_html(
     section: Mapping[str, Any], skip: set[str] | frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
     """``(name, escaped value)`` rows of a run.json section, leaving out unset (None) values."""
     return [
-        (str(k).replace("_", " "), _esc(fmt_value(v)))
+        (str(k).replace("_", " "), esc(fmt_value(v)))
         for k, v in section.items()
         if v is not None and k not in skip
     ]
 
 
-def _metric_text(key: str, value: Any) -> str:
+def metric_text(key: str, value: Any) -> str:
     if value is not None and key.endswith("_seconds"):
         return fmt_seconds(value)
     return fmt_number(value)
 
 
-def _dl(rows: Sequence[tuple[str, str]]) -> str:
+def dl_html(rows: Sequence[tuple[str, str]]) -> str:
     """Definition list; values are HTML already."""
     if not rows:
         return '<p class="dm-empty">not recorded</p>'
-    items = "".join(f"<dt>{_esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
     return f"<dl>{items}</dl>"

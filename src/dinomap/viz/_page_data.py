@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dinomap.viz._format import fmt_number, fmt_seconds, params_text
-from dinomap.viz._html import _METRIC_COLUMNS
+from dinomap.viz._html import METRIC_COLUMNS
 from dinomap.viz._run_data import RunData, method_title
 
 __all__: list[str] = []
@@ -31,7 +32,7 @@ _OUTLIER_COLOURS = ("#c6dbef", "#9ecae1", "#fdd49e", "#fc8d59", "#e34a33", "#990
 NO_SCORE = "(no score)"
 
 
-def _b64(arr: np.ndarray) -> str:
+def b64(arr: np.ndarray) -> str:
     return base64.b64encode(
         np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
     ).decode("ascii")
@@ -53,7 +54,7 @@ def _quantise(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
     return qx, qy, extent
 
 
-def _code_dtype(n_names: int) -> type[np.unsignedinteger[Any]]:
+def code_dtype(n_names: int) -> type[np.unsignedinteger[Any]]:
     return np.uint16 if n_names <= 65536 else np.uint32
 
 
@@ -67,7 +68,7 @@ def _class_sort_key(name: str) -> tuple[int, float, str]:
         return (1, 0.0, name)
 
 
-def _categories(
+def categories(
     values: Sequence[Any], order: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Category names and integer codes; ``order`` fixes the order of known names, the others
@@ -77,7 +78,7 @@ def _categories(
     names = [n for n in (order or []) if n in present]
     names += sorted(present - set(names), key=_class_sort_key)
     lookup = {n: k for k, n in enumerate(names)}
-    return names, np.asarray([lookup[t] for t in texts], dtype=_code_dtype(len(names)))
+    return names, np.asarray([lookup[t] for t in texts], dtype=code_dtype(len(names)))
 
 
 def _label_colours(names: Sequence[str]) -> list[str] | None:
@@ -105,7 +106,7 @@ def _path_table(paths: Sequence[str]) -> dict[str, Any]:
             head, tail = "", p
         idx[i] = dirs.setdefault(head, len(dirs))
         names.append(tail)
-    return {"dirs": list(dirs), "dir_index": _b64(idx), "names": names}
+    return {"dirs": list(dirs), "dir_index": b64(idx), "names": names}
 
 
 def _method_info(data: RunData, method: str) -> str:
@@ -113,7 +114,7 @@ def _method_info(data: RunData, method: str) -> str:
     parts = []
     if isinstance(m.get("params"), Mapping) and m["params"]:
         parts.append(params_text(m["params"]))
-    for key, title in _METRIC_COLUMNS:
+    for key, title in METRIC_COLUMNS:
         if m.get(key) is not None:
             value = fmt_seconds(m[key]) if key == "fit_seconds" else fmt_number(m[key], 3)
             parts.append(f"{title.lower()} {value}")
@@ -124,7 +125,7 @@ def _default_point_size(n: int) -> float:
     return 7.0 if n <= 1_000 else 5.0 if n <= 5_000 else 4.0 if n <= 20_000 else 3.0
 
 
-def _outlier_coloring(scores: np.ndarray) -> dict[str, Any] | None:
+def outlier_coloring(scores: np.ndarray) -> dict[str, Any] | None:
     """Quantile bins of the outlier scores as a categorical colouring (empty bins left out),
     plus the scores themselves (float32) for the tooltip."""
     finite = np.isfinite(scores)
@@ -148,24 +149,37 @@ def _outlier_coloring(scores: np.ndarray) -> dict[str, Any] | None:
         lo, hi = float(scores[members].min()), float(scores[members].max())
         names.append(f"{_OUTLIER_BINS[b]} ({fmt_number(lo, 3)}–{fmt_number(hi, 3)})")
         colors.append(_OUTLIER_COLOURS[b])
-    codes = lookup[bins].astype(_code_dtype(len(names)))
+    codes = lookup[bins].astype(code_dtype(len(names)))
     return {
         "names": names,
-        "codes": _b64(codes),
+        "codes": b64(codes),
         "bytes": codes.itemsize,
         "colors": colors,
-        "scores": _b64(scores.astype(np.float32)),
+        "scores": b64(scores.astype(np.float32)),
     }
 
 
-def _payload(
+def display_paths(paths: Sequence[str], run_dir: Path) -> tuple[list[str], np.ndarray]:
+    """Paths relative to the run where they point inside it, and which ones were changed."""
+    root = str(run_dir.resolve()).rstrip("/") + "/"
+    out: list[str] = []
+    inside = np.zeros(len(paths), dtype=bool)
+    for i, p in enumerate(paths):
+        if p.startswith(root):
+            out.append(p[len(root) :])
+            inside[i] = True
+        else:
+            out.append(p)
+    return out, inside
+
+
+def page_payload(
     data: RunData, thumbs: dict[str, Any] | None, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The page's data; ``extra`` (the workbench's neighbours, label issues...) is merged in.
 
     Paths inside the run are shown relative to it; ``paths.in_run`` (one bit a point, or None
     when no path was changed) and ``paths.root`` let the page export absolute paths again."""
-    from dinomap.viz._workbench_data import display_paths
 
     n = data.n_points
     methods = []
@@ -175,18 +189,18 @@ def _payload(
             {
                 "name": method,
                 "title": method_title(method),
-                "x": _b64(qx),
-                "y": _b64(qy),
+                "x": b64(qx),
+                "y": b64(qy),
                 "extent": extent,
                 "info": _method_info(data, method),
             }
         )
     labels = None
     if data.labels is not None:
-        names, codes = _categories(data.labels)
+        names, codes = categories(data.labels)
         labels = {
             "names": names,
-            "codes": _b64(codes),
+            "codes": b64(codes),
             "bytes": codes.itemsize,
             "colors": _label_colours(names),
         }
@@ -195,19 +209,19 @@ def _payload(
         ids = sorted({int(c) for c in data.clusters})
         names = ["noise" if c < 0 else f"cluster {c}" for c in ids]
         lookup = {c: k for k, c in enumerate(ids)}
-        codes = np.asarray([lookup[int(c)] for c in data.clusters], dtype=_code_dtype(len(names)))
+        codes = np.asarray([lookup[int(c)] for c in data.clusters], dtype=code_dtype(len(names)))
         clusters = {
             "names": names,
-            "codes": _b64(codes),
+            "codes": b64(codes),
             "bytes": codes.itemsize,
             "grey": lookup.get(-1, -1),
         }
     scores = data.downstream.outlier_scores
-    outliers = _outlier_coloring(scores) if scores is not None and n else None
+    outliers = outlier_coloring(scores) if scores is not None and n else None
     shown, inside = display_paths(data.paths, data.run_dir)
     path_table = _path_table(shown)
     path_table["root"] = str(data.run_dir.resolve())
-    path_table["in_run"] = _b64(np.packbits(inside)) if inside.any() else None
+    path_table["in_run"] = b64(np.packbits(inside)) if inside.any() else None
     return {
         "n": n,
         "methods": methods,
@@ -223,7 +237,7 @@ def _payload(
     } | dict(extra or {})
 
 
-def _json_for_script(obj: Any) -> str:
+def json_for_script(obj: Any) -> str:
     """JSON that is safe inside ``<script type="application/json">``: every ``<``, ``>`` and
     ``&`` is written as a JSON ``\\u`` escape, so no string (``</script>``, ``<!--``...) can end
     the element or open a comment, and ``JSON.parse`` reads the strings back unchanged."""

@@ -14,13 +14,13 @@ from dinomap.viz._format import (
     params_text,
     run_rel,
 )
-from dinomap.viz._html import _METRIC_COLUMNS, _card, _dl, _esc, _metric_text, _rows
+from dinomap.viz._html import METRIC_COLUMNS, card_html, dl_html, esc, metric_text, rows_html
 from dinomap.viz._run_data import RunData, find_key, method_title
 
 __all__: list[str] = []
 
 
-def _banner(data: RunData) -> str:
+def banner_html(data: RunData) -> str:
     stale = "".join(
         f'<div class="dm-banner-stale" role="alert">⚠ {html.escape(line)}</div>'
         for line in data.stale
@@ -43,7 +43,7 @@ def _timings_table(data: RunData) -> str:
 
     def row(name: str, sec: float, part: bool = False, cls: str = "") -> str:
         pad = ' style="padding-left:18px"' if part else ""
-        return (f"<tr{cls}><td{pad}>{_esc(name)}</td>"
+        return (f"<tr{cls}><td{pad}>{esc(name)}</td>"
                 f"<td class='num'>{fmt_seconds(sec)}</td></tr>")  # fmt: skip
 
     rows: list[str] = []
@@ -82,72 +82,72 @@ def _timings_table(data: RunData) -> str:
             f"</thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
-def _summary(data: RunData, href: dict[str, str]) -> str:
+def summary_html(data: RunData, href: dict[str, str]) -> str:
     info = data.info
     counts = info.get("counts") or {}
     embedded, failed, total = data.n_embedded, data.n_failed_images, data.n_total
     img_rows = [
         (
             "embedded",
-            f'<span class="dm-big" id="count-embedded">{_esc(fmt_number(embedded))}</span>',
+            f'<span class="dm-big" id="count-embedded">{esc(fmt_number(embedded))}</span>',
         )
     ]
-    failed_html = f'<span id="count-failed">{_esc(fmt_number(failed))}</span>'
+    failed_html = f'<span id="count-failed">{esc(fmt_number(failed))}</span>'
     if "errors" in href:
-        failed_html += f' — <a href="{_esc(href["errors"])}">error list ({ERRORS_FILE})</a>'
+        failed_html += f' — <a href="{esc(href["errors"])}">error list ({ERRORS_FILE})</a>'
     img_rows.append(("failed", failed_html))
     if total is not None:
-        img_rows.append(("total found", _esc(fmt_number(total))))
+        img_rows.append(("total found", esc(fmt_number(total))))
     shown = {"embedded", "stored", "failed", "total", "source_images"}
     for key, value in counts.items():
         if key not in shown:
-            img_rows.append((key.replace("_", " "), _esc(fmt_value(value))))
+            img_rows.append((key.replace("_", " "), esc(fmt_value(value))))
     if data.n_points:
-        img_rows.append(("points in maps", _esc(fmt_number(data.n_points))))
+        img_rows.append(("points in maps", esc(fmt_number(data.n_points))))
 
     model = info.get("model") or {}
-    model_rows = _rows(model)
+    model_rows = rows_html(model)
     weights = info.get("weights") or {}
     source = weights.get("source", "unknown")
     if data.random_init:
         badge = '<span class="dm-badge danger" id="weights-badge">RANDOM-INIT (untrained)</span>'
     else:
-        badge = f'<span class="dm-badge ok" id="weights-badge">{_esc(source)}</span>'
+        badge = f'<span class="dm-badge ok" id="weights-badge">{esc(source)}</span>'
     weight_rows = [("source", badge)]
-    weight_rows += _rows(weights, skip={"source"})
+    weight_rows += rows_html(weights, skip={"source"})
     prep = info.get("preprocessing") or {}
-    prep_rows = _rows(prep)
+    prep_rows = rows_html(prep)
     batch = find_key(info, "batch_size")
     if batch is not None and "batch_size" not in prep:
         prep_rows.append(("batch size", fmt_number(batch)))
     device_rows = []
     if data.device_text:
-        device_rows.append(("device", _esc(data.device_text)))
+        device_rows.append(("device", esc(data.device_text)))
     if info.get("precision") is not None:
-        device_rows.append(("precision", _esc(fmt_value(info["precision"]))))
+        device_rows.append(("precision", esc(fmt_value(info["precision"]))))
     versions = info.get("versions")
     if isinstance(versions, Mapping):
-        device_rows += [(str(k), _esc(fmt_value(v))) for k, v in versions.items()]
+        device_rows += [(str(k), esc(fmt_value(v))) for k, v in versions.items()]
     src = info.get("source") or {}
-    src_rows = _rows(src) if isinstance(src, Mapping) else [("source", _esc(src))]
+    src_rows = rows_html(src) if isinstance(src, Mapping) else [("source", esc(src))]
 
     cards = [
-        _card("Images", _dl(img_rows)),
-        _card("Model", _dl(model_rows)),
-        _card("Weights", _dl(weight_rows)),
-        _card("Preprocessing", _dl(prep_rows)),
-        _card("Device", _dl(device_rows)),
-        _card("Source", _dl(src_rows)),
+        card_html("Images", dl_html(img_rows)),
+        card_html("Model", dl_html(model_rows)),
+        card_html("Weights", dl_html(weight_rows)),
+        card_html("Preprocessing", dl_html(prep_rows)),
+        card_html("Device", dl_html(device_rows)),
+        card_html("Source", dl_html(src_rows)),
     ]
     export = data.export
     if export:
         rows = []
         for k, v in export.items():
-            text = _esc(fmt_value(run_rel(data.run_dir, v)))
+            text = esc(fmt_value(run_rel(data.run_dir, v)))
             if isinstance(v, str) and ("path" in k or "dir" in k or "repo" in k):
                 text = f"<code>{text}</code>"
             rows.append((k.replace("_", " "), text))
-        cards.append(_card("Export", _dl(rows)))
+        cards.append(card_html("Export", dl_html(rows)))
 
     timings = _timings_table(data)
     return (
@@ -157,7 +157,7 @@ def _summary(data: RunData, href: dict[str, str]) -> str:
     )
 
 
-def _metrics_table(data: RunData) -> str:
+def metrics_table(data: RunData) -> str:
     methods = list(data.methods)
     for m in data.metrics.get("methods") or {}:
         if m not in methods:
@@ -166,7 +166,7 @@ def _metrics_table(data: RunData) -> str:
         return '<section id="metrics"><h2>Metrics</h2><p class="dm-empty">No maps in this run yet.</p></section>'
     columns = [
         (key, title)
-        for key, title in _METRIC_COLUMNS
+        for key, title in METRIC_COLUMNS
         if any(data.method_metrics(m).get(key) is not None for m in methods)
     ]
     extra_keys = sorted(
@@ -174,14 +174,14 @@ def _metrics_table(data: RunData) -> str:
             k
             for m in methods
             for k, v in data.method_metrics(m).items()
-            if k not in {c[0] for c in _METRIC_COLUMNS} | {"params"}
+            if k not in {c[0] for c in METRIC_COLUMNS} | {"params"}
             and isinstance(v, int | float)
             and not isinstance(v, bool)
         }
     )
-    head = "".join(f"<th>{_esc(t)}</th>" for _, t in columns)
+    head = "".join(f"<th>{esc(t)}</th>" for _, t in columns)
     head += "".join(
-        f"<th>{_esc(k.replace('_seconds', ' time').replace('_', ' '))}</th>" for k in extra_keys
+        f"<th>{esc(k.replace('_seconds', ' time').replace('_', ' '))}</th>" for k in extra_keys
     )
     rows = []
     for m in methods:
@@ -190,16 +190,16 @@ def _metrics_table(data: RunData) -> str:
         for key, _ in columns:
             v = entry.get(key)
             text = fmt_seconds(v) if key == "fit_seconds" and v is not None else fmt_number(v)
-            cells.append(f"<td class='num' data-key='{key}'>{_esc(text)}</td>")
-        cells += [f"<td class='num'>{_esc(_metric_text(k, entry.get(k)))}</td>" for k in extra_keys]
+            cells.append(f"<td class='num' data-key='{key}'>{esc(text)}</td>")
+        cells += [f"<td class='num'>{esc(metric_text(k, entry.get(k)))}</td>" for k in extra_keys]
         params = entry.get("params")
         ptxt = params_text(params) if isinstance(params, Mapping) else ""
         rows.append(
-            f"<tr data-method='{_esc(m)}'><th>{_esc(method_title(m))}</th>{''.join(cells)}"
-            f"<td class='params'>{_esc(ptxt)}</td></tr>"
+            f"<tr data-method='{esc(m)}'><th>{esc(method_title(m))}</th>{''.join(cells)}"
+            f"<td class='params'>{esc(ptxt)}</td></tr>"
         )
     n = data.metrics.get("n_samples")
-    note = f"<p>Computed on {_esc(fmt_number(n))} samples.</p>" if n is not None else ""
+    note = f"<p>Computed on {esc(fmt_number(n))} samples.</p>" if n is not None else ""
     note += _small_n_note(data)
     if data.metrics.get("random_init") or data.random_init:
         note += '<p><span class="dm-badge danger">random-init weights: metrics describe an untrained model</span></p>'
@@ -231,29 +231,29 @@ def _small_n_note(data: RunData) -> str:
         items.append(f"metrics: {small['metrics']}")
     if not items:
         return ""
-    lis = "".join(f"<li>{_esc(t)}</li>" for t in items)
+    lis = "".join(f"<li>{esc(t)}</li>" for t in items)
     return (
-        f"<div id='small-n'><p>Defaults adapted to {_esc(fmt_number(small.get('n_samples')))} "
+        f"<div id='small-n'><p>Defaults adapted to {esc(fmt_number(small.get('n_samples')))} "
         f"images (values you set are never changed):</p><ul>{lis}</ul></div>"
     )
 
 
-def _map_section(data: RunData) -> str:
+def map_section(data: RunData) -> str:
     if not data.methods:
         skipped = (data.info.get("maps") or {}).get("skipped")
         why = (
-            f"No 2-D maps in this run: {_esc(skipped)}"
+            f"No 2-D maps in this run: {esc(skipped)}"
             if skipped
             else "No 2-D maps in this run yet: run the maps stage, then the report again."
         )
         return f'<section id="map"><h2>Interactive map</h2><p class="dm-empty">{why}</p></section>'
 
     tabs = "".join(
-        f'<button type="button" data-method="{_esc(m)}" aria-pressed="false">{_esc(method_title(m))}</button>'
+        f'<button type="button" data-method="{esc(m)}" aria-pressed="false">{esc(method_title(m))}</button>'
         for m in data.methods
     )
     second = "".join(
-        f'<option value="{_esc(m)}">{_esc(method_title(m))}</option>' for m in data.methods
+        f'<option value="{esc(m)}">{esc(method_title(m))}</option>' for m in data.methods
     )
     options = []
     if data.labels is not None:
@@ -327,13 +327,13 @@ def _map_section(data: RunData) -> str:
 </section>"""
 
 
-def _plots_section(data: RunData, href: dict[str, str]) -> str:
+def plots_section(data: RunData, href: dict[str, str]) -> str:
     figs = []
     for caption, rel in data.iter_plots():
         src = href.get(rel, rel)
         figs.append(
-            f'<figure><img src="{_esc(src)}" alt="{_esc(caption)} map" loading="lazy">'
-            f"<figcaption>{_esc(caption)} — <code>{_esc(rel)}</code></figcaption></figure>"
+            f'<figure><img src="{esc(src)}" alt="{esc(caption)} map" loading="lazy">'
+            f"<figcaption>{esc(caption)} — <code>{esc(rel)}</code></figcaption></figure>"
         )
     body = (
         f'<div class="dm-plots">{"".join(figs)}</div>'

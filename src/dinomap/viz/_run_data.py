@@ -25,8 +25,8 @@ from dinomap.store.staleness import stale_outputs
 from dinomap.viz._stage_records import (
     CLUSTERS_FILE,
     DownstreamData,
-    _read_downstream,
-    _read_export,
+    read_downstream,
+    read_export,
 )
 
 __all__ = [
@@ -305,8 +305,8 @@ def read_run_data(run_dir: str | os.PathLike[str]) -> RunData:
         clusters=_read_clusters(run, paths),
         n_failed=_count_errors(run),
         plots=_find_plots(run),
-        export=_read_export(run, info),
-        downstream=_read_downstream(run, paths, labels),
+        export=read_export(run, info),
+        downstream=read_downstream(run, paths, labels),
         stamp=stamp,
         stale=stale_outputs(run, metrics, now=stamp),
     )

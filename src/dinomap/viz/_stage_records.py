@@ -95,7 +95,7 @@ def _count_duplicate_groups(path: Path) -> dict[str, Any]:
     }
 
 
-def _read_downstream(
+def read_downstream(
     run_dir: Path, paths: list[str], labels: list[str | None] | None
 ) -> DownstreamData:
     files = {
@@ -146,7 +146,7 @@ def _read_downstream(
     )
 
 
-def _read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
+def read_export(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Any]:
     """The export section: ``run.json["export"]`` plus what the repository's metadata says."""
     export: dict[str, Any] = dict(info["export"]) if isinstance(info.get("export"), Mapping) else {}
     repo_hint = export.get("repository") or export.get("repository_path")

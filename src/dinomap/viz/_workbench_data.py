@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dinomap.store import layout
-from dinomap.viz._page_data import NO_LABEL, _b64, _code_dtype, _outlier_coloring
+from dinomap.viz._page_data import NO_LABEL, b64, code_dtype, outlier_coloring
 
 __all__: list[str] = []
 
@@ -43,20 +43,6 @@ NEIGHBOR_LIMIT = 250_000
 LABEL_ISSUES_FILE = layout.LABEL_ISSUES_FILE
 #: What the page shows for a point without a value in a source column.
 NO_VALUE = "(none)"
-
-
-def display_paths(paths: Sequence[str], run_dir: Path) -> tuple[list[str], np.ndarray]:
-    """Paths relative to the run where they point inside it, and which ones were changed."""
-    root = str(run_dir.resolve()).rstrip("/") + "/"
-    out: list[str] = []
-    inside = np.zeros(len(paths), dtype=bool)
-    for i, p in enumerate(paths):
-        if p.startswith(root):
-            out.append(p[len(root) :])
-            inside[i] = True
-        else:
-            out.append(p)
-    return out, inside
 
 
 def page_neighbors(
@@ -146,7 +132,7 @@ def _read_duplicate_groups(run_dir: Path, paths: Sequence[str]) -> dict[str, Any
     codes = np.asarray([lookup.get(group_of.get(p, ""), -1) for p in paths], dtype=np.int32)
     if not (codes >= 0).any():
         return None
-    return {"names": names, "codes": _b64(codes)}
+    return {"names": names, "codes": b64(codes)}
 
 
 #: A field with more distinct values than this stays in metadata.parquet, out of the page.
@@ -185,8 +171,8 @@ def _read_fields(run_dir: Path, paths: Sequence[str]) -> list[dict[str, Any]] | 
             remap = np.empty(len(names), dtype=np.int64)
             remap[order] = np.arange(len(names))
             codes_raw, names = remap[codes_raw], [names[k] for k in order]
-        codes = np.asarray(codes_raw, dtype=_code_dtype(len(names)))
-        out.append({"name": str(column), "names": names, "codes": _b64(codes),
+        codes = np.asarray(codes_raw, dtype=code_dtype(len(names)))
+        out.append({"name": str(column), "names": names, "codes": b64(codes),
                     "bytes": codes.itemsize,  # one value per point (an id) is no class
                     "filter": len(names) <= min(FIELD_FILTER_MAX, len(values) - 1)})  # fmt: skip
     return out or None
@@ -204,8 +190,8 @@ def workbench_payload(
         ids, sims = neighbors
         out["neighbors"] = {
             "k": int(ids.shape[1]),
-            "ids": _b64(_uint24(ids)),
-            "sims_q8": _b64(quantise_similarity(sims)),
+            "ids": b64(_uint24(ids)),
+            "sims_q8": b64(quantise_similarity(sims)),
         }
     elif len(paths) > NEIGHBOR_LIMIT:
         out["neighbors_note"] = (
@@ -213,7 +199,7 @@ def workbench_payload(
         )
     issues = _read_label_issues(run_dir, paths) if paths else None
     if issues is not None:
-        coloring = _outlier_coloring(issues["scores"])
+        coloring = outlier_coloring(issues["scores"])
         if coloring is not None:
             names = list(label_names or [])
             lookup = {n: k for k, n in enumerate(names)}
@@ -224,8 +210,8 @@ def workbench_payload(
                     lookup[text] = len(names)
                     names.append(text)
                 sugg.append(lookup[text])
-            codes = np.asarray(sugg, dtype=_code_dtype(len(names)))
-            coloring["suggested"] = {"names": names, "codes": _b64(codes), "bytes": codes.itemsize}
+            codes = np.asarray(sugg, dtype=code_dtype(len(names)))
+            coloring["suggested"] = {"names": names, "codes": b64(codes), "bytes": codes.itemsize}
             out["label_issues"] = coloring
     out["duplicates"] = _read_duplicate_groups(run_dir, paths) if paths else None
     out["fields"] = _read_fields(run_dir, paths)

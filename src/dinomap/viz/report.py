@@ -37,16 +37,16 @@ import numpy as np
 from dinomap._validation import check_positive_int
 from dinomap.store import ERRORS_FILE, atomic_write_text
 from dinomap.store.layout import REPORT_FILE, THUMBS_DIR
-from dinomap.viz._downstream_sections import OUTLIER_ROWS, _downstream_section
+from dinomap.viz._downstream_sections import OUTLIER_ROWS, downstream_section
 from dinomap.viz._format import fmt_number
-from dinomap.viz._html import _esc
-from dinomap.viz._page_data import _categories, _json_for_script, _payload
+from dinomap.viz._html import esc
+from dinomap.viz._page_data import categories, json_for_script, page_payload
 from dinomap.viz._report_sections import (
-    _banner,
-    _map_section,
-    _metrics_table,
-    _plots_section,
-    _summary,
+    banner_html,
+    map_section,
+    metrics_table,
+    plots_section,
+    summary_html,
 )
 from dinomap.viz._run_data import RunData, read_run_data
 from dinomap.viz._thumbs import ThumbSheets, make_thumbnail_loader, write_thumb_sheets
@@ -174,42 +174,42 @@ def render_report_html(
     """
     base = Path(page_dir) if page_dir is not None else data.run_dir
     href = _links(data, base, self_contained)
-    label_names = _categories(data.labels)[0] if data.labels is not None else None
+    label_names = categories(data.labels)[0] if data.labels is not None else None
     extra = workbench_payload(data.run_dir, data.paths, label_names, neighbors)
-    payload = _payload(data, _thumbs_payload(sheets, base, self_contained), extra)
+    payload = page_payload(data, _thumbs_payload(sheets, base, self_contained), extra)
     title = f"dinomap report — {data.run_dir.resolve().name}"
-    downstream = _downstream_section(data, href)
+    downstream = downstream_section(data, href)
     body = "\n".join(
         [
-            _map_section(data),
-            _summary(data, href),
-            _metrics_table(data),
-            _plots_section(data, href),
+            map_section(data),
+            summary_html(data, href),
+            metrics_table(data),
+            plots_section(data, href),
             downstream,
         ]
     )
     try:
-        from dinomap import __version__
+        from dinomap._version import __version__
     except ImportError:  # pragma: no cover
         __version__ = "unknown"
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = (
-        f"Written by dinomap {_esc(__version__)} on {now} from <code>{_esc(data.run_dir)}</code>. "
+        f"Written by dinomap {esc(__version__)} on {now} from <code>{esc(data.run_dir)}</code>. "
         "Works offline: no script, style or font is fetched from the network."
     )
     page = _asset("report.html")
     replacements = {
-        "<!--@VERSION-->": _esc(__version__),
-        "<!--@TITLE-->": _esc(title),
-        "<!--@SUBTITLE-->": _esc(" · ".join(str(p) for p in _subtitle_parts(data))),
+        "<!--@VERSION-->": esc(__version__),
+        "<!--@TITLE-->": esc(title),
+        "<!--@SUBTITLE-->": esc(" · ".join(str(p) for p in _subtitle_parts(data))),
         "<!--@RANDOM_INIT-->": "true" if data.random_init else "false",
-        "<!--@BANNER-->": _banner(data),
+        "<!--@BANNER-->": banner_html(data),
         "<!--@NAV-->": '<a href="#downstream">Downstream</a>' if downstream else "",
         "<!--@BODY-->": body,
         "<!--@FOOTER-->": footer,
         "/*@CSS*/": _asset("report.css"),
         "/*@JS*/": _script(),
-        "<!--@DATA-->": _json_for_script(payload),
+        "<!--@DATA-->": json_for_script(payload),
     }
     return _fill_markers(page, replacements)
 
