@@ -1,4 +1,5 @@
-"""Fixtures of the maps tests: Gaussian clusters and a tiny run directory."""
+"""Fixtures of the maps tests: a tiny run directory (the Gaussian clusters are in the suite's
+conftest, shared with the reducer tests)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,11 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from dinomap.store import atomic_write_json, write_shard
 
-#: t-SNE settings that keep the fast tests fast (the defaults run 250 + 750 iterations).
-FAST_TSNE = {"n_iter": 100, "early_exaggeration_iter": 100, "perplexity": 10}
-
-
-def clusters(
-    n: int = 300, dim: int = 32, k: int = 5, seed: int = 0, spread: float = 4.0
-) -> tuple[np.ndarray, list[str]]:
-    """``n`` points in ``k`` well-separated Gaussian clusters; labels ``c0``, ``c1``, ..."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=spread, size=(k, dim))
-    y = np.arange(n) % k
-    X = (centres[y] + rng.normal(size=(n, dim))).astype(np.float32)
-    return X, [f"c{v}" for v in y]
-
-
-@pytest.fixture
-def make_clusters() -> Callable[..., tuple[np.ndarray, list[str]]]:
-    return clusters
-
-
-@pytest.fixture
-def fast_tsne() -> dict[str, int]:
-    return dict(FAST_TSNE)
+from ..conftest import clusters
 
 
 @pytest.fixture
