@@ -1,14 +1,14 @@
 # dinomap: two commands on a fresh machine.
 #   make demo   set up, then run the whole pipeline on the built-in demo data
-#   make test   set up, then run lint, type checks and the fast test suite
+#   make test   set up, then run lint, type checks, the docs build and the fast test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dinomap-installed
-EXTRAS := dev,export,search,report,openvino,ray,s3,torchdr
+EXTRAS := dev,docs,export,search,report,openvino,ray,s3,torchdr
 OUT    ?= runs/demo
 
-.PHONY: setup system-packages demo test test-slow lint bench clean
+.PHONY: setup system-packages demo test test-slow lint docs bench clean
 
 setup: $(STAMP)
 
@@ -41,7 +41,11 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The documentation site: a broken link, anchor or API reference fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: setup
@@ -53,4 +57,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_report.py --out benchmarks/results/bench_report.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache .ruff_cache test-artifacts
