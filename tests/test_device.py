@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,6 +37,25 @@ def test_every_stage_uses_the_one_resolver() -> None:
 
     for module in (neural_base, tsne_nn, parametric_umap):
         assert module.resolve_device is resolve_device, module.__name__
+    # and the neural mappers' fits call it (a spy in its place stops each fit)
+    from dinomap import ParametricUMAP, TSNEApproximator
+
+    class Called(Exception):
+        pass
+
+    def spy(*args: object, **kwargs: object) -> None:
+        raise Called
+
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (neural_base, tsne_nn, parametric_umap):
+            mp.setattr(module, "resolve_device", spy)
+        for fit in (
+            lambda: TSNEApproximator(random_state=0).fit(X, X[:, :2]),
+            lambda: ParametricUMAP(random_state=0).fit(X),
+        ):
+            with pytest.raises(Called):
+                fit()
     # embedding resolves through its engine: here for the local one, the workers' for Ray
     assert extract.engine_device is ray_engine.engine_device
     for wanted in ("auto", "cpu"):
