@@ -60,6 +60,9 @@ if TYPE_CHECKING:  # pragma: no cover - the class below, as type checkers see it
         """An estimator was used before ``fit``."""
 
 else:
+    import threading
+
+    _MAKE_LOCK = threading.Lock()
 
     def __getattr__(name: str) -> Any:
         """``NotFittedError`` subclasses scikit-learn's (so ``except
@@ -67,15 +70,16 @@ else:
         dinomap loads no scikit-learn."""
         if name != "NotFittedError":
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+        with _MAKE_LOCK:  # one class, even when two threads ask at once
+            if "NotFittedError" not in globals():
+                from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
-        cls = type(
-            "NotFittedError",
-            (DinomapError, SklearnNotFittedError),
-            {"__doc__": "An estimator was used before ``fit``.", "__module__": __name__},
-        )
-        globals()["NotFittedError"] = cls
-        return cls
+                globals()["NotFittedError"] = type(
+                    "NotFittedError",
+                    (DinomapError, SklearnNotFittedError),
+                    {"__doc__": "An estimator was used before ``fit``.", "__module__": __name__},
+                )
+        return globals()["NotFittedError"]
 
 
 class MissingDependencyError(DinomapError, ImportError):
