@@ -1,4 +1,4 @@
-"""The exported repository on a real Triton server: its ensembles, configs and the README client.
+"""The exported repository on a real Triton server: its ensembles, configs and the documented client (docs/export.md).
 
 The server is the ``tritonserver`` binary of the nvidia-pytriton wheel (Python backend only):
 each TorchScript / ONNX member is served by a Python-backend ``model.py`` that loads the
@@ -26,7 +26,7 @@ from dinomap.export import ExportResult
 from . import triton_server
 from .conftest import real_like_images, tiny_encoder, tiny_mapper
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "export.md"  # the serving page
 
 
 def _client_module() -> Any:
@@ -77,7 +77,7 @@ def _readme_client_snippet() -> str:
     text = README.read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     found = [b for b in blocks if "tritonclient.http" in b and "dino_pipeline" in b]
-    assert len(found) == 1, "the README must hold one tritonclient[http] client snippet"
+    assert len(found) == 1, "docs/export.md must hold one tritonclient[http] client snippet"
     return found[0]
 
 
@@ -108,7 +108,7 @@ def test_readme_client_snippet_against_the_server(server: Any, eager: dict[str, 
     snippet = _readme_client_snippet().replace('url="localhost:8000"', f'url="{server.url}"')
     assert server.url in snippet, "the README snippet connects to localhost:8000"
     ns: dict[str, Any] = {}
-    exec(compile(snippet, "README.md", "exec"), ns)  # the README's own client code
+    exec(compile(snippet, "docs/export.md", "exec"), ns)  # the README's own client code
     want = _pixels_to(eager, ns["pixels"])
     assert ns["emb"].shape == want["emb"].shape and ns["xy"].shape == (len(ns["pixels"]), 2)
     np.testing.assert_allclose(ns["emb"], want["emb"], atol=1e-4, rtol=0)
