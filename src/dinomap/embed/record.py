@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from dinomap._version import __version__
 from dinomap.data.sources import ImageSource
 from dinomap.embed.config import EmbedConfig
 from dinomap.embed.models import (
@@ -36,17 +37,11 @@ __all__ = [
 ]
 
 
-def _dinomap_version() -> str:
-    from dinomap._version import __version__
-
-    return __version__
-
-
 def _versions() -> dict[str, str]:
     import timm
 
     return {
-        "dinomap": _dinomap_version(),
+        "dinomap": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -145,7 +140,7 @@ def new_run_info(
         "limit": limit,
     }
     return {
-        "dinomap_version": _dinomap_version(),
+        "dinomap_version": __version__,
         "created": (previous or {}).get("created", now_iso()),
         "updated": now_iso(),
         "status": "running",

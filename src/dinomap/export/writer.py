@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dinomap._version import __version__
 from dinomap.exceptions import DinomapError
 from dinomap.export.targets import (
     INPUT_NAME,
@@ -236,7 +237,7 @@ def export_metadata(
 ) -> dict[str, Any]:
     """The content of ``dinomap_export.json``."""
     return {
-        "dinomap_version": _version(),
+        "dinomap_version": __version__,
         "torch_version": torch.__version__,
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "random_init": bool(random_init),
@@ -389,9 +390,3 @@ def _remove_stale_models(root: Path, keep: set[str]) -> None:
         if (folder / "config.pbtxt").is_file():
             shutil.rmtree(folder)
             logger.info("removed %s, exported earlier but not now", folder)
-
-
-def _version() -> str:
-    from dinomap._version import __version__
-
-    return __version__

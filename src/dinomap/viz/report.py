@@ -35,6 +35,7 @@ from urllib.parse import quote
 import numpy as np
 
 from dinomap._validation import check_positive_int
+from dinomap._version import __version__
 from dinomap.store import ERRORS_FILE, atomic_write_text
 from dinomap.store.layout import REPORT_FILE, THUMBS_DIR
 from dinomap.viz._downstream_sections import OUTLIER_ROWS, downstream_section
@@ -188,10 +189,6 @@ def render_report_html(
             downstream,
         ]
     )
-    try:
-        from dinomap._version import __version__
-    except ImportError:  # pragma: no cover
-        __version__ = "unknown"
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = (
         f"Written by dinomap {esc(__version__)} on {now} from <code>{esc(data.run_dir)}</code>. "
